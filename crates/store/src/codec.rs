@@ -1,0 +1,1 @@
+//! Versioned binary encoding of stored records.

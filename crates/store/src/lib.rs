@@ -1,0 +1,130 @@
+//! Durable storage of presence facts, behind the [`Store`] trait.
+//!
+//! The trait is written against what the service needs — read a user's
+//! facts, apply one mutation atomically together with the user's new "next
+//! change" deadline, scan due deadlines, keep the directory — not against one
+//! engine's API. No engine type crosses it, so a Redis Cluster backend can
+//! implement it too.
+//!
+//! # Layout
+//! - [`embedded`]: the default backend: authoritative state in memory for
+//!   reads, every acknowledged write durable in a redb file first (group
+//!   commit: many writes per fsync).
+//! - [`codec`]: the versioned binary encoding of facts and directory records.
+//!
+//! Architecture invariant: this crate knows nothing of HTTP or Graph JSON.
+
+pub mod codec;
+pub mod embedded;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use presenced_domain::{Applied, Guid, Mutation, MutationError, UserFacts};
+
+/// A boxed future, so that `dyn Store` works.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One user of one tenant: the key of everything stored per user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserKey {
+    pub tenant: Guid,
+    pub user: Guid,
+}
+
+/// A tenant of the directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    pub id: Guid,
+    pub display_name: String,
+}
+
+/// A user of the directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryUser {
+    pub id: Guid,
+    pub user_principal_name: String,
+    pub display_name: String,
+}
+
+/// A tenant with its users, as a directory file declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantRecord {
+    pub tenant: Tenant,
+    pub users: Vec<DirectoryUser>,
+}
+
+/// What loading a directory did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DirectoryChange {
+    pub tenants_added: usize,
+    pub users_added: usize,
+    pub users_updated: usize,
+}
+
+/// The outcome of [`Store::apply`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    /// The mutation applied and, if it changed facts, is durable.
+    Applied(Applied),
+    /// The mutation was refused by the domain; nothing was written.
+    Refused(MutationError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage I/O failed: {0}")]
+    Io(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("the store is shutting down")]
+    Closed,
+}
+
+/// Durable storage of presence facts and the directory.
+///
+/// Every write method returns only after its effect is durable.
+pub trait Store: Send + Sync + 'static {
+    /// The stored facts of a user, or `None` if nothing was ever written.
+    fn facts(&self, key: UserKey) -> BoxFuture<'_, Result<Option<Arc<UserFacts>>, StoreError>>;
+
+    /// The facts of many users of one tenant at once, in the order asked.
+    fn facts_many(
+        &self,
+        tenant: Guid,
+        users: Vec<Guid>,
+    ) -> BoxFuture<'_, Result<Vec<Option<Arc<UserFacts>>>, StoreError>>;
+
+    /// Applies `mutation` at `now` to the user's facts atomically, together
+    /// with the user's new "next change" deadline, and makes it durable.
+    fn apply(
+        &self,
+        key: UserKey,
+        mutation: Mutation,
+        now: Timestamp,
+    ) -> BoxFuture<'_, Result<ApplyOutcome, StoreError>>;
+
+    /// Users whose "next change" deadline is at or before `until`, earliest
+    /// first, at most `limit`.
+    fn due(&self, until: Timestamp, limit: usize) -> BoxFuture<'_, Result<Vec<(UserKey, Timestamp)>, StoreError>>;
+
+    /// Adds and updates tenants and users; users not named are kept.
+    fn load_directory(&self, records: Vec<TenantRecord>) -> BoxFuture<'_, Result<DirectoryChange, StoreError>>;
+
+    /// A user of a tenant, if the directory has it.
+    fn user(&self, key: UserKey) -> BoxFuture<'_, Result<Option<DirectoryUser>, StoreError>>;
+
+    /// Every tenant with its users.
+    fn directory(&self) -> BoxFuture<'_, Result<Vec<TenantRecord>, StoreError>>;
+
+    /// The manual clock's last reading, so a restart does not move it back.
+    fn manual_clock(&self) -> BoxFuture<'_, Result<Option<Timestamp>, StoreError>>;
+
+    /// Records the manual clock's reading durably.
+    fn set_manual_clock(&self, now: Timestamp) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Finishes every write in flight and stops accepting new ones.
+    fn close(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+}
