@@ -1,4 +1,9 @@
 //! What is stored about one user: facts with absolute instants.
+//!
+//! Plain data, encoded by the store. Instants are absolute (`expires_at`,
+//! never "time left"), so a restart or a late timer cannot skew a reading.
+//! Facts may hold things that have already expired; the view ignores them
+//! and [`crate::mutation::apply`] drops them on the next write.
 
 use jiff::Timestamp;
 
@@ -33,7 +38,9 @@ pub struct UserFacts {
 /// One app's presence session for a user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
+    /// The caller's `sessionId`: one session per id per user.
     pub id: SessionId,
+    /// The pair setPresence set; fading applies on top when it is read.
     pub state: SessionState,
     /// The last setPresence for this session; fading counts from here.
     pub refreshed_at: Timestamp,
@@ -44,7 +51,9 @@ pub struct Session {
 /// The preferred presence (setUserPreferredPresence).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Preferred {
+    /// The pair the user chose; shown as is while a session exists.
     pub state: PreferredState,
+    /// When setUserPreferredPresence was called (kept for diagnostics).
     pub set_at: Timestamp,
     /// The preference no longer applies at and after this instant.
     pub expires_at: Timestamp,
@@ -53,6 +62,8 @@ pub struct Preferred {
 /// Out-of-office as the calendar and mailbox would report it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OutOfOffice {
+    /// Turns a plain Available or Offline activity into `OutOfOffice`.
     pub is_out_of_office: bool,
+    /// The automatic-reply text, always returned (`null` when `None`).
     pub message: Option<String>,
 }

@@ -19,9 +19,11 @@
 //! - [`ids`]: GUIDs and session ids.
 //! - [`facts`]: what is stored about one user.
 //! - [`status`]: status messages and their expiry in a named time zone.
+//! - [`windows_zones`]: Windows time zone names mapped to IANA zones (CLDR).
 //! - [`location`]: work-location signals and their aggregation.
 //! - [`mutation`]: the changes an API call can make, applied to facts.
-//! - [`view`]: the derived presence, `sequenceNumber`, and the next change.
+//! - [`view`]: the derived presence and the next change.
+//! - [`sequence`]: `sequenceNumber`, counted from the facts without timers.
 //!
 //! Architecture invariant: nothing in this crate does I/O, reads the clock,
 //! or knows Graph's JSON. `now` is always an argument.
@@ -31,15 +33,30 @@ pub mod facts;
 pub mod ids;
 pub mod location;
 pub mod mutation;
+pub mod sequence;
 pub mod status;
 pub mod values;
 pub mod view;
+pub mod windows_zones;
 
-pub use duration::{DurationError, DurationSyntax, PreferredExpiration, SessionExpiration};
+#[cfg(test)]
+mod fixtures;
+#[cfg(test)]
+mod properties;
+
+pub use duration::{
+    DurationError, DurationSyntax, ExpirationError, OutOfRange, PreferredExpiration,
+    SessionExpiration, format_duration, parse_duration,
+};
 pub use facts::{OutOfOffice, Preferred, Session, UserFacts};
-pub use ids::{Guid, SessionId, SessionIdError};
-pub use location::{LocationSignal, WorkLocationLayers, WorkLocationSource, WorkLocationType};
+pub use ids::{Guid, NotAGuid, SessionId, SessionIdError};
+pub use location::{
+    LocationSignal, WorkLocation, WorkLocationLayers, WorkLocationSource, WorkLocationType,
+    WorkLocationTypeError,
+};
 pub use mutation::{Applied, Mutation, MutationError, apply};
-pub use status::{StatusExpiry, StatusMessage, StatusMessageError, NewStatusMessage};
-pub use values::{Activity, Availability, PairError, PreferredState, SessionState, ValueError};
-pub use view::{PresenceView, Rules, derive, next_change};
+pub use status::{NewStatusMessage, StatusExpiry, StatusMessage, StatusMessageError};
+pub use values::{
+    Activity, Availability, Field, PairError, PreferredState, SessionState, StateError, ValueError,
+};
+pub use view::{PresenceView, Rules, derive, next_change, sequence_number_text};

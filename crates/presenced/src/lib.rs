@@ -1,1 +1,16 @@
+//! presenced: a self-hostable presence service that speaks the Microsoft
+//! Graph presence API.
+//!
+//! # Layout
+//! - [`api`]: the only module that knows Graph's URLs, JSON and errors.
+//! - [`clock`]: the system or manual clock presence runs on.
+//! - [`directory`]: the directory file (tenants and users).
+//! - [`server`]: start-up, serving, shutdown.
+//!
+//! The presence rules live in `presenced-domain`, storage in
+//! `presenced-store`, tokens in `presenced-identity`.
 
+pub mod api;
+pub mod clock;
+pub mod directory;
+pub mod server;

@@ -1,1 +1,165 @@
-fn main(){}
+//! The `presenced` command: `serve` runs the server, `token` mints a
+//! development access token.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use jiff::SignedDuration;
+use presenced::api::throttle::Limit;
+use presenced::clock::ClockKind;
+use presenced::server::{ServeConfig, serve};
+use presenced_domain::duration::parse_duration;
+use presenced_domain::{DurationSyntax, Guid, Rules};
+use presenced_identity::{DevIssuerKey, Subject, TokenRequest};
+
+#[derive(Parser)]
+#[command(
+    name = "presenced",
+    version,
+    about = "A presence service that speaks the Microsoft Graph presence API."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Print one development access token signed with the data directory's key.
+    Token(TokenArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Where the store and the signing key live.
+    #[arg(long, env = "PRESENCED_DATA_DIR", default_value = "./presenced-data")]
+    data_dir: PathBuf,
+    /// The address to serve plain HTTP on.
+    #[arg(long, env = "PRESENCED_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// A directory file of tenants and users to load (adds and updates).
+    #[arg(long, env = "PRESENCED_DIRECTORY")]
+    directory: Option<PathBuf>,
+    /// `manual` starts at the real time and moves only by POST /admin/clock.
+    #[arg(long, env = "PRESENCED_CLOCK", value_enum, default_value = "system")]
+    clock: ClockKind,
+    /// Requests per app per tenant: `off`, or REQUESTS/SECONDSs.
+    #[arg(long, env = "PRESENCED_THROTTLE", default_value = "1500/30s")]
+    throttle: String,
+    /// How long after its last refresh an Available session reads AvailableInactive.
+    #[arg(long, env = "PRESENCED_FADE_INACTIVE", default_value = "PT5M")]
+    fade_inactive: String,
+    /// How long after its last refresh an Available session reads Away.
+    #[arg(long, env = "PRESENCED_FADE_AWAY", default_value = "PT10M")]
+    fade_away: String,
+    /// Also accept the Python SDK's timedelta text ("8:00:00") as a duration.
+    #[arg(long, env = "PRESENCED_ACCEPT_PYTHON_DURATIONS")]
+    accept_python_durations: bool,
+}
+
+#[derive(Args)]
+struct TokenArgs {
+    #[arg(long)]
+    tenant: String,
+    #[arg(long)]
+    app: String,
+    /// The signed-in user (delegated token); needs --scopes.
+    #[arg(long, requires = "scopes", conflicts_with = "roles")]
+    user: Option<String>,
+    /// Delegated permissions, space-separated.
+    #[arg(long, requires = "user")]
+    scopes: Option<String>,
+    /// Application permissions, space-separated.
+    #[arg(long, required_unless_present = "user")]
+    roles: Option<String>,
+    #[arg(long, default_value = "PT1H")]
+    lifetime: String,
+    #[arg(long, env = "PRESENCED_DATA_DIR", default_value = "./presenced-data")]
+    data_dir: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => run_serve(args),
+        Command::Token(args) => run_token(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("presenced: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn duration_flag(name: &str, text: &str) -> anyhow::Result<SignedDuration> {
+    parse_duration(text, DurationSyntax::Iso8601).map_err(|e| anyhow::anyhow!("--{name}: {e}"))
+}
+
+fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rules = Rules {
+        fade_to_inactive: duration_flag("fade-inactive", &args.fade_inactive)?,
+        fade_to_away: duration_flag("fade-away", &args.fade_away)?,
+    };
+    if rules.fade_to_away <= rules.fade_to_inactive {
+        anyhow::bail!("--fade-away must be longer than --fade-inactive");
+    }
+    let config = ServeConfig {
+        data_dir: args.data_dir,
+        listen: args.listen,
+        directory: args.directory,
+        clock: args.clock,
+        throttle: Limit::parse(&args.throttle).map_err(|e| anyhow::anyhow!("--throttle: {e}"))?,
+        rules,
+        durations: if args.accept_python_durations {
+            DurationSyntax::AlsoPythonTimedelta
+        } else {
+            DurationSyntax::Iso8601
+        },
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve(config))
+}
+
+fn run_token(args: TokenArgs) -> anyhow::Result<()> {
+    let guid = |flag: &str, text: &str| {
+        Guid::parse(text).ok_or_else(|| anyhow::anyhow!("--{flag}: '{text}' is not a GUID"))
+    };
+    let words = |text: &str| {
+        text.split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let subject = match (&args.user, &args.scopes, &args.roles) {
+        (Some(user), Some(scopes), None) => Subject::Delegated {
+            user: guid("user", user)?,
+            scopes: words(scopes),
+        },
+        (None, None, Some(roles)) => Subject::Application {
+            roles: words(roles),
+        },
+        _ => anyhow::bail!("give either --user with --scopes, or --roles"),
+    };
+    let request = TokenRequest {
+        tenant: guid("tenant", &args.tenant)?,
+        app: guid("app", &args.app)?,
+        subject,
+        lifetime: duration_flag("lifetime", &args.lifetime)?,
+    };
+    let key = DevIssuerKey::load_or_create(&args.data_dir)?;
+    println!("{}", key.mint(&request, jiff::Timestamp::now())?);
+    Ok(())
+}

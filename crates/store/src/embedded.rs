@@ -1,1 +1,506 @@
-//! The embedded backend (redb).
+//! The embedded backend: memory answers reads, a redb file makes writes
+//! durable, and one writer thread group-commits them.
+//!
+//! # How a write goes
+//! [`Store::apply`] takes the user's shard lock, decodes the user's record,
+//! applies the mutation with [`presenced_domain::apply`], computes the new
+//! deadline with [`presenced_domain::next_change`], then — still under the
+//! lock — enqueues the new record to the writer and replaces it in memory.
+//! Holding the lock across both steps is what keeps one user's writes in the
+//! same order in memory and in the file. The lock is released and the call
+//! awaits the writer's acknowledgement, which comes only after the commit
+//! that carries it has been fsynced: nothing is acknowledged that lives only
+//! in memory. A mutation that changes nothing writes nothing, but still waits
+//! until every write queued before it is durable (a barrier), since what it
+//! answers may rest on one of them.
+//!
+//! Reads see the newest state in memory, which may run a commit ahead of the
+//! file. If a commit fails, the store turns failed and every later call —
+//! reads included — returns [`StoreError::Io`], so state that never reached
+//! the file is not served.
+//!
+//! `due()` scans the `deadline_userkey` table in a read transaction rather
+//! than a mirror in memory: it costs no memory per user and never waits for
+//! the writer, and it sees committed rows only (a write still in its group
+//! commit shows up a moment later; a row may name a deadline that a pending
+//! write is moving, which [`Store::advance_deadline`] tolerates).
+//!
+//! # Files
+//! - `directory`: loading and listing the directory.
+//! - `memory`: the sharded sets of encoded records, and the lock choice.
+//! - `tables`: the redb tables, their keys, and start-up loading.
+//! - `writer`: the writer thread (group commit).
+//!
+//! This module knows no HTTP and no JSON; the meaning of facts is the
+//! domain's, the meaning of bytes the codec's.
+
+mod directory;
+mod memory;
+mod tables;
+#[cfg(test)]
+mod tests;
+mod writer;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::thread::JoinHandle;
+
+use jiff::Timestamp;
+use presenced_domain::{Guid, Mutation, Rules, UserFacts};
+use redb::{Database, ReadableDatabase};
+use tokio::sync::oneshot;
+
+use self::memory::{Memory, Resident};
+use self::tables::{DEADLINE_USERKEY, io, user_key_bytes};
+use self::writer::{Message, Op, Shared};
+use crate::{
+    ApplyOutcome, BoxFuture, DirectoryChange, DirectoryUser, Store, StoreError, Tenant,
+    TenantRecord, UserKey, codec,
+};
+
+pub use self::tables::FILE_NAME;
+
+/// Counters of the writer thread, for tests and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreStats {
+    /// Write transactions committed (each one fsync).
+    pub commits: u64,
+    /// Writes those transactions carried; `writes / commits` is the mean batch.
+    pub writes: u64,
+    /// The most writes one transaction carried.
+    pub largest_batch: u64,
+}
+
+/// Tunables of the embedded store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmbeddedConfig {
+    /// redb's page cache, in bytes. Reads are served from memory, so the
+    /// cache only speeds up commits (which read the B-tree pages they
+    /// change) and `due()`; pages it misses come from the OS page cache.
+    /// redb's own default (1 GiB) would keep most of the file resident after
+    /// start-up, which reads every page once.
+    pub cache_bytes: usize,
+}
+
+impl Default for EmbeddedConfig {
+    fn default() -> Self {
+        EmbeddedConfig {
+            cache_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// The acknowledgement a caller awaits once its write is queued.
+type Pending = oneshot::Receiver<Result<(), StoreError>>;
+
+/// The embedded store. Open it with [`EmbeddedStore::open`].
+pub struct EmbeddedStore {
+    /// Every user's record and directory entry, encoded; what reads use.
+    memory: Memory,
+    /// The directory's tenants: few, read by `directory()` only.
+    tenants: RwLock<BTreeMap<Guid, Tenant>>,
+    /// Serialises directory loads, so that the counts each one reports and
+    /// the order its rows reach the writer agree with memory.
+    directory_writes: Mutex<()>,
+    /// The manual clock's last recorded reading; the lock also orders the
+    /// readings sent to the writer.
+    manual_clock: Mutex<Option<Timestamp>>,
+    /// The presence rules that `apply` and `next_change` need.
+    rules: Rules,
+    /// The writer's queue; `None` only while the store is being dropped.
+    queue: Option<Sender<Message>>,
+    /// Open/closed/failed state and counters, shared with the writer.
+    shared: Arc<Shared>,
+    /// The file, for `due()`'s read transactions; taken out by `close()` so
+    /// the file is released even while handles to the store remain.
+    db: RwLock<Option<Arc<Database>>>,
+    /// The writer thread, joined by `close()` or on drop.
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The result of the synchronous part of a write.
+enum Step<T> {
+    /// Nothing to wait for.
+    Done(T),
+    /// The answer, once the queued write is durable.
+    Wait(T, Pending),
+}
+
+impl EmbeddedStore {
+    /// Opens (creating it if needed) the store in `dir`: the directory, and
+    /// the single file [`FILE_NAME`] inside it, with the default
+    /// [`EmbeddedConfig`].
+    ///
+    /// This blocks: it opens the file (redb repairs it after a crash), reads
+    /// every record into memory and starts the writer thread. Calling it from
+    /// inside a tokio runtime is fine at start-up (nothing here needs the
+    /// runtime); elsewhere, call it through `spawn_blocking`.
+    pub fn open(dir: &Path, rules: Rules) -> Result<Arc<EmbeddedStore>, StoreError> {
+        Self::open_with(dir, rules, EmbeddedConfig::default())
+    }
+
+    /// [`EmbeddedStore::open`] with an explicit configuration.
+    pub fn open_with(
+        dir: &Path,
+        rules: Rules,
+        config: EmbeddedConfig,
+    ) -> Result<Arc<EmbeddedStore>, StoreError> {
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let db = Database::builder()
+            .set_cache_size(config.cache_bytes)
+            .create(dir.join(FILE_NAME))
+            .map_err(io)?;
+        tables::prepare(&db)?;
+        let memory = Memory::new();
+        let loaded = tables::load(&db, &memory)?;
+        let db = Arc::new(db);
+        let shared = Arc::new(Shared::default());
+        let (queue, receiver) = mpsc::channel();
+        let writer = writer::spawn(Arc::clone(&db), receiver, Arc::clone(&shared)).map_err(io)?;
+        Ok(Arc::new(EmbeddedStore {
+            memory,
+            tenants: RwLock::new(loaded.tenants),
+            directory_writes: Mutex::new(()),
+            manual_clock: Mutex::new(loaded.manual_clock),
+            rules,
+            queue: Some(queue),
+            shared,
+            db: RwLock::new(Some(db)),
+            writer: Mutex::new(Some(writer)),
+        }))
+    }
+
+    /// True while the store accepts calls: not closed, no commit failed.
+    pub fn is_ready(&self) -> bool {
+        self.shared.is_open()
+    }
+
+    /// The writer's counters.
+    pub fn stats(&self) -> StoreStats {
+        self.shared.stats()
+    }
+
+    /// How many users have stored facts (walks every shard: for tests and
+    /// occasional metrics, not for a request path).
+    pub fn user_count(&self) -> usize {
+        self.memory.facts_len()
+    }
+
+    /// Queues `op`; the receiver answers once it is durable.
+    fn send(&self, op: Op) -> Result<Pending, StoreError> {
+        let (ack, pending) = oneshot::channel();
+        let queue = self.queue.as_ref().ok_or(StoreError::Closed)?;
+        queue
+            .send(Message::Write(op, ack))
+            .map_err(|_| self.shared.unavailable())?;
+        Ok(pending)
+    }
+
+    /// Waits until a queued write is durable.
+    async fn durable(&self, pending: Pending) -> Result<(), StoreError> {
+        match pending.await {
+            Ok(result) => result,
+            // The writer ended without answering: closed, or failed.
+            Err(_) => Err(self.shared.unavailable()),
+        }
+    }
+
+    async fn finish<T>(&self, step: Step<T>) -> Result<T, StoreError> {
+        match step {
+            Step::Done(value) => Ok(value),
+            Step::Wait(value, pending) => self.durable(pending).await.map(|()| value),
+        }
+    }
+
+    fn facts_now(&self, key: UserKey) -> Result<Option<Arc<UserFacts>>, StoreError> {
+        let key = user_key_bytes(key);
+        let residents = memory::read(self.memory.shard(&key));
+        match residents.get(&key).and_then(Resident::facts) {
+            None => Ok(None),
+            Some(record) => Ok(Some(Arc::new(codec::decode_user_record(record)?.0))),
+        }
+    }
+
+    fn apply_in_memory(
+        &self,
+        key: UserKey,
+        mutation: Mutation,
+        now: Timestamp,
+    ) -> Result<Step<ApplyOutcome>, StoreError> {
+        self.shared.check()?;
+        let key = user_key_bytes(key);
+        let mut residents = memory::write(self.memory.shard(&key));
+        let current = residents.get(&key);
+        let (mut facts, old_deadline) = match current.and_then(Resident::facts) {
+            Some(record) => codec::decode_user_record(record)?,
+            None => (UserFacts::default(), None),
+        };
+        let applied = match presenced_domain::apply(&mut facts, mutation, now, &self.rules) {
+            Ok(applied) => applied,
+            Err(refused) => return Ok(Step::Done(ApplyOutcome::Refused(refused))),
+        };
+        if !applied.facts_changed {
+            drop(residents);
+            return Ok(Step::Wait(
+                ApplyOutcome::Applied(applied),
+                self.send(Op::Barrier)?,
+            ));
+        }
+        let new_deadline = presenced_domain::next_change(&facts, now, &self.rules);
+        let record = codec::encode_user_record(&facts, new_deadline);
+        let resident = Resident::new(&key, current.and_then(Resident::directory), Some(&record));
+        // Queue first: memory never holds a record the writer has not got.
+        let pending = self.send(Op::UserRecord {
+            key,
+            record,
+            old_deadline,
+            new_deadline,
+        })?;
+        residents.replace(resident);
+        Ok(Step::Wait(ApplyOutcome::Applied(applied), pending))
+    }
+
+    fn advance_in_memory(
+        &self,
+        key: UserKey,
+        handled: Timestamp,
+        now: Timestamp,
+    ) -> Result<Step<Option<Timestamp>>, StoreError> {
+        self.shared.check()?;
+        let key = user_key_bytes(key);
+        let mut residents = memory::write(self.memory.shard(&key));
+        let current = residents.get(&key);
+        let Some(record) = current.and_then(Resident::facts) else {
+            return Ok(Step::Done(None));
+        };
+        let (facts, old_deadline) = codec::decode_user_record(record)?;
+        if old_deadline != Some(handled) {
+            // Facts changed since: their write already moved the row.
+            return Ok(Step::Done(old_deadline));
+        }
+        let new_deadline = presenced_domain::next_change(&facts, now.max(handled), &self.rules);
+        let record = codec::replace_user_record_deadline(record, new_deadline)?;
+        let resident = Resident::new(&key, current.and_then(Resident::directory), Some(&record));
+        let pending = self.send(Op::UserRecord {
+            key,
+            record,
+            old_deadline,
+            new_deadline,
+        })?;
+        residents.replace(resident);
+        Ok(Step::Wait(new_deadline, pending))
+    }
+
+    fn set_manual_clock_in_memory(&self, now: Timestamp) -> Result<Step<()>, StoreError> {
+        self.shared.check()?;
+        let mut reading = self
+            .manual_clock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let pending = self.send(Op::ManualClock(now))?;
+        *reading = Some(now);
+        Ok(Step::Wait((), pending))
+    }
+
+    fn database(&self) -> Result<Arc<Database>, StoreError> {
+        let db = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        db.clone().ok_or_else(|| self.shared.unavailable())
+    }
+
+    async fn due_now(
+        &self,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(UserKey, Timestamp)>, StoreError> {
+        self.shared.check()?;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let db = self.database()?;
+        // A read transaction never waits for the writer, but it is blocking
+        // I/O, so it runs off the async threads.
+        let scan = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+            let txn = db.begin_read().map_err(io)?;
+            let table = txn.open_table(DEADLINE_USERKEY).map_err(io)?;
+            let mut due = Vec::new();
+            let last = tables::last_deadline_key(until);
+            for row in table.range::<&[u8; 48]>(..=&last).map_err(io)?.take(limit) {
+                due.push(tables::deadline_from_key(row.map_err(io)?.0.value())?);
+            }
+            Ok(due)
+        });
+        scan.await.map_err(io)?
+    }
+
+    async fn close_now(&self) -> Result<(), StoreError> {
+        let was_open = self.shared.close();
+        let handle = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some(handle) = handle else {
+            // Already closed (or being closed) by an earlier call.
+            return if was_open {
+                Ok(())
+            } else {
+                self.shared.check().or_else(closed_is_fine)
+            };
+        };
+        let (done, finished) = oneshot::channel();
+        if let Some(queue) = &self.queue
+            && queue.send(Message::Shutdown(done)).is_ok()
+        {
+            // The writer commits everything queued before, then answers.
+            let _ = finished.await;
+        }
+        // The thread has answered (or already ended): joining does not wait long.
+        if handle.join().is_err() {
+            tracing::error!("the store writer thread panicked");
+        }
+        self.db
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        self.shared.check().or_else(closed_is_fine)
+    }
+}
+
+/// After `close()`, the store reporting itself closed is success.
+fn closed_is_fine(error: StoreError) -> Result<(), StoreError> {
+    match error {
+        StoreError::Closed => Ok(()),
+        other => Err(other),
+    }
+}
+
+impl Drop for EmbeddedStore {
+    /// Dropping without `close()` still commits everything queued: the queue
+    /// closes, the writer drains it and ends, and the file is released.
+    fn drop(&mut self) {
+        self.queue.take();
+        let handle = self
+            .writer
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(handle) = handle
+            && handle.join().is_err()
+        {
+            tracing::error!("the store writer thread panicked");
+        }
+    }
+}
+
+impl Store for EmbeddedStore {
+    fn facts(&self, key: UserKey) -> BoxFuture<'_, Result<Option<Arc<UserFacts>>, StoreError>> {
+        Box::pin(async move {
+            self.shared.check()?;
+            self.facts_now(key)
+        })
+    }
+
+    fn facts_many(
+        &self,
+        tenant: Guid,
+        users: Vec<Guid>,
+    ) -> BoxFuture<'_, Result<Vec<Option<Arc<UserFacts>>>, StoreError>> {
+        Box::pin(async move {
+            self.shared.check()?;
+            users
+                .into_iter()
+                .map(|user| self.facts_now(UserKey { tenant, user }))
+                .collect()
+        })
+    }
+
+    fn apply(
+        &self,
+        key: UserKey,
+        mutation: Mutation,
+        now: Timestamp,
+    ) -> BoxFuture<'_, Result<ApplyOutcome, StoreError>> {
+        Box::pin(async move {
+            let step = self.apply_in_memory(key, mutation, now)?;
+            self.finish(step).await
+        })
+    }
+
+    fn due(
+        &self,
+        until: Timestamp,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<(UserKey, Timestamp)>, StoreError>> {
+        Box::pin(self.due_now(until, limit))
+    }
+
+    fn advance_deadline(
+        &self,
+        key: UserKey,
+        handled: Timestamp,
+        now: Timestamp,
+    ) -> BoxFuture<'_, Result<Option<Timestamp>, StoreError>> {
+        Box::pin(async move {
+            let step = self.advance_in_memory(key, handled, now)?;
+            self.finish(step).await
+        })
+    }
+
+    fn load_directory(
+        &self,
+        records: Vec<TenantRecord>,
+    ) -> BoxFuture<'_, Result<DirectoryChange, StoreError>> {
+        Box::pin(async move {
+            let step = self.load_directory_in_memory(records)?;
+            self.finish(step).await
+        })
+    }
+
+    fn user(&self, key: UserKey) -> BoxFuture<'_, Result<Option<DirectoryUser>, StoreError>> {
+        Box::pin(async move {
+            self.shared.check()?;
+            let user = key.user;
+            let key = user_key_bytes(key);
+            let residents = memory::read(self.memory.shard(&key));
+            residents
+                .get(&key)
+                .and_then(Resident::directory)
+                .map(|record| codec::decode_directory_user(user, record))
+                .transpose()
+        })
+    }
+
+    fn directory(&self) -> BoxFuture<'_, Result<Vec<TenantRecord>, StoreError>> {
+        Box::pin(async move {
+            self.shared.check()?;
+            self.directory_now()
+        })
+    }
+
+    fn manual_clock(&self) -> BoxFuture<'_, Result<Option<Timestamp>, StoreError>> {
+        Box::pin(async move {
+            self.shared.check()?;
+            Ok(*self
+                .manual_clock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner))
+        })
+    }
+
+    fn set_manual_clock(&self, now: Timestamp) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let step = self.set_manual_clock_in_memory(now)?;
+            self.finish(step).await
+        })
+    }
+
+    fn close(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(self.close_now())
+    }
+
+    fn is_ready(&self) -> bool {
+        EmbeddedStore::is_ready(self)
+    }
+}

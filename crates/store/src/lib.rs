@@ -108,10 +108,35 @@ pub trait Store: Send + Sync + 'static {
 
     /// Users whose "next change" deadline is at or before `until`, earliest
     /// first, at most `limit`.
-    fn due(&self, until: Timestamp, limit: usize) -> BoxFuture<'_, Result<Vec<(UserKey, Timestamp)>, StoreError>>;
+    fn due(
+        &self,
+        until: Timestamp,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<(UserKey, Timestamp)>, StoreError>>;
+
+    /// Moves the user's deadline on once the change due at `handled` has been
+    /// dealt with: if the user's deadline is still `handled`, it becomes the
+    /// first change after `max(handled, now)` (or none), durably. Returns the
+    /// user's deadline afterwards. Without this, a deadline that passes with
+    /// no write to the user would stay in [`Store::due`]'s answers for ever.
+    ///
+    /// The default does nothing and answers `None`, for backends whose
+    /// deadline index moves on by itself.
+    fn advance_deadline(
+        &self,
+        key: UserKey,
+        handled: Timestamp,
+        now: Timestamp,
+    ) -> BoxFuture<'_, Result<Option<Timestamp>, StoreError>> {
+        let _ = (key, handled, now);
+        Box::pin(async { Ok(None) })
+    }
 
     /// Adds and updates tenants and users; users not named are kept.
-    fn load_directory(&self, records: Vec<TenantRecord>) -> BoxFuture<'_, Result<DirectoryChange, StoreError>>;
+    fn load_directory(
+        &self,
+        records: Vec<TenantRecord>,
+    ) -> BoxFuture<'_, Result<DirectoryChange, StoreError>>;
 
     /// A user of a tenant, if the directory has it.
     fn user(&self, key: UserKey) -> BoxFuture<'_, Result<Option<DirectoryUser>, StoreError>>;
@@ -127,4 +152,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Finishes every write in flight and stops accepting new ones.
     fn close(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Whether the store accepts calls (for `/readyz`): false once closed or
+    /// after a failure that made it stop. The default is always ready.
+    fn is_ready(&self) -> bool {
+        true
+    }
 }

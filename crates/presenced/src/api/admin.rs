@@ -1,0 +1,147 @@
+//! Calls that are not part of Graph: health, readiness, the manual clock, and
+//! the out-of-office stand-in for the calendar and mailbox.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use presenced_domain::duration::parse_duration;
+use presenced_domain::{DurationSyntax, Guid, Mutation, OutOfOffice};
+use presenced_store::{ApplyOutcome, UserKey};
+
+use super::authz::{self, Need};
+use super::error::ApiError;
+use super::presence::{authenticate, parse_json, read_body};
+use super::{AppState, RouteName, json_response};
+
+/// `GET /healthz`: the process is up.
+pub async fn healthz() -> Response {
+    json_response(StatusCode::OK, br#"{"status":"ok"}"#.to_vec())
+}
+
+/// `GET /readyz`: the store is open and accepting work.
+pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.store.is_ready() {
+        json_response(StatusCode::OK, br#"{"status":"ready"}"#.to_vec())
+    } else {
+        ApiError::unavailable("the store is not open").into_response()
+    }
+}
+
+fn clock_body(state: &AppState) -> Response {
+    let now = state.clock.now();
+    json_response(
+        StatusCode::OK,
+        serde_json::json!({ "now": now.to_string() })
+            .to_string()
+            .into_bytes(),
+    )
+}
+
+fn manual_only(state: &AppState) -> Result<(), ApiError> {
+    if state.clock.is_manual() {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(
+            "The clock can only be read and moved here with --clock manual.",
+        ))
+    }
+}
+
+/// `GET /admin/clock` (manual clock only).
+pub async fn get_clock(State(state): State<Arc<AppState>>) -> Response {
+    let response = manual_only(&state).map(|()| clock_body(&state));
+    with_route(
+        response.unwrap_or_else(IntoResponse::into_response),
+        "/admin/clock",
+    )
+}
+
+/// `POST /admin/clock` with `{"advance":"PT5M"}` (manual clock only).
+pub async fn advance_clock(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let response = advance(&state, request)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    with_route(response, "/admin/clock")
+}
+
+async fn advance(state: &AppState, request: Request) -> Result<Response, ApiError> {
+    manual_only(state)?;
+    let (parts, body) = request.into_parts();
+    let body = read_body(&parts.headers, body).await?;
+    let body: super::dto::ClockBody = parse_json(&parts.headers, &body)?;
+    let text = body.advance.ok_or_else(|| {
+        ApiError::invalid_argument("[Advance]: The advance field is required, e.g. \"PT5M\".")
+    })?;
+    let by = parse_duration(&text, DurationSyntax::Iso8601)
+        .map_err(|e| ApiError::invalid_argument(format!("[Advance]: {e}")))?;
+    let now = state
+        .clock
+        .advance(by)
+        .ok_or_else(|| ApiError::invalid_argument("[Advance]: the clock cannot move that far."))?;
+    state.store.set_manual_clock(now).await?;
+    Ok(clock_body(state))
+}
+
+/// `PUT /admin/tenants/{tid}/users/{uid}/outOfOfficeSettings` with
+/// `{"isOutOfOffice":true,"message":"..."}`: 204. Needs an application token
+/// of that tenant with Presence.ReadWrite.All.
+pub async fn put_out_of_office(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, user)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    let response = out_of_office(&state, &tenant, &user, request)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    with_route(
+        response,
+        "/admin/tenants/{tid}/users/{uid}/outOfOfficeSettings",
+    )
+}
+
+async fn out_of_office(
+    state: &AppState,
+    tenant: &str,
+    user: &str,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let principal = authenticate(state, &parts.headers)?;
+    let tenant = Guid::parse(tenant)
+        .ok_or_else(|| ApiError::bad_request(format!("'{tenant}' is not a tenant id (a GUID).")))?;
+    let user = Guid::parse(user)
+        .ok_or_else(|| ApiError::bad_request(format!("'{user}' is not a user id (a GUID).")))?;
+    let body = read_body(&parts.headers, body).await?;
+    let body: super::dto::OutOfOfficeBody = parse_json(&parts.headers, &body)?;
+    let is_out_of_office = body.is_out_of_office.ok_or_else(|| {
+        ApiError::invalid_argument("[IsOutOfOffice]: The isOutOfOffice field is required.")
+    })?;
+    if principal.is_delegated() || principal.tenant != tenant {
+        return Err(ApiError::forbidden(
+            "Out-of-office settings need an application token of this tenant with Presence.ReadWrite.All.",
+        ));
+    }
+    authz::authorize(&principal, Need::Write, user)?;
+    let key = UserKey { tenant, user };
+    if state.store.user(key).await?.is_none() {
+        return Err(ApiError::not_found(format!(
+            "User '{user}' was not found in tenant '{tenant}'."
+        )));
+    }
+    let message = body.message.filter(|m| !m.is_empty());
+    let mutation = Mutation::SetOutOfOffice(OutOfOffice {
+        is_out_of_office,
+        message,
+    });
+    match state.store.apply(key, mutation, state.clock.now()).await? {
+        ApplyOutcome::Applied(_) => Ok(StatusCode::NO_CONTENT.into_response()),
+        ApplyOutcome::Refused(refusal) => Err(ApiError::invalid_argument(refusal.to_string())),
+    }
+}
+
+fn with_route(mut response: Response, route: &'static str) -> Response {
+    response.extensions_mut().insert(RouteName(route));
+    response
+}

@@ -1,0 +1,184 @@
+//! The HTTP API: Graph's presence URLs, the admin calls, health checks.
+//!
+//! Architecture invariant: this is the only module that knows Graph's JSON,
+//! URLs, status codes and error envelope. It turns requests into domain
+//! mutations and views into JSON; it holds no presence rule itself.
+//!
+//! Layout: [`route`] parses Graph URLs, [`dto`] holds the wire shapes,
+//! [`presence`] the Graph handlers, [`admin`] the non-Graph calls,
+//! [`authz`] the permission model, [`error`] the one error type, and
+//! [`envelope`] the outermost middleware (request ids, error bodies, the
+//! access log).
+
+pub mod admin;
+pub mod authz;
+pub mod dto;
+pub mod error;
+pub mod presence;
+pub mod route;
+pub mod throttle;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use presenced_domain::{DurationSyntax, Rules};
+use presenced_identity::Validator;
+use presenced_store::Store;
+
+use crate::clock::Clock;
+use error::ApiError;
+use throttle::Throttle;
+
+/// Everything a handler needs, shared by all requests.
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<Clock>,
+    pub validator: Arc<Validator>,
+    pub rules: Rules,
+    pub durations: DurationSyntax,
+    /// Per app per tenant request limits; `None` when switched off.
+    pub throttle: Option<Throttle>,
+}
+
+/// The route template a response was produced for, for the access log.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteName(pub &'static str);
+
+/// The whole HTTP surface; tests drive it with `oneshot`, the server serves it.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(admin::healthz))
+        .route("/readyz", get(admin::readyz))
+        .route(
+            "/admin/clock",
+            get(admin::get_clock).post(admin::advance_clock),
+        )
+        .route(
+            "/admin/tenants/{tenant}/users/{user}/outOfOfficeSettings",
+            axum::routing::put(admin::put_out_of_office),
+        )
+        .route("/v1.0/{*rest}", any(presence::dispatch))
+        .route("/beta/{*rest}", any(presence::dispatch))
+        .fallback(|| async { ApiError::for_status(StatusCode::NOT_FOUND) })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            envelope,
+        ))
+        .with_state(state)
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
+const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("client-request-id");
+
+/// The outermost middleware: gives every request its ids, renders every
+/// error in Graph's envelope, and writes the access-log line.
+pub async fn envelope(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let client_request_id = request
+        .headers()
+        .get(&CLIENT_REQUEST_ID)
+        .filter(|v| !v.is_empty())
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from_str(&request_id).expect("a uuid is a header value"));
+
+    let mut response = next.run(request).await;
+
+    let status = response.status();
+    if status.is_client_error() || status.is_server_error() {
+        let error = response
+            .extensions_mut()
+            .remove::<ApiError>()
+            .unwrap_or_else(|| ApiError::for_status(status));
+        let allow = response.headers().get(header::ALLOW).cloned();
+        response = render_error(
+            &state,
+            &error,
+            &request_id,
+            &client_request_id,
+            response.extensions().get::<RouteName>().copied(),
+        );
+        if let Some(allow) = allow {
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
+    }
+    let headers = response.headers_mut();
+    headers.insert(
+        REQUEST_ID,
+        HeaderValue::from_str(&request_id).expect("a uuid is a header value"),
+    );
+    headers.insert(CLIENT_REQUEST_ID, client_request_id);
+
+    let route = response
+        .extensions()
+        .get::<RouteName>()
+        .map_or("unmatched", |r| r.0);
+    tracing::info!(
+        method = %method,
+        route,
+        status = response.status().as_u16(),
+        latency_us = started.elapsed().as_micros() as u64,
+        request_id = %request_id,
+        "request"
+    );
+    response
+}
+
+fn render_error(
+    state: &AppState,
+    error: &ApiError,
+    request_id: &str,
+    client_request_id: &HeaderValue,
+    route: Option<RouteName>,
+) -> Response {
+    let date = state.clock.now().strftime("%Y-%m-%dT%H:%M:%S").to_string();
+    let body = serde_json::json!({
+        "error": {
+            "code": error.code,
+            "message": error.message,
+            "innerError": {
+                "date": date,
+                "request-id": request_id,
+                "client-request-id": client_request_id.to_str().unwrap_or(request_id),
+            }
+        }
+    });
+    let mut response = (error.status, json_headers(), body.to_string()).into_response();
+    if let Some(seconds) = error.retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    if let Some(route) = route {
+        response.extensions_mut().insert(route);
+    }
+    response
+}
+
+/// The headers of every JSON answer.
+pub fn json_headers() -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+    headers
+}
+
+/// A JSON answer.
+pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    (status, json_headers(), Body::from(body)).into_response()
+}

@@ -1,0 +1,567 @@
+//! The Graph presence handlers: reads, bulk reads and the bound actions.
+//!
+//! Every request goes through the same steps, in Graph's order: authenticate
+//! (401), refuse personal accounts (403), throttle (429), parse the target id
+//! (400), parse and validate the body (400/413/415), check permissions (403),
+//! find the user (404), then read or apply.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use jiff::SignedDuration;
+use percent_encoding::percent_decode_str;
+use presenced_domain::{
+    Activity, Availability, Guid, Mutation, NewStatusMessage, PreferredExpiration, PreferredState,
+    SessionExpiration, SessionId, SessionState, UserFacts, WorkLocationType, derive,
+};
+use presenced_identity::Principal;
+use presenced_store::{ApplyOutcome, UserKey};
+use serde::de::DeserializeOwned;
+
+use super::authz::{self, Need};
+use super::dto::{self, PresenceJson, Selection, Viewer};
+use super::error::ApiError;
+use super::route::{self, Action, GraphRoute, Target, Version};
+use super::{AppState, RouteName, json_response};
+
+/// Bodies larger than this are refused with 413 (decisions.md 21).
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// getPresencesByUserId takes at most this many ids (decisions.md 15).
+pub const MAX_IDS: usize = 650;
+
+/// Entry point for everything under `/v1.0` and `/beta`.
+pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let Some((version, route)) = route::parse(parts.uri.path()) else {
+        return ApiError::not_found(format!(
+            "Resource not found for the path '{}'.",
+            parts.uri.path()
+        ))
+        .into_response();
+    };
+    let mut response = if parts.method.as_str() != route.method() {
+        let mut response = ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            format!(
+                "{} is not allowed on this resource; use {}.",
+                parts.method,
+                route.method()
+            ),
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(route.method()));
+        response
+    } else {
+        handle(&state, version, &route, &parts, body)
+            .await
+            .unwrap_or_else(IntoResponse::into_response)
+    };
+    response
+        .extensions_mut()
+        .insert(RouteName(route.template()));
+    response
+}
+
+async fn handle(
+    state: &AppState,
+    version: Version,
+    route: &GraphRoute,
+    parts: &Parts,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let principal = authenticate(state, &parts.headers)?;
+    match route {
+        GraphRoute::GetPresence(target) => {
+            get_presence(state, version, &principal, target, parts).await
+        }
+        GraphRoute::GetPresencesByUserId => {
+            let body = read_body(&parts.headers, body).await?;
+            get_presences_by_user_id(state, version, &principal, parts, &body).await
+        }
+        GraphRoute::Act(target, action) => {
+            let body = read_body(&parts.headers, body).await?;
+            act(state, &principal, target, *action, &parts.headers, &body).await
+        }
+    }
+}
+
+/// Validates the bearer token, refuses personal accounts and applies the
+/// per app per tenant throttle.
+pub fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
+    let principal = state
+        .validator
+        .validate(authorization)
+        .map_err(|e| ApiError::unauthenticated(e.to_string()))?;
+    authz::check_account(&principal)?;
+    if let Some(throttle) = &state.throttle {
+        throttle.admit(principal.tenant, &principal.app, Instant::now()).map_err(|wait| {
+            ApiError::too_many_requests(
+                wait,
+                format!(
+                    "Too many requests from application {} in tenant {}. Please try again later.",
+                    principal.app, principal.tenant
+                ),
+            )
+        })?;
+    }
+    Ok(principal)
+}
+
+/// The user a path names, as a GUID of the caller's tenant.
+fn resolve(principal: &Principal, target: &Target) -> Result<Guid, ApiError> {
+    match target {
+        Target::Me => match principal.user.filter(|_| principal.is_delegated()) {
+            Some(user) => Ok(user),
+            None => Err(ApiError::bad_request(
+                "/me request is only valid with delegated authentication flow.",
+            )),
+        },
+        Target::User(id) | Target::Communications(id) => parse_user_id(id),
+    }
+}
+
+fn parse_user_id(id: &str) -> Result<Guid, ApiError> {
+    Guid::parse(id).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "'{id}' is not a valid user id: presence needs the user's object id (a GUID), not a user principal name or other name."
+        ))
+    })
+}
+
+/// 404 unless the directory has `user` in the caller's tenant.
+async fn require_user(state: &AppState, key: UserKey) -> Result<(), ApiError> {
+    match state.store.user(key).await? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::not_found(format!(
+            "User '{}' was not found in tenant '{}'.",
+            key.user, key.tenant
+        ))),
+    }
+}
+
+fn viewer(principal: &Principal, user: Guid) -> Viewer {
+    if principal.is_delegated() && principal.user == Some(user) {
+        Viewer::Owner
+    } else {
+        Viewer::Other
+    }
+}
+
+async fn get_presence(
+    state: &AppState,
+    version: Version,
+    principal: &Principal,
+    target: &Target,
+    parts: &Parts,
+) -> Result<Response, ApiError> {
+    let user = resolve(principal, target)?;
+    let selection = selection(parts.uri.query())?;
+    let need = if viewer(principal, user) == Viewer::Owner {
+        Need::ReadOwn
+    } else {
+        Need::ReadAny
+    };
+    authz::authorize(principal, need, user)?;
+    let key = UserKey {
+        tenant: principal.tenant,
+        user,
+    };
+    require_user(state, key).await?;
+    let facts = state.store.facts(key).await?;
+    let facts = facts.as_deref().unwrap_or(&EMPTY);
+    let view = derive(facts, state.clock.now(), &state.rules);
+    let id = user.to_string();
+    let entity = match target {
+        Target::Communications(_) => "communications/presences".to_string(),
+        _ => format!("users('{id}')/presence"),
+    };
+    let context = format!(
+        "{}#{entity}{}/$entity",
+        metadata_url(parts, version),
+        selection.context_suffix()
+    );
+    let json = PresenceJson {
+        context: Some(&context),
+        id: &id,
+        view: &view,
+        selection,
+        viewer: viewer(principal, user),
+    };
+    let body = serde_json::to_vec(&json).map_err(ApiError::internal)?;
+    Ok(json_response(StatusCode::OK, body))
+}
+
+static EMPTY: std::sync::LazyLock<UserFacts> = std::sync::LazyLock::new(UserFacts::default);
+
+/// `$select` from the query string; other query options are ignored.
+fn selection(query: Option<&str>) -> Result<Selection, ApiError> {
+    let Some(query) = query else {
+        return Ok(Selection::ALL);
+    };
+    for pair in query.split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = percent_decode_str(name).decode_utf8_lossy();
+        if name.eq_ignore_ascii_case("$select") || name.eq_ignore_ascii_case("select") {
+            let value = percent_decode_str(&value.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned();
+            return Selection::parse(&value).map_err(ApiError::bad_request);
+        }
+    }
+    Ok(Selection::ALL)
+}
+
+/// `http://host/v1.0/$metadata`, from the Host the caller used.
+fn metadata_url(parts: &Parts, version: Version) -> String {
+    let host = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| {
+            parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
+        .unwrap_or("localhost");
+    let scheme = parts.uri.scheme_str().unwrap_or("http");
+    format!("{scheme}://{host}/{}/$metadata", version.as_str())
+}
+
+async fn get_presences_by_user_id(
+    state: &AppState,
+    version: Version,
+    principal: &Principal,
+    parts: &Parts,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    let request: dto::IdsBody = parse_json(&parts.headers, body)?;
+    let ids = request
+        .ids
+        .ok_or_else(|| ApiError::invalid_argument("[Ids]: The ids field is required."))?;
+    if ids.is_empty() || ids.len() > MAX_IDS {
+        return Err(ApiError::invalid_argument(format!(
+            "[Ids]: between 1 and {MAX_IDS} ids are allowed; {} were sent.",
+            ids.len()
+        )));
+    }
+    let mut users = Vec::with_capacity(ids.len());
+    for id in &ids {
+        let user = Guid::parse(id).ok_or_else(|| {
+            ApiError::invalid_argument(format!("[Ids]: '{id}' is not a valid user id: presence needs the user's object id (a GUID)."))
+        })?;
+        if !users.contains(&user) {
+            users.push(user);
+        }
+    }
+    authz::authorize(principal, Need::ReadAny, Guid::from_u128(0))?;
+    let mut known = Vec::with_capacity(users.len());
+    for user in users {
+        if state
+            .store
+            .user(UserKey {
+                tenant: principal.tenant,
+                user,
+            })
+            .await?
+            .is_some()
+        {
+            known.push(user);
+        }
+    }
+    let facts = state
+        .store
+        .facts_many(principal.tenant, known.clone())
+        .await?;
+    let now = state.clock.now();
+    let mut out = Vec::with_capacity(64 + known.len() * 400);
+    out.extend_from_slice(b"{\"@odata.context\":");
+    serde_json::to_writer(
+        &mut out,
+        &format!(
+            "{}#Collection(microsoft.graph.presence)",
+            metadata_url(parts, version)
+        ),
+    )
+    .map_err(ApiError::internal)?;
+    out.extend_from_slice(b",\"value\":[");
+    for (i, (user, facts)) in known.iter().zip(&facts).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let view = derive(facts.as_deref().unwrap_or(&EMPTY), now, &state.rules);
+        let id = user.to_string();
+        let json = PresenceJson {
+            context: None,
+            id: &id,
+            view: &view,
+            selection: Selection::ALL,
+            viewer: viewer(principal, *user),
+        };
+        serde_json::to_writer(&mut out, &json).map_err(ApiError::internal)?;
+    }
+    out.extend_from_slice(b"]}");
+    Ok(json_response(StatusCode::OK, out))
+}
+
+async fn act(
+    state: &AppState,
+    principal: &Principal,
+    target: &Target,
+    action: Action,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    let user = resolve(principal, target)?;
+    let mutation = mutation(state, action, headers, body)?;
+    let need = if action.is_location() {
+        Need::WriteLocation
+    } else {
+        Need::Write
+    };
+    authz::authorize(principal, need, user)?;
+    let key = UserKey {
+        tenant: principal.tenant,
+        user,
+    };
+    require_user(state, key).await?;
+    match state.store.apply(key, mutation, state.clock.now()).await? {
+        ApplyOutcome::Applied(_) => Ok(StatusCode::OK.into_response()),
+        ApplyOutcome::Refused(refusal) => Err(ApiError::not_found(refusal.to_string())),
+    }
+}
+
+/// Turns an action's body into a validated domain mutation.
+fn mutation(
+    state: &AppState,
+    action: Action,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Mutation, ApiError> {
+    Ok(match action {
+        Action::SetPresence => {
+            let b: dto::SetPresenceBody = parse_json(headers, body)?;
+            let id = session_id(b.session_id)?;
+            let (availability, activity) = pair(b.availability, b.activity)?;
+            let state_ = SessionState::new(availability, activity)
+                .map_err(|e| ApiError::invalid_argument(e.to_string()))?;
+            let expiration = match b.expiration_duration {
+                None => SessionExpiration::DEFAULT,
+                Some(text) => SessionExpiration::new(duration(state, &text)?)
+                    .map_err(|e| ApiError::invalid_argument(e.to_string()))?,
+            };
+            Mutation::SetSession {
+                id,
+                state: state_,
+                expiration,
+            }
+        }
+        Action::ClearPresence => {
+            let b: dto::ClearPresenceBody = parse_json(headers, body)?;
+            Mutation::ClearSession {
+                id: session_id(b.session_id)?,
+            }
+        }
+        Action::SetUserPreferredPresence => {
+            let b: dto::SetPreferredBody = parse_json(headers, body)?;
+            let (availability, activity) = pair(b.availability, b.activity)?;
+            let state_ = PreferredState::new(availability, activity)
+                .map_err(|e| ApiError::invalid_argument(e.to_string()))?;
+            let expiration = match b.expiration_duration {
+                None => None,
+                Some(text) => Some(
+                    PreferredExpiration::new(duration(state, &text)?)
+                        .map_err(|e| ApiError::invalid_argument(e.to_string()))?,
+                ),
+            };
+            Mutation::SetPreferred {
+                state: state_,
+                expiration,
+            }
+        }
+        Action::ClearUserPreferredPresence => {
+            let _: serde_json::Value = parse_json_value(headers, body)?;
+            Mutation::ClearPreferred
+        }
+        Action::SetStatusMessage => {
+            let b: dto::SetStatusMessageBody = parse_json(headers, body)?;
+            let message = match b.status_message {
+                None => {
+                    return Err(ApiError::invalid_argument(
+                        "[StatusMessage]: The statusMessage field is required.",
+                    ));
+                }
+                Some(None) => None,
+                Some(Some(m)) => {
+                    let item = m.message.unwrap_or_default();
+                    let expiry = match &m.expiry_date_time {
+                        None => None,
+                        Some(e) => Some((
+                            e.date_time.as_deref().ok_or_else(|| {
+                                ApiError::invalid_argument(
+                                    "[ExpiryDateTime]: The dateTime field is required.",
+                                )
+                            })?,
+                            e.time_zone.as_deref().unwrap_or("UTC"),
+                        )),
+                    };
+                    NewStatusMessage::parse(
+                        item.content.as_deref().unwrap_or(""),
+                        item.content_type.as_deref(),
+                        expiry,
+                    )
+                    .map_err(|e| ApiError::invalid_argument(e.to_string()))?
+                }
+            };
+            Mutation::SetStatusMessage(message)
+        }
+        Action::SetManualLocation | Action::SetAutomaticLocation => {
+            let b: dto::LocationBody = parse_json(headers, body)?;
+            let text = b.work_location_type.ok_or_else(|| {
+                ApiError::invalid_argument(
+                    "[WorkLocationType]: The workLocationType field is required.",
+                )
+            })?;
+            let kind = WorkLocationType::parse(&text)
+                .map_err(|e| ApiError::invalid_argument(format!("[WorkLocationType]: {e}")))?;
+            let place_id = b.place_id.filter(|p| !p.is_empty());
+            if place_id.as_ref().is_some_and(|p| p.chars().count() > 256) {
+                return Err(ApiError::invalid_argument(
+                    "[PlaceId]: at most 256 characters are allowed.",
+                ));
+            }
+            if action == Action::SetManualLocation {
+                Mutation::SetManualLocation { kind, place_id }
+            } else {
+                Mutation::SetAutomaticLocation { kind, place_id }
+            }
+        }
+        Action::ClearAutomaticLocation => {
+            let _: serde_json::Value = parse_json_value(headers, body)?;
+            Mutation::ClearAutomaticLocation
+        }
+        Action::ClearLocation => {
+            let _: serde_json::Value = parse_json_value(headers, body)?;
+            Mutation::ClearLocation
+        }
+    })
+}
+
+fn session_id(id: Option<String>) -> Result<SessionId, ApiError> {
+    SessionId::parse(id.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::invalid_argument(e.to_string()))
+}
+
+fn pair(
+    availability: Option<String>,
+    activity: Option<String>,
+) -> Result<(Availability, Activity), ApiError> {
+    let availability = availability.ok_or_else(|| {
+        ApiError::invalid_argument("[Availability]: The Availability field is required.")
+    })?;
+    let activity = activity
+        .ok_or_else(|| ApiError::invalid_argument("[Activity]: The Activity field is required."))?;
+    let availability = Availability::parse(&availability)
+        .map_err(|e| ApiError::invalid_argument(e.to_string()))?;
+    let activity =
+        Activity::parse(&activity).map_err(|e| ApiError::invalid_argument(e.to_string()))?;
+    Ok((availability, activity))
+}
+
+fn duration(state: &AppState, text: &str) -> Result<SignedDuration, ApiError> {
+    presenced_domain::duration::parse_duration(text, state.durations)
+        .map_err(|e| ApiError::invalid_argument(format!("[ExpirationDuration]: {e}")))
+}
+
+/// Reads the whole body, refusing more than [`MAX_BODY`] bytes.
+///
+/// An oversized body is still read (and dropped) up to [`DRAIN_LIMIT`], so
+/// that the client, which is usually still sending, can read the 413 instead
+/// of a reset connection.
+pub async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    use futures_util::StreamExt;
+    let too_large = || ApiError::for_status(StatusCode::PAYLOAD_TOO_LARGE);
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > DRAIN_LIMIT as u64) {
+        return Err(too_large());
+    }
+    let mut stream = body.into_data_stream();
+    let mut collected = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|_| ApiError::bad_request("The request body could not be read."))?;
+        seen += chunk.len();
+        if seen <= MAX_BODY {
+            collected.extend_from_slice(&chunk);
+        } else if seen > DRAIN_LIMIT {
+            break;
+        }
+    }
+    if seen > MAX_BODY {
+        return Err(too_large());
+    }
+    Ok(Bytes::from(collected))
+}
+
+/// How much of an oversized body is read before answering 413.
+const DRAIN_LIMIT: usize = 8 * MAX_BODY;
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            let essence = ct
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            essence == "application/json" || essence.ends_with("+json")
+        })
+}
+
+/// Parses a JSON body into `T`. An empty body reads as `{}`; a body that is
+/// not JSON is 400 under a JSON Content-Type and 415 under any other.
+pub fn parse_json<T: DeserializeOwned + Default>(
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| json_error(headers, e))
+}
+
+fn parse_json_value(headers: &HeaderMap, body: &Bytes) -> Result<serde_json::Value, ApiError> {
+    parse_json::<serde_json::Value>(headers, body)
+}
+
+fn json_error(headers: &HeaderMap, error: serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    match error.classify() {
+        Category::Data => ApiError::bad_request(format!(
+            "The request body does not have the expected shape: {error}."
+        )),
+        _ if is_json(headers) => {
+            ApiError::bad_request(format!("The request body is not valid JSON: {error}."))
+        }
+        _ => ApiError::for_status(StatusCode::UNSUPPORTED_MEDIA_TYPE),
+    }
+}

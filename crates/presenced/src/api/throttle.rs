@@ -1,0 +1,125 @@
+//! Throttling like Graph's: a request budget per app per tenant
+//! (decisions.md 22), enforced with GCRA.
+//!
+//! Throttling runs on real time (`std::time::Instant`), never on the manual
+//! presence clock: a test that jumps the clock a week ahead must not refill
+//! or drain anyone's budget.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use presenced_domain::Guid;
+
+/// How many requests an app may make per window in one tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub requests: u32,
+    pub window: Duration,
+}
+
+impl Limit {
+    /// Graph's presence limit: 1,500 requests per 30 seconds.
+    pub const GRAPH: Limit = Limit {
+        requests: 1500,
+        window: Duration::from_secs(30),
+    };
+
+    /// Parses `off` (no limit), or `N/SECONDSs` such as `1500/30s`.
+    pub fn parse(text: &str) -> Result<Option<Limit>, String> {
+        if text.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        let bad = || {
+            format!(
+                "'{text}' is not a throttle limit: use 'off' or REQUESTS/SECONDSs, such as 1500/30s"
+            )
+        };
+        let (requests, window) = text.split_once('/').ok_or_else(bad)?;
+        let requests: u32 = requests.trim().parse().map_err(|_| bad())?;
+        let seconds: u64 = window
+            .trim()
+            .trim_end_matches('s')
+            .parse()
+            .map_err(|_| bad())?;
+        if requests == 0 || seconds == 0 {
+            return Err(bad());
+        }
+        Ok(Some(Limit {
+            requests,
+            window: Duration::from_secs(seconds),
+        }))
+    }
+}
+
+/// Per (tenant, app) theoretical arrival times.
+#[derive(Debug)]
+pub struct Throttle {
+    limit: Limit,
+    /// Spacing between requests at the sustained rate.
+    interval: Duration,
+    /// One `std::sync::Mutex`: held for a hash lookup and an addition, never
+    /// across an `.await`.
+    arrivals: Mutex<HashMap<(Guid, Box<str>), Instant>>,
+}
+
+impl Throttle {
+    pub fn new(limit: Limit) -> Throttle {
+        Throttle {
+            limit,
+            interval: limit.window / limit.requests,
+            arrivals: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Admits one request of `app` in `tenant` at `now`, or says how many
+    /// whole seconds to wait.
+    pub fn admit(&self, tenant: Guid, app: &str, now: Instant) -> Result<(), u64> {
+        let mut arrivals = self.arrivals.lock().unwrap_or_else(|e| e.into_inner());
+        if arrivals.len() > 100_000 {
+            arrivals.retain(|_, tat| *tat > now);
+        }
+        let tolerance = self.limit.window.saturating_sub(self.interval);
+        let tat = arrivals.entry((tenant, app.into())).or_insert(now);
+        let start = (*tat).max(now);
+        let ahead = start - now;
+        if ahead > tolerance {
+            let wait = ahead - tolerance;
+            return Err(wait.as_secs() + u64::from(wait.subsec_nanos() > 0));
+        }
+        *tat = start + self.interval;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_parses_off_and_rates() {
+        assert_eq!(Limit::parse("off"), Ok(None));
+        assert_eq!(Limit::parse("1500/30s"), Ok(Some(Limit::GRAPH)));
+        assert!(Limit::parse("0/30s").is_err());
+        assert!(Limit::parse("many").is_err());
+    }
+
+    #[test]
+    fn a_burst_of_the_whole_budget_passes_and_the_next_request_waits() {
+        let throttle = Throttle::new(Limit {
+            requests: 3,
+            window: Duration::from_secs(30),
+        });
+        let tenant = Guid::from_u128(1);
+        let now = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(throttle.admit(tenant, "app", now), Ok(()));
+        }
+        assert_eq!(throttle.admit(tenant, "app", now), Err(10));
+        assert_eq!(throttle.admit(tenant, "other-app", now), Ok(()));
+        assert_eq!(
+            throttle.admit(tenant, "app", now + Duration::from_secs(10)),
+            Ok(())
+        );
+    }
+}

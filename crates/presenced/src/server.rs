@@ -1,0 +1,138 @@
+//! Start-up, serving and shutdown: wiring only, no presence rule.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use presenced_domain::{DurationSyntax, Rules};
+use presenced_identity::{DevIssuerKey, Validator};
+use presenced_store::Store;
+use presenced_store::embedded::EmbeddedStore;
+use tokio::net::TcpListener;
+
+use crate::api::throttle::{Limit, Throttle};
+use crate::api::{AppState, router};
+use crate::clock::{Clock, ClockKind};
+use crate::directory;
+
+/// Everything `presenced serve` is told.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub directory: Option<PathBuf>,
+    pub clock: ClockKind,
+    /// `None`: throttling off.
+    pub throttle: Option<Limit>,
+    pub rules: Rules,
+    pub durations: DurationSyntax,
+}
+
+/// Runs the server until SIGINT or SIGTERM, then finishes in-flight requests
+/// and writes before returning.
+pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let store_dir = config.data_dir.clone();
+    let rules = config.rules;
+    let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(&store_dir, rules))
+        .await?
+        .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+    let store: Arc<dyn Store> = store;
+
+    let key = DevIssuerKey::load_or_create(&config.data_dir)
+        .context("cannot load or create the signing key")?;
+    let validator = Arc::new(Validator::with_dev_issuer(&key));
+
+    load_directory(&*store, config.directory.as_deref()).await?;
+
+    let clock = match config.clock {
+        ClockKind::System => Clock::System,
+        ClockKind::Manual => {
+            // Resume where the manual clock was, so a restart never moves
+            // presence time backwards and expirations still hold.
+            // Whole milliseconds, so that readings print the same in every format.
+            let real = jiff::Timestamp::from_millisecond(jiff::Timestamp::now().as_millisecond())?;
+            let saved = store.manual_clock().await?;
+            Clock::manual(saved.map_or(real, |saved| saved.max(real)))
+        }
+    };
+    let state = Arc::new(AppState {
+        store: store.clone(),
+        clock: Arc::new(clock),
+        validator,
+        rules: config.rules,
+        durations: config.durations,
+        throttle: config.throttle.map(Throttle::new),
+    });
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    tracing::info!(%address, data_dir = %config.data_dir.display(), clock = ?config.clock, "presenced ready");
+    println!("presenced listening on http://{address}");
+
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("shutting down: finishing writes");
+    store.close().await?;
+    Ok(())
+}
+
+async fn load_directory(store: &dyn Store, file: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let records = match file {
+        Some(path) => directory::read(path)?,
+        None if store.directory().await?.is_empty() => {
+            let demo = directory::demo();
+            print_demo(&demo);
+            vec![demo]
+        }
+        None => return Ok(()),
+    };
+    let change = store.load_directory(records).await?;
+    tracing::info!(
+        tenants_added = change.tenants_added,
+        users_added = change.users_added,
+        users_updated = change.users_updated,
+        "directory loaded"
+    );
+    Ok(())
+}
+
+fn print_demo(demo: &presenced_store::TenantRecord) {
+    println!(
+        "No directory yet: created the demo tenant {} ({}) with these users:",
+        demo.tenant.display_name, demo.tenant.id
+    );
+    for user in &demo.users {
+        println!(
+            "  {}  {}  {}",
+            user.id, user.user_principal_name, user.display_name
+        );
+    }
+    if let Some(first) = demo.users.first() {
+        println!(
+            "Mint a token for {}: presenced token --tenant {} --app 11111111-1111-1111-1111-111111111111 --user {} --scopes \"Presence.ReadWrite Presence.Read.All\"",
+            first.display_name, demo.tenant.id, first.id
+        );
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,326 @@
+//! `TestServer`: the real `presenced` binary on a loopback port, a fresh data
+//! directory, the manual clock, and tokens minted with the data directory's key.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use presenced_domain::Guid;
+use presenced_identity::{DevIssuerKey, Subject, TokenRequest};
+use serde_json::{Value, json};
+
+pub const TENANT: &str = "4f5e1d6c-2b3a-4c9d-8e7f-0a1b2c3d4e5f";
+pub const OTHER_TENANT: &str = "9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d";
+/// The user every capture addresses.
+pub const ADELE: &str = "fa8bf3dc-eca7-46b7-bad1-db199b62afc3";
+/// The second user of the getPresencesByUserId capture.
+pub const MEGAN: &str = "66825e03-7ef5-42da-9069-724602c31f6b";
+pub const LEE: &str = "0b6c3a7e-52a1-4f0e-9d4b-3c2e1f0a9b8c";
+/// A user of the other tenant.
+pub const OUTSIDER: &str = "7d1e2f3a-4b5c-4d6e-8f7a-9b0c1d2e3f4a";
+/// A GUID that is no user at all.
+pub const NOBODY: &str = "00000000-0000-4000-8000-00000000dead";
+pub const APP: &str = "22553876-f5ab-4529-bffb-cfe50aa89f87";
+pub const OTHER_APP: &str = "5b1c0a2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d";
+
+/// A data directory holding a signing key, made once per test run so that
+/// each server start does not generate a new RSA key.
+static TEMPLATE: LazyLock<tempfile::TempDir> = LazyLock::new(|| {
+    let dir = tempfile::tempdir().expect("temp dir");
+    DevIssuerKey::load_or_create(dir.path()).expect("signing key");
+    dir
+});
+
+pub fn directory_json() -> Value {
+    json!({"tenants": [
+        {"id": TENANT, "displayName": "Contoso", "users": [
+            {"id": ADELE, "userPrincipalName": "adele.vance@contoso.com", "displayName": "Adele Vance"},
+            {"id": MEGAN, "userPrincipalName": "megan.bowen@contoso.com", "displayName": "Megan Bowen"},
+            {"id": LEE, "userPrincipalName": "lee.gu@contoso.com", "displayName": "Lee Gu"}
+        ]},
+        {"id": OTHER_TENANT, "displayName": "Fabrikam", "users": [
+            {"id": OUTSIDER, "userPrincipalName": "outsider@fabrikam.com", "displayName": "Outsider"}
+        ]}
+    ]})
+}
+
+pub struct TestServer {
+    pub data_dir: tempfile::TempDir,
+    pub base: String,
+    pub client: reqwest::Client,
+    child: Child,
+    extra_args: Vec<String>,
+}
+
+impl TestServer {
+    /// A server on the manual clock with throttling off.
+    pub async fn start() -> TestServer {
+        TestServer::start_with(&["--clock", "manual", "--throttle", "off"]).await
+    }
+
+    pub async fn start_with(args: &[&str]) -> TestServer {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        copy_dir(TEMPLATE.path(), data_dir.path());
+        let directory = data_dir.path().join("directory.json");
+        std::fs::write(&directory, directory_json().to_string()).unwrap();
+        let mut extra_args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        extra_args.extend(["--directory".to_string(), directory.display().to_string()]);
+        let (child, base) = spawn(data_dir.path(), &extra_args);
+        TestServer {
+            data_dir,
+            base,
+            client: reqwest::Client::new(),
+            child,
+            extra_args,
+        }
+    }
+
+    /// Kills the server with SIGKILL: no chance to flush anything.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Stops the server with SIGTERM and waits for it to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        self.child.wait().unwrap()
+    }
+
+    /// Starts the server again on the same data directory and flags.
+    pub fn restart(&mut self) {
+        self.kill();
+        let (child, base) = spawn(self.data_dir.path(), &self.extra_args);
+        self.child = child;
+        self.base = base;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn token(&self, tenant: &str, user: Option<&str>, permissions: &str) -> String {
+        let key = DevIssuerKey::load_or_create(self.data_dir.path()).unwrap();
+        let words = permissions.split_whitespace().map(str::to_string).collect();
+        let subject = match user {
+            Some(user) => Subject::Delegated {
+                user: guid(user),
+                scopes: words,
+            },
+            None => Subject::Application { roles: words },
+        };
+        let request = TokenRequest {
+            tenant: guid(tenant),
+            app: guid(APP),
+            subject,
+            lifetime: SignedDuration::from_hours(1),
+        };
+        key.mint(&request, Timestamp::now()).unwrap()
+    }
+
+    /// Adele's delegated token with every presence scope.
+    pub fn adele(&self) -> String {
+        self.token(
+            TENANT,
+            Some(ADELE),
+            "Presence.Read Presence.Read.All Presence.ReadWrite",
+        )
+    }
+
+    /// An application token of the test tenant with read-write on everyone.
+    pub fn app(&self) -> String {
+        self.token(TENANT, None, "Presence.ReadWrite.All")
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Answer {
+        let response = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        Answer::read(response).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Answer {
+        let response = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        Answer::read(response).await
+    }
+
+    /// POST with a raw body and optional Content-Type.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        token: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Answer {
+        let mut request = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .body(body.to_vec());
+        if let Some(ct) = content_type {
+            request = request.header("content-type", ct);
+        }
+        Answer::read(request.send().await.unwrap()).await
+    }
+
+    /// Moves the manual clock forward.
+    pub async fn advance(&self, by: &str) -> Timestamp {
+        let answer = Answer::read(
+            self.client
+                .post(self.url("/admin/clock"))
+                .json(&json!({"advance": by}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(answer.status, 200, "advance {by}: {}", answer.text);
+        answer.json()["now"].as_str().unwrap().parse().unwrap()
+    }
+
+    pub async fn now(&self) -> Timestamp {
+        let answer = Answer::read(
+            self.client
+                .get(self.url("/admin/clock"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        answer.json()["now"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// `[availability, activity]` of a user as an app sees it.
+    pub async fn presence_of(&self, user: &str) -> [String; 2] {
+        let answer = self
+            .get(&format!("/v1.0/users/{user}/presence"), &self.app())
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        let json = answer.json();
+        [
+            json["availability"].as_str().unwrap().into(),
+            json["activity"].as_str().unwrap().into(),
+        ]
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn guid(text: &str) -> Guid {
+    Guid::parse(text).unwrap()
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+}
+
+impl Answer {
+    pub async fn read(response: reqwest::Response) -> Answer {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        Answer {
+            status,
+            headers,
+            text,
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts a Graph error envelope with this status and code.
+    pub fn assert_error(&self, status: u16, code: &str) -> String {
+        assert_eq!(self.status, status, "{}", self.text);
+        let json = self.json();
+        assert_eq!(json["error"]["code"], code, "{}", self.text);
+        let inner = &json["error"]["innerError"];
+        assert!(
+            inner["request-id"].is_string() && inner["date"].is_string(),
+            "{}",
+            self.text
+        );
+        assert_eq!(inner["request-id"].as_str(), self.header("request-id"));
+        json["error"]["message"].as_str().unwrap().to_string()
+    }
+
+    /// Asserts Graph's action answer: 200, empty body, no Content-Type.
+    pub fn assert_done(&self) {
+        assert_eq!(self.status, 200, "{}", self.text);
+        assert!(self.text.is_empty(), "{}", self.text);
+        assert!(self.header("content-type").is_none());
+    }
+}
+
+fn spawn(data_dir: &Path, args: &[String]) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_presenced"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start presenced");
+    let stdout = child.stdout.take().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        for line in lines.by_ref().map_while(Result::ok) {
+            if let Some(address) = line.strip_prefix("presenced listening on ") {
+                let _ = sender.send(address.to_string());
+                break;
+            }
+        }
+        for _ in lines {}
+    });
+    let base = receiver
+        .recv_timeout(Duration::from_secs(30))
+        .expect("presenced did not start in 30 s");
+    (child, base)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target: PathBuf = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! API tests: the real `presenced` binary driven over loopback HTTP, the way
+//! Graph clients drive it. One test binary; `helpers` has `TestServer`.
+
+mod actions;
+mod captures;
+mod durability;
+mod errors;
+mod helpers;
+mod reads;
+mod robustness;
+mod seed;

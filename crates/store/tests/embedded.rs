@@ -1,0 +1,523 @@
+//! The embedded store through its public interface: what is acknowledged
+//! survives a reopen, writes are group-committed, and the directory, the
+//! manual clock and the deadline index behave as the `Store` trait says.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+use presenced_domain::{
+    Guid, Mutation, MutationError, PreferredState, Rules, SessionExpiration, SessionId,
+    SessionState, UserFacts,
+};
+use presenced_store::embedded::{EmbeddedStore, FILE_NAME};
+use presenced_store::{
+    ApplyOutcome, DirectoryChange, DirectoryUser, Store, StoreError, Tenant, TenantRecord, UserKey,
+};
+use redb::{Database, TableDefinition};
+
+const TENANT: Guid = Guid::from_u128(0x7e4a_0000_0000_0000_0000_0000_0000_0001);
+
+fn user(n: u128) -> UserKey {
+    UserKey {
+        tenant: TENANT,
+        user: Guid::from_u128(0xa000 + n),
+    }
+}
+
+fn at(minutes: i64) -> Timestamp {
+    Timestamp::from_second(1_780_000_000).unwrap() + SignedDuration::from_mins(minutes)
+}
+
+fn set_session(id: &str, availability: &str, activity: &str, minutes: i64) -> Mutation {
+    Mutation::SetSession {
+        id: SessionId::parse(id).unwrap(),
+        state: SessionState::parse(availability, activity).unwrap(),
+        expiration: SessionExpiration::new(SignedDuration::from_mins(minutes)).unwrap(),
+    }
+}
+
+fn set_preferred(availability: &str, activity: &str) -> Mutation {
+    Mutation::SetPreferred {
+        state: PreferredState::parse(availability, activity).unwrap(),
+        expiration: None,
+    }
+}
+
+fn open(dir: &Path) -> Arc<EmbeddedStore> {
+    EmbeddedStore::open(dir, Rules::default()).unwrap()
+}
+
+async fn applied(store: &EmbeddedStore, key: UserKey, mutation: Mutation, now: Timestamp) {
+    match store.apply(key, mutation, now).await.unwrap() {
+        ApplyOutcome::Applied(applied) => assert!(applied.facts_changed),
+        ApplyOutcome::Refused(refused) => panic!("refused: {refused}"),
+    }
+}
+
+async fn facts(store: &EmbeddedStore, key: UserKey) -> Option<UserFacts> {
+    store
+        .facts(key)
+        .await
+        .unwrap()
+        .map(|facts| (*facts).clone())
+}
+
+async fn all_due(store: &EmbeddedStore) -> Vec<(UserKey, Timestamp)> {
+    store.due(Timestamp::MAX, usize::MAX).await.unwrap()
+}
+
+#[tokio::test]
+async fn acknowledged_facts_and_deadlines_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    applied(
+        &store,
+        user(1),
+        set_session("teams", "Available", "Available", 60),
+        at(0),
+    )
+    .await;
+    applied(&store, user(1), set_preferred("Busy", "Busy"), at(1)).await;
+    applied(
+        &store,
+        user(2),
+        set_session("app", "Busy", "InACall", 30),
+        at(2),
+    )
+    .await;
+    let before = (
+        facts(&store, user(1)).await,
+        facts(&store, user(2)).await,
+        all_due(&store).await,
+    );
+    assert!(before.0.is_some() && before.1.is_some());
+    assert_eq!(before.2.len(), 2);
+    store.close().await.unwrap();
+    drop(store);
+
+    let store = open(dir.path());
+    let after = (
+        facts(&store, user(1)).await,
+        facts(&store, user(2)).await,
+        all_due(&store).await,
+    );
+    assert_eq!(after, before);
+    assert_eq!(store.user_count(), 2);
+}
+
+#[tokio::test]
+async fn dropping_the_store_without_close_still_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    applied(&store, user(1), set_session("s", "Away", "Away", 5), at(0)).await;
+    let before = facts(&store, user(1)).await;
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(facts(&store, user(1)).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_applies_are_all_acknowledged_and_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..400u128 {
+        let store = Arc::clone(&store);
+        tasks.spawn(async move {
+            // Two writes to each of 200 users, from different tasks.
+            let key = user(n % 200);
+            let id = format!("session-{n}");
+            store
+                .apply(key, set_session(&id, "Available", "Available", 10), at(0))
+                .await
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        assert!(matches!(result.unwrap().unwrap(), ApplyOutcome::Applied(_)));
+    }
+    assert_eq!(store.stats().writes, 400);
+    let before: Vec<_> = facts_of_first(&store, 200).await;
+    store.close().await.unwrap();
+    drop(store);
+
+    let store = open(dir.path());
+    let after: Vec<_> = facts_of_first(&store, 200).await;
+    assert_eq!(after, before);
+    assert!(
+        after
+            .iter()
+            .all(|facts| facts.as_ref().is_some_and(|f| f.sessions.len() == 2))
+    );
+}
+
+async fn facts_of_first(store: &EmbeddedStore, users: u128) -> Vec<Option<UserFacts>> {
+    let ids = (0..users).map(|n| user(n).user).collect();
+    let many = store.facts_many(TENANT, ids).await.unwrap();
+    many.into_iter()
+        .map(|facts| facts.map(|f| (*f).clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn concurrent_writes_share_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // Spawned tasks run together once this task waits: each queues its
+    // write, then waits, while the writer commits what it has.
+    let handles: Vec<_> = (0..300u128)
+        .map(|n| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                store
+                    .apply(user(n), set_preferred("Away", "Away"), at(0))
+                    .await
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.await.unwrap().unwrap();
+    }
+    let stats = store.stats();
+    assert_eq!(stats.writes, 300);
+    assert!(stats.commits < stats.writes, "{stats:?}");
+}
+
+#[tokio::test]
+async fn a_refused_mutation_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let clear = Mutation::ClearSession {
+        id: SessionId::parse("nope").unwrap(),
+    };
+    let outcome = store.apply(user(1), clear, at(0)).await.unwrap();
+    assert_eq!(
+        outcome,
+        ApplyOutcome::Refused(MutationError::SessionNotFound("nope".to_owned()))
+    );
+    assert_eq!(store.stats().writes, 0);
+    assert_eq!(facts(&store, user(1)).await, None);
+}
+
+#[tokio::test]
+async fn a_mutation_that_changes_nothing_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let outcome = store
+        .apply(user(1), Mutation::ClearPreferred, at(0))
+        .await
+        .unwrap();
+    let ApplyOutcome::Applied(applied) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(!applied.facts_changed && !applied.visible_change);
+    assert_eq!(store.stats(), Default::default());
+    assert_eq!(facts(&store, user(1)).await, None);
+}
+
+fn directory_user(n: u128, name: &str) -> DirectoryUser {
+    DirectoryUser {
+        id: user(n).user,
+        user_principal_name: format!("u{n}@contoso.example"),
+        display_name: name.into(),
+    }
+}
+
+fn tenant(id: Guid, name: &str, users: Vec<DirectoryUser>) -> TenantRecord {
+    TenantRecord {
+        tenant: Tenant {
+            id,
+            display_name: name.into(),
+        },
+        users,
+    }
+}
+
+#[tokio::test]
+async fn directory_loads_add_and_update_and_keep_unnamed_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = Guid::from_u128(0xbeef);
+    let store = open(dir.path());
+    let first = vec![
+        tenant(
+            TENANT,
+            "Contoso",
+            vec![directory_user(1, "Ada"), directory_user(2, "Bo")],
+        ),
+        tenant(other, "Fabrikam", vec![]),
+    ];
+    let change = store.load_directory(first).await.unwrap();
+    assert_eq!(
+        change,
+        DirectoryChange {
+            tenants_added: 2,
+            users_added: 2,
+            users_updated: 0
+        }
+    );
+
+    // User 1 renamed, user 2 not named, user 3 new; a second mention wins.
+    let second = vec![tenant(
+        TENANT,
+        "Contoso",
+        vec![
+            directory_user(3, "Cy"),
+            directory_user(1, "Ada L."),
+            directory_user(3, "Cyd"),
+        ],
+    )];
+    let change = store.load_directory(second.clone()).await.unwrap();
+    assert_eq!(
+        change,
+        DirectoryChange {
+            tenants_added: 0,
+            users_added: 1,
+            users_updated: 1
+        }
+    );
+    let change = store.load_directory(second).await.unwrap();
+    assert_eq!(change, DirectoryChange::default());
+
+    let expected = vec![
+        tenant(other, "Fabrikam", vec![]),
+        tenant(
+            TENANT,
+            "Contoso",
+            vec![
+                directory_user(1, "Ada L."),
+                directory_user(2, "Bo"),
+                directory_user(3, "Cyd"),
+            ],
+        ),
+    ];
+    let mut listed = store.directory().await.unwrap();
+    listed.sort_by_key(|record| record.tenant.id);
+    let mut sorted = expected.clone();
+    sorted.sort_by_key(|record| record.tenant.id);
+    assert_eq!(listed, sorted);
+    assert_eq!(
+        store.user(user(2)).await.unwrap(),
+        Some(directory_user(2, "Bo"))
+    );
+    assert_eq!(
+        store
+            .user(UserKey {
+                tenant: other,
+                user: user(2).user
+            })
+            .await
+            .unwrap(),
+        None
+    );
+    drop(store);
+
+    let store = open(dir.path());
+    let mut reopened = store.directory().await.unwrap();
+    reopened.sort_by_key(|record| record.tenant.id);
+    assert_eq!(reopened, sorted);
+}
+
+#[tokio::test]
+async fn the_manual_clock_reading_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    assert_eq!(store.manual_clock().await.unwrap(), None);
+    store.set_manual_clock(at(5)).await.unwrap();
+    store.set_manual_clock(at(7)).await.unwrap();
+    assert_eq!(store.manual_clock().await.unwrap(), Some(at(7)));
+    store.close().await.unwrap();
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(store.manual_clock().await.unwrap(), Some(at(7)));
+}
+
+#[tokio::test]
+async fn due_lists_deadlines_earliest_first_up_to_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // Busy sessions do not fade: the deadline is the expiry.
+    for (n, minutes) in [(1, 60), (2, 5), (3, 240), (4, 30)] {
+        applied(
+            &store,
+            user(n),
+            set_session("s", "Busy", "InACall", minutes),
+            at(0),
+        )
+        .await;
+    }
+    let due = store.due(at(60), 10).await.unwrap();
+    assert_eq!(
+        due,
+        vec![(user(2), at(5)), (user(4), at(30)), (user(1), at(60))]
+    );
+    assert_eq!(store.due(at(60), 2).await.unwrap(), due[..2]);
+    assert_eq!(store.due(at(4), 10).await.unwrap(), vec![]);
+    assert_eq!(store.due(at(60), 0).await.unwrap(), vec![]);
+
+    // A later write moves the user's row: one row per user.
+    applied(
+        &store,
+        user(2),
+        set_session("s", "Busy", "InACall", 120),
+        at(1),
+    )
+    .await;
+    let due = all_due(&store).await;
+    assert_eq!(
+        due,
+        vec![
+            (user(4), at(30)),
+            (user(1), at(60)),
+            (user(2), at(121)),
+            (user(3), at(240))
+        ]
+    );
+}
+
+#[tokio::test]
+async fn advancing_a_handled_deadline_moves_it_to_the_next_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // Available fades at +5 and +10 minutes, then expires at +60.
+    applied(
+        &store,
+        user(1),
+        set_session("s", "Available", "Available", 60),
+        at(0),
+    )
+    .await;
+    assert_eq!(all_due(&store).await, vec![(user(1), at(5))]);
+
+    assert_eq!(
+        store.advance_deadline(user(1), at(5), at(5)).await.unwrap(),
+        Some(at(10))
+    );
+    assert_eq!(all_due(&store).await, vec![(user(1), at(10))]);
+    // A stale or repeated call changes nothing.
+    let writes = store.stats().writes;
+    assert_eq!(
+        store.advance_deadline(user(1), at(5), at(6)).await.unwrap(),
+        Some(at(10))
+    );
+    assert_eq!(store.stats().writes, writes);
+    // A late handler skips what is already past.
+    assert_eq!(
+        store
+            .advance_deadline(user(1), at(10), at(70))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(all_due(&store).await, vec![]);
+    assert_eq!(
+        store
+            .advance_deadline(user(9), at(10), at(70))
+            .await
+            .unwrap(),
+        None
+    );
+    let before = facts(&store, user(1)).await;
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(all_due(&store).await, vec![]);
+    assert_eq!(facts(&store, user(1)).await, before);
+}
+
+#[tokio::test]
+async fn after_close_every_call_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    assert!(store.is_ready());
+    applied(&store, user(1), set_preferred("Away", "Away"), at(0)).await;
+    store.close().await.unwrap();
+    assert!(!store.is_ready());
+    store.close().await.unwrap();
+    assert!(matches!(
+        store.facts(user(1)).await,
+        Err(StoreError::Closed)
+    ));
+    assert!(matches!(
+        store.apply(user(1), Mutation::ClearPreferred, at(1)).await,
+        Err(StoreError::Closed)
+    ));
+    assert!(matches!(store.due(at(0), 1).await, Err(StoreError::Closed)));
+    assert!(matches!(
+        store.set_manual_clock(at(0)).await,
+        Err(StoreError::Closed)
+    ));
+    assert!(matches!(
+        store.load_directory(vec![]).await,
+        Err(StoreError::Closed)
+    ));
+    // The file is released by close(), even while this handle lives.
+    let reopened = open(dir.path());
+    assert!(facts(&reopened, user(1)).await.is_some());
+}
+
+const USERKEY_FACTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("userkey_facts");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+#[tokio::test]
+async fn a_corrupt_record_stops_start_up_and_names_the_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    applied(&store, user(1), set_preferred("Away", "Away"), at(0)).await;
+    drop(store);
+    {
+        let db = Database::create(dir.path().join(FILE_NAME)).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut table = txn.open_table(USERKEY_FACTS).unwrap();
+            let mut key = [0; 32];
+            key[..16].copy_from_slice(&TENANT.to_bytes());
+            key[16..].copy_from_slice(&user(1).user.to_bytes());
+            table.insert(&key, [1u8, 0, 0xff].as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    match EmbeddedStore::open(dir.path(), Rules::default()) {
+        Err(StoreError::Corrupt(message)) => {
+            assert!(message.contains(&user(1).user.to_string()), "{message}")
+        }
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("opened a corrupt store"),
+    }
+}
+
+#[tokio::test]
+async fn a_file_of_another_schema_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()));
+    {
+        let db = Database::create(dir.path().join(FILE_NAME)).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert("schema_version", [99u8].as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    assert!(matches!(
+        EmbeddedStore::open(dir.path(), Rules::default()),
+        Err(StoreError::Corrupt(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_second_open_of_the_same_directory_fails_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let _store = open(dir.path());
+    assert!(matches!(
+        EmbeddedStore::open(dir.path(), Rules::default()),
+        Err(StoreError::Io(_))
+    ));
+}
+
+#[tokio::test]
+async fn open_creates_missing_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let nested = dir.path().join("a/b/c");
+    let store = open(&nested);
+    assert!(nested.join(FILE_NAME).exists());
+    assert!(store.is_ready());
+}
