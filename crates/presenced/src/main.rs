@@ -107,6 +107,7 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let rules = Rules {
         fade_to_inactive: duration_flag("fade-inactive", &args.fade_inactive)?,

@@ -144,18 +144,19 @@ fn render_error(
     route: Option<RouteName>,
 ) -> Response {
     let date = state.clock.now().strftime("%Y-%m-%dT%H:%M:%S").to_string();
-    let body = serde_json::json!({
-        "error": {
-            "code": error.code,
-            "message": error.message,
-            "innerError": {
-                "date": date,
-                "request-id": request_id,
-                "client-request-id": client_request_id.to_str().unwrap_or(request_id),
-            }
-        }
-    });
-    let mut response = (error.status, json_headers(), body.to_string()).into_response();
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: error.code,
+            message: &error.message,
+            inner_error: InnerError {
+                date: &date,
+                request_id,
+                client_request_id: client_request_id.to_str().unwrap_or(request_id),
+            },
+        },
+    };
+    let body = serde_json::to_string(&body).unwrap_or_default();
+    let mut response = (error.status, json_headers(), body).into_response();
     if let Some(seconds) = error.retry_after {
         response
             .headers_mut()
@@ -165,6 +166,29 @@ fn render_error(
         response.extensions_mut().insert(route);
     }
     response
+}
+
+/// Graph's error envelope, fields in Graph's order.
+#[derive(serde::Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ErrorDetail<'a> {
+    code: &'a str,
+    message: &'a str,
+    inner_error: InnerError<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct InnerError<'a> {
+    date: &'a str,
+    #[serde(rename = "request-id")]
+    request_id: &'a str,
+    #[serde(rename = "client-request-id")]
+    client_request_id: &'a str,
 }
 
 /// The headers of every JSON answer.

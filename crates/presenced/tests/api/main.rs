@@ -3,6 +3,7 @@
 
 mod actions;
 mod captures;
+mod cli;
 mod durability;
 mod errors;
 mod helpers;
