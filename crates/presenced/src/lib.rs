@@ -12,5 +12,6 @@
 
 pub mod api;
 pub mod clock;
+pub mod config;
 pub mod directory;
 pub mod server;

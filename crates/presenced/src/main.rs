@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use jiff::SignedDuration;
 use presenced::api::throttle::Limit;
 use presenced::clock::ClockKind;
+use presenced::config::FileConfig;
 use presenced::server::{ServeConfig, serve};
 use presenced_domain::duration::parse_duration;
 use presenced_domain::{DurationSyntax, Guid, Rules};
@@ -56,6 +57,9 @@ struct ServeArgs {
     /// How long after its last refresh an Available session reads Away.
     #[arg(long, env = "PRESENCED_FADE_AWAY", default_value = "PT10M")]
     fade_away: String,
+    /// A TOML configuration file (issuers, per-tenant throttling...).
+    #[arg(long, env = "PRESENCED_CONFIG")]
+    config: Option<PathBuf>,
     /// Also accept the Python SDK's timedelta text ("8:00:00") as a duration.
     #[arg(long, env = "PRESENCED_ACCEPT_PYTHON_DURATIONS")]
     accept_python_durations: bool,
@@ -122,6 +126,7 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         directory: args.directory,
         clock: args.clock,
         throttle: Limit::parse(&args.throttle).map_err(|e| anyhow::anyhow!("--throttle: {e}"))?,
+        file: FileConfig::load(args.config.as_deref())?,
         rules,
         durations: if args.accept_python_durations {
             DurationSyntax::AlsoPythonTimedelta

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use crate::api::throttle::{Limit, Throttle};
 use crate::api::{AppState, router};
 use crate::clock::{Clock, ClockKind};
+use crate::config::FileConfig;
 use crate::directory;
 
 /// Everything `presenced serve` is told.
@@ -23,8 +24,10 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     pub directory: Option<PathBuf>,
     pub clock: ClockKind,
-    /// `None`: throttling off.
+    /// The default per app per tenant limit; `None`: throttling off.
     pub throttle: Option<Limit>,
+    /// What the configuration file says.
+    pub file: FileConfig,
     pub rules: Rules,
     pub durations: DurationSyntax,
 }
@@ -62,7 +65,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         validator,
         rules: config.rules,
         durations: config.durations,
-        throttle: config.throttle.map(Throttle::new),
+        throttle: throttle(&config)?,
     });
 
     let listener = TcpListener::bind(config.listen)
@@ -78,6 +81,25 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     tracing::info!("shutting down: finishing writes");
     store.close().await?;
     Ok(())
+}
+
+/// The throttle from `--throttle` and the file's `[throttle]` section.
+fn throttle(config: &ServeConfig) -> anyhow::Result<Throttle> {
+    let parse = |what: &str, text: &str| {
+        Limit::parse(text).map_err(|e| anyhow::anyhow!("throttle.{what}: {e}"))
+    };
+    let default = match &config.file.throttle.default {
+        Some(text) => parse("default", text)?,
+        None => config.throttle,
+    };
+    let mut tenants = std::collections::HashMap::new();
+    for (tenant, text) in &config.file.throttle.tenants {
+        let id = presenced_domain::Guid::parse(tenant).ok_or_else(|| {
+            anyhow::anyhow!("throttle.tenants: '{tenant}' is not a tenant id (a GUID)")
+        })?;
+        tenants.insert(id, parse(&format!("tenants.{tenant}"), text)?);
+    }
+    Ok(Throttle::new(default, tenants))
 }
 
 async fn load_directory(store: &dyn Store, file: Option<&std::path::Path>) -> anyhow::Result<()> {

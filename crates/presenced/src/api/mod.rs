@@ -43,8 +43,8 @@ pub struct AppState {
     pub validator: Arc<Validator>,
     pub rules: Rules,
     pub durations: DurationSyntax,
-    /// Per app per tenant request limits; `None` when switched off.
-    pub throttle: Option<Throttle>,
+    /// Per app per tenant request limits.
+    pub throttle: Throttle,
 }
 
 /// The route template a response was produced for, for the access log.

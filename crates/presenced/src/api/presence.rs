@@ -105,8 +105,10 @@ pub fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, 
         .validate(authorization)
         .map_err(|e| ApiError::unauthenticated(e.to_string()))?;
     authz::check_account(&principal)?;
-    if let Some(throttle) = &state.throttle {
-        throttle.admit(principal.tenant, &principal.app, Instant::now()).map_err(|wait| {
+    state
+        .throttle
+        .admit(principal.tenant, &principal.app, Instant::now())
+        .map_err(|wait| {
             ApiError::too_many_requests(
                 wait,
                 format!(
@@ -115,7 +117,6 @@ pub fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, 
                 ),
             )
         })?;
-    }
     Ok(principal)
 }
 

@@ -52,34 +52,44 @@ impl Limit {
     }
 }
 
-/// Per (tenant, app) theoretical arrival times.
-#[derive(Debug)]
+/// Per (tenant, app) theoretical arrival times, under a default limit and
+/// per-tenant overrides.
+#[derive(Debug, Default)]
 pub struct Throttle {
-    limit: Limit,
-    /// Spacing between requests at the sustained rate.
-    interval: Duration,
+    /// The limit of tenants without an override; `None`: unlimited.
+    default: Option<Limit>,
+    /// Per-tenant overrides; `None`: that tenant is unlimited.
+    tenants: HashMap<Guid, Option<Limit>>,
     /// One `std::sync::Mutex`: held for a hash lookup and an addition, never
     /// across an `.await`.
     arrivals: Mutex<HashMap<(Guid, Box<str>), Instant>>,
 }
 
 impl Throttle {
-    pub fn new(limit: Limit) -> Throttle {
+    pub fn new(default: Option<Limit>, tenants: HashMap<Guid, Option<Limit>>) -> Throttle {
         Throttle {
-            limit,
-            interval: limit.window / limit.requests,
+            default,
+            tenants,
             arrivals: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn limit_for(&self, tenant: Guid) -> Option<Limit> {
+        self.tenants.get(&tenant).copied().unwrap_or(self.default)
     }
 
     /// Admits one request of `app` in `tenant` at `now`, or says how many
     /// whole seconds to wait.
     pub fn admit(&self, tenant: Guid, app: &str, now: Instant) -> Result<(), u64> {
+        let Some(limit) = self.limit_for(tenant) else {
+            return Ok(());
+        };
+        let interval = limit.window / limit.requests;
+        let tolerance = limit.window.saturating_sub(interval);
         let mut arrivals = self.arrivals.lock().unwrap_or_else(|e| e.into_inner());
         if arrivals.len() > 100_000 {
             arrivals.retain(|_, tat| *tat > now);
         }
-        let tolerance = self.limit.window.saturating_sub(self.interval);
         let tat = arrivals.entry((tenant, app.into())).or_insert(now);
         let start = (*tat).max(now);
         let ahead = start - now;
@@ -87,7 +97,7 @@ impl Throttle {
             let wait = ahead - tolerance;
             return Err(wait.as_secs() + u64::from(wait.subsec_nanos() > 0));
         }
-        *tat = start + self.interval;
+        *tat = start + interval;
         Ok(())
     }
 }
@@ -106,10 +116,12 @@ mod tests {
 
     #[test]
     fn a_burst_of_the_whole_budget_passes_and_the_next_request_waits() {
-        let throttle = Throttle::new(Limit {
+        let unlimited = Guid::from_u128(2);
+        let limit = Limit {
             requests: 3,
             window: Duration::from_secs(30),
-        });
+        };
+        let throttle = Throttle::new(Some(limit), HashMap::from([(unlimited, None)]));
         let tenant = Guid::from_u128(1);
         let now = Instant::now();
         for _ in 0..3 {
@@ -121,5 +133,8 @@ mod tests {
             throttle.admit(tenant, "app", now + Duration::from_secs(10)),
             Ok(())
         );
+        for _ in 0..10 {
+            assert_eq!(throttle.admit(unlimited, "app", now), Ok(()));
+        }
     }
 }
