@@ -20,12 +20,14 @@ use std::path::PathBuf;
 pub mod keys;
 pub mod mint;
 mod principal;
+pub mod registry;
 pub mod validate;
 
 pub use keys::DevIssuerKey;
 pub use mint::{Subject, TokenRequest, dev_issuer, service_principal_id};
 pub use presenced_domain::Guid;
 pub use principal::{Principal, PrincipalKind};
+pub use registry::{Application, NewApplication, Registry};
 pub use validate::{
     AuthError, DevIssuer, IssuerPattern, SigningAlgorithm, TrustedIssuer, Validator,
     ValidatorConfig, VerificationKey,

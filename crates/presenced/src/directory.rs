@@ -1,14 +1,19 @@
 //! The directory file: tenants and their users, as JSON.
 //!
 //! `{"tenants":[{"id":"<guid>","displayName":"...","users":[{"id":"<guid>",
-//! "userPrincipalName":"...","displayName":"..."}]}]}`. Loading it again
-//! updates and adds; users missing from it are kept. Unknown fields are
-//! ignored, so files written for later versions still load.
+//! "userPrincipalName":"...","displayName":"...","password":"..."}],
+//! "applications":[{"appId":"<guid>","displayName":"...","secrets":["..."],
+//! "roles":["Presence.ReadWrite.All"],"scopes":["Presence.ReadWrite"]}]}]}`.
+//! Loading it again updates and adds; users missing from it are kept.
+//! Unknown fields are ignored, so files written for later versions still
+//! load. Users and tenants go to the store; applications and passwords to
+//! the built-in identity provider's registry.
 
 use std::path::Path;
 
 use anyhow::{Context, bail};
 use presenced_domain::Guid;
+use presenced_identity::NewApplication;
 use presenced_store::{DirectoryUser, Tenant, TenantRecord};
 use serde::Deserialize;
 
@@ -25,6 +30,22 @@ struct TenantEntry {
     display_name: String,
     #[serde(default)]
     users: Vec<UserEntry>,
+    #[serde(default)]
+    applications: Vec<ApplicationEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ApplicationEntry {
+    app_id: String,
+    #[serde(default)]
+    display_name: String,
+    #[serde(default)]
+    secrets: Vec<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -35,47 +56,91 @@ struct UserEntry {
     user_principal_name: String,
     #[serde(default)]
     display_name: String,
+    password: Option<String>,
+}
+
+/// One tenant of a directory file: its directory record and its
+/// registrations with the built-in identity provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantDeclaration {
+    pub record: TenantRecord,
+    pub applications: Vec<NewApplication>,
+    /// `(user, userPrincipalName, password)` of users who have a password.
+    pub passwords: Vec<(Guid, String, String)>,
 }
 
 /// Reads and validates a directory file.
-pub fn read(path: &Path) -> anyhow::Result<Vec<TenantRecord>> {
+pub fn read(path: &Path) -> anyhow::Result<Vec<TenantDeclaration>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read directory file {}", path.display()))?;
     parse(&text).with_context(|| format!("directory file {} is not valid", path.display()))
 }
 
 /// Parses directory JSON; every id must be a GUID.
-pub fn parse(text: &str) -> anyhow::Result<Vec<TenantRecord>> {
+pub fn parse(text: &str) -> anyhow::Result<Vec<TenantDeclaration>> {
     let file: DirectoryFile = serde_json::from_str(text)?;
-    let mut records = Vec::with_capacity(file.tenants.len());
+    let mut declarations = Vec::with_capacity(file.tenants.len());
     for tenant in file.tenants {
         let Some(tenant_id) = Guid::parse(&tenant.id) else {
             bail!("tenant id '{}' is not a GUID", tenant.id);
         };
         let mut users = Vec::with_capacity(tenant.users.len());
+        let mut passwords = Vec::new();
         for user in tenant.users {
             let Some(id) = Guid::parse(&user.id) else {
                 bail!("user id '{}' in tenant {tenant_id} is not a GUID", user.id);
             };
+            if let Some(password) = user.password.filter(|p| !p.is_empty()) {
+                if user.user_principal_name.is_empty() {
+                    bail!(
+                        "user {id} in tenant {tenant_id} has a password but no userPrincipalName to sign in with"
+                    );
+                }
+                passwords.push((id, user.user_principal_name.clone(), password));
+            }
             users.push(DirectoryUser {
                 id,
                 user_principal_name: user.user_principal_name,
                 display_name: user.display_name,
             });
         }
-        records.push(TenantRecord {
-            tenant: Tenant {
-                id: tenant_id,
-                display_name: tenant.display_name,
+        let mut applications = Vec::with_capacity(tenant.applications.len());
+        for app in tenant.applications {
+            let Some(app_id) = Guid::parse(&app.app_id) else {
+                bail!(
+                    "application id '{}' in tenant {tenant_id} is not a GUID",
+                    app.app_id
+                );
+            };
+            applications.push(NewApplication {
+                app: app_id,
+                display_name: app.display_name,
+                secrets: app.secrets,
+                roles: app.roles,
+                scopes: app.scopes,
+            });
+        }
+        declarations.push(TenantDeclaration {
+            record: TenantRecord {
+                tenant: Tenant {
+                    id: tenant_id,
+                    display_name: tenant.display_name,
+                },
+                users,
             },
-            users,
+            applications,
+            passwords,
         });
     }
-    Ok(records)
+    Ok(declarations)
 }
 
-/// A demo tenant with a handful of users, for a first start with no directory.
-pub fn demo() -> TenantRecord {
+/// The demo tenant's application: its client id and its one secret.
+pub const DEMO_APP: Guid = Guid::from_u128(0x11111111_1111_1111_1111_111111111111);
+
+/// A demo tenant with a handful of users and one application whose secret
+/// is made fresh, for a first start with no directory.
+pub fn demo() -> TenantDeclaration {
     let guid = || Guid::from_u128(uuid::Uuid::new_v4().as_u128());
     let users = [
         ("adele.vance", "Adele Vance"),
@@ -91,12 +156,30 @@ pub fn demo() -> TenantRecord {
         display_name: display.to_string(),
     })
     .collect();
-    TenantRecord {
-        tenant: Tenant {
-            id: guid(),
-            display_name: "Contoso (demo)".to_string(),
+    let application = NewApplication {
+        app: DEMO_APP,
+        display_name: "Demo app".to_string(),
+        secrets: vec![uuid::Uuid::new_v4().simple().to_string()],
+        roles: vec![
+            "Presence.Read.All".to_string(),
+            "Presence.ReadWrite.All".to_string(),
+        ],
+        scopes: vec![
+            "Presence.Read".to_string(),
+            "Presence.Read.All".to_string(),
+            "Presence.ReadWrite".to_string(),
+        ],
+    };
+    TenantDeclaration {
+        record: TenantRecord {
+            tenant: Tenant {
+                id: guid(),
+                display_name: "Contoso (demo)".to_string(),
+            },
+            users,
         },
-        users,
+        applications: vec![application],
+        passwords: Vec::new(),
     }
 }
 
@@ -106,14 +189,16 @@ mod tests {
 
     #[test]
     fn a_directory_file_parses_with_unknown_fields_ignored() {
-        let records = parse(
-            r#"{"tenants":[{"id":"11111111-1111-1111-1111-111111111111","displayName":"T",
-                "applications":[],
+        let declarations = parse(
+            r#"{"tenants":[{"id":"11111111-1111-1111-1111-111111111111","displayName":"T","color":"blue",
+                "applications":[{"appId":"33333333-3333-3333-3333-333333333333","secrets":["s"],"roles":["Presence.Read.All"]}],
                 "users":[{"id":"22222222-2222-2222-2222-222222222222","userPrincipalName":"a@t","displayName":"A","password":"x"}]}]}"#,
         )
         .unwrap();
-        assert_eq!(records.len(), 1);
-        assert_eq!(records[0].users[0].user_principal_name, "a@t");
+        assert_eq!(declarations.len(), 1);
+        assert_eq!(declarations[0].record.users[0].user_principal_name, "a@t");
+        assert_eq!(declarations[0].applications[0].roles, ["Presence.Read.All"]);
+        assert_eq!(declarations[0].passwords[0].2, "x");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use presenced_domain::{DurationSyntax, Rules};
-use presenced_identity::{DevIssuerKey, Validator};
+use presenced_identity::{DevIssuerKey, Registry, Validator};
 use presenced_store::Store;
 use presenced_store::embedded::EmbeddedStore;
 use tokio::net::TcpListener;
@@ -46,7 +46,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .context("cannot load or create the signing key")?;
     let validator = Arc::new(Validator::with_dev_issuer(&key));
 
-    load_directory(&*store, config.directory.as_deref()).await?;
+    let mut registry =
+        Registry::load(&config.data_dir).context("cannot load the identity registrations")?;
+    load_directory(&*store, &mut registry, config.directory.as_deref()).await?;
+    registry
+        .save(&config.data_dir)
+        .context("cannot save the identity registrations")?;
 
     let clock = match config.clock {
         ClockKind::System => Clock::System,
@@ -63,6 +68,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         store: store.clone(),
         clock: Arc::new(clock),
         validator,
+        issuer_key: key,
+        registry: Arc::new(registry),
         rules: config.rules,
         durations: config.durations,
         throttle: throttle(&config)?,
@@ -102,8 +109,12 @@ fn throttle(config: &ServeConfig) -> anyhow::Result<Throttle> {
     Ok(Throttle::new(default, tenants))
 }
 
-async fn load_directory(store: &dyn Store, file: Option<&std::path::Path>) -> anyhow::Result<()> {
-    let records = match file {
+async fn load_directory(
+    store: &dyn Store,
+    registry: &mut Registry,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let declarations = match file {
         Some(path) => directory::read(path)?,
         None if store.directory().await?.is_empty() => {
             let demo = directory::demo();
@@ -112,6 +123,15 @@ async fn load_directory(store: &dyn Store, file: Option<&std::path::Path>) -> an
         }
         None => return Ok(()),
     };
+    let mut records = Vec::with_capacity(declarations.len());
+    for declaration in declarations {
+        registry.merge(
+            declaration.record.tenant.id,
+            declaration.applications,
+            declaration.passwords,
+        )?;
+        records.push(declaration.record);
+    }
     let change = store.load_directory(records).await?;
     tracing::info!(
         tenants_added = change.tenants_added,
@@ -122,21 +142,34 @@ async fn load_directory(store: &dyn Store, file: Option<&std::path::Path>) -> an
     Ok(())
 }
 
-fn print_demo(demo: &presenced_store::TenantRecord) {
+fn print_demo(demo: &directory::TenantDeclaration) {
+    let tenant = &demo.record.tenant;
     println!(
         "No directory yet: created the demo tenant {} ({}) with these users:",
-        demo.tenant.display_name, demo.tenant.id
+        tenant.display_name, tenant.id
     );
-    for user in &demo.users {
+    for user in &demo.record.users {
         println!(
             "  {}  {}  {}",
             user.id, user.user_principal_name, user.display_name
         );
     }
-    if let Some(first) = demo.users.first() {
+    for app in &demo.applications {
         println!(
-            "Mint a token for {}: presenced token --tenant {} --app 11111111-1111-1111-1111-111111111111 --user {} --scopes \"Presence.ReadWrite Presence.Read.All\"",
-            first.display_name, demo.tenant.id, first.id
+            "and the application {} ({}), client secret {}, with {}.",
+            app.display_name,
+            app.app,
+            app.secrets.join(", "),
+            app.roles.join(" and ")
+        );
+    }
+    if let Some(first) = demo.record.users.first() {
+        println!(
+            "Mint a token for {}: presenced token --tenant {} --app {} --user {} --scopes \"Presence.ReadWrite Presence.Read.All\"",
+            first.display_name,
+            tenant.id,
+            directory::DEMO_APP,
+            first.id
         );
     }
 }

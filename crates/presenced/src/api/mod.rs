@@ -14,6 +14,7 @@ pub mod admin;
 pub mod authz;
 pub mod dto;
 pub mod error;
+pub mod oauth;
 pub mod presence;
 pub mod route;
 pub mod throttle;
@@ -29,7 +30,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use presenced_domain::{DurationSyntax, Rules};
-use presenced_identity::Validator;
+use presenced_identity::{DevIssuerKey, Registry, Validator};
 use presenced_store::Store;
 
 use crate::clock::Clock;
@@ -41,6 +42,10 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub clock: Arc<Clock>,
     pub validator: Arc<Validator>,
+    /// Signs the tokens of the built-in identity provider.
+    pub issuer_key: DevIssuerKey,
+    /// App registrations and test users of the built-in identity provider.
+    pub registry: Arc<Registry>,
     pub rules: Rules,
     pub durations: DurationSyntax,
     /// Per app per tenant request limits.
@@ -63,6 +68,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/admin/tenants/{tenant}/users/{user}/outOfOfficeSettings",
             axum::routing::put(admin::put_out_of_office),
+        )
+        .route(
+            "/{tenant}/v2.0/.well-known/openid-configuration",
+            get(oauth::openid_configuration),
+        )
+        .route("/{tenant}/discovery/v2.0/keys", get(oauth::keys))
+        .route(
+            "/{tenant}/oauth2/v2.0/token",
+            axum::routing::post(oauth::token),
         )
         .route("/v1.0/{*rest}", any(presence::dispatch))
         .route("/beta/{*rest}", any(presence::dispatch))
@@ -97,7 +111,13 @@ pub async fn envelope(
     let mut response = next.run(request).await;
 
     let status = response.status();
-    if status.is_client_error() || status.is_server_error() {
+    // Errors of ours carry an `ApiError`; a bare error status from the HTTP
+    // machinery has no body type. Both get the envelope. An error that
+    // already has its own body (OAuth2's format) is left as it is.
+    let own_body = response.headers().contains_key(header::CONTENT_TYPE);
+    if (status.is_client_error() || status.is_server_error())
+        && (response.extensions().get::<ApiError>().is_some() || !own_body)
+    {
         let error = response
             .extensions_mut()
             .remove::<ApiError>()

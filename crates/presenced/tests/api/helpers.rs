@@ -25,6 +25,9 @@ pub const OUTSIDER: &str = "7d1e2f3a-4b5c-4d6e-8f7a-9b0c1d2e3f4a";
 pub const NOBODY: &str = "00000000-0000-4000-8000-00000000dead";
 pub const APP: &str = "22553876-f5ab-4529-bffb-cfe50aa89f87";
 pub const OTHER_APP: &str = "5b1c0a2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d";
+/// The client secret of `APP` with the built-in identity provider.
+pub const APP_SECRET: &str = "softphone-secret";
+pub const ADELE_PASSWORD: &str = "adele-password";
 
 /// A data directory holding a signing key, made once per test run so that
 /// each server start does not generate a new RSA key.
@@ -36,8 +39,13 @@ static TEMPLATE: LazyLock<tempfile::TempDir> = LazyLock::new(|| {
 
 pub fn directory_json() -> Value {
     json!({"tenants": [
-        {"id": TENANT, "displayName": "Contoso", "users": [
-            {"id": ADELE, "userPrincipalName": "adele.vance@contoso.com", "displayName": "Adele Vance"},
+        {"id": TENANT, "displayName": "Contoso", "applications": [
+            {"appId": APP, "displayName": "Softphone", "secrets": [APP_SECRET],
+             "roles": ["Presence.Read.All", "Presence.ReadWrite.All"],
+             "scopes": ["Presence.Read", "Presence.Read.All", "Presence.ReadWrite"]},
+            {"appId": OTHER_APP, "displayName": "Wallboard", "secrets": ["wallboard-secret"], "roles": ["Presence.Read.All"]}
+        ], "users": [
+            {"id": ADELE, "userPrincipalName": "adele.vance@contoso.com", "displayName": "Adele Vance", "password": ADELE_PASSWORD},
             {"id": MEGAN, "userPrincipalName": "megan.bowen@contoso.com", "displayName": "Megan Bowen"},
             {"id": LEE, "userPrincipalName": "lee.gu@contoso.com", "displayName": "Lee Gu"}
         ]},

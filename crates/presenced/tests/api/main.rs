@@ -7,6 +7,7 @@ mod cli;
 mod durability;
 mod errors;
 mod helpers;
+mod oauth;
 mod reads;
 mod robustness;
 mod seed;

@@ -1,0 +1,378 @@
+//! App registrations and test users of the built-in identity provider.
+//!
+//! The directory file declares, per tenant, applications (client id, client
+//! secrets, granted application permissions, delegated permissions the app
+//! may ask for) and users' passwords for the delegated test grant. The
+//! registry keeps them — secrets and passwords only as salted SHA-256
+//! digests — in `<data-dir>/identity/registrations.json`, so they survive a
+//! restart without the directory file. Loading again adds and updates.
+//!
+//! This module knows credentials; it does not know OAuth2's wire format
+//! (the API layer does) or which permission an operation needs.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::{Guid, IdentityError};
+
+/// The registry file, relative to the data directory.
+pub const REGISTRY_FILE: &str = "identity/registrations.json";
+
+/// An application as the directory file declares it (secrets in clear).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewApplication {
+    pub app: Guid,
+    pub display_name: String,
+    pub secrets: Vec<String>,
+    /// Application permissions granted (the `roles` of its app-only tokens).
+    pub roles: Vec<String>,
+    /// Delegated permissions the app may ask for.
+    pub scopes: Vec<String>,
+}
+
+/// A registered application, as the registry keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Application {
+    #[serde(with = "guid_text")]
+    pub app: Guid,
+    pub display_name: String,
+    /// Salted digests of the client secrets.
+    secrets: Vec<Digest256>,
+    pub roles: Vec<String>,
+    pub scopes: Vec<String>,
+}
+
+impl Application {
+    /// Whether `secret` is one of the application's client secrets.
+    pub fn has_secret(&self, secret: &str) -> bool {
+        self.secrets
+            .iter()
+            .fold(false, |found, digest| found | digest.matches(secret))
+    }
+
+    /// Whether the application has any secret (a confidential client).
+    pub fn is_confidential(&self) -> bool {
+        !self.secrets.is_empty()
+    }
+}
+
+/// A user who may sign in with a password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct PasswordUser {
+    #[serde(with = "guid_text")]
+    user: Guid,
+    password: Digest256,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct TenantRegistrations {
+    #[serde(with = "guid_keys")]
+    applications: BTreeMap<Guid, Application>,
+    /// Keyed by lower-case user principal name.
+    users: BTreeMap<String, PasswordUser>,
+}
+
+/// Every tenant's registrations.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registry {
+    #[serde(with = "guid_keys")]
+    tenants: BTreeMap<Guid, TenantRegistrations>,
+}
+
+impl Registry {
+    /// Loads the registry of a data directory (empty if there is none yet).
+    pub fn load(data_dir: &Path) -> Result<Registry, IdentityError> {
+        let path = data_dir.join(REGISTRY_FILE);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| IdentityError::KeyFormat {
+                path,
+                reason: format!("not a registrations file: {e}"),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Registry::default()),
+            Err(source) => Err(IdentityError::Io { path, source }),
+        }
+    }
+
+    /// Writes the registry durably (a temporary file renamed over the old one).
+    pub fn save(&self, data_dir: &Path) -> Result<(), IdentityError> {
+        let path = data_dir.join(REGISTRY_FILE);
+        fn io(path: &Path) -> impl Fn(std::io::Error) -> IdentityError + '_ {
+            move |source| IdentityError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(io(&path))?;
+        }
+        let temporary = path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec_pretty(self).expect("the registry serialises");
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut file = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&temporary)
+                .map_err(io(&temporary))?;
+            file.write_all(&bytes).map_err(io(&temporary))?;
+            file.sync_all().map_err(io(&temporary))?;
+        }
+        fs::rename(&temporary, &path).map_err(io(&path))
+    }
+
+    /// Adds or replaces applications of `tenant`, and adds or replaces the
+    /// passwords of `(user, user principal name, password)`.
+    pub fn merge(
+        &mut self,
+        tenant: Guid,
+        applications: Vec<NewApplication>,
+        passwords: Vec<(Guid, String, String)>,
+    ) -> Result<(), IdentityError> {
+        let registrations = self.tenants.entry(tenant).or_default();
+        for new in applications {
+            let secrets = new
+                .secrets
+                .iter()
+                .map(|s| Digest256::of(s))
+                .collect::<Result<_, _>>()?;
+            let application = Application {
+                app: new.app,
+                display_name: new.display_name,
+                secrets,
+                roles: new.roles,
+                scopes: new.scopes,
+            };
+            registrations.applications.insert(new.app, application);
+        }
+        for (user, upn, password) in passwords {
+            let password = Digest256::of(&password)?;
+            registrations
+                .users
+                .insert(upn.to_lowercase(), PasswordUser { user, password });
+        }
+        Ok(())
+    }
+
+    /// Whether the registry knows `tenant`.
+    pub fn has_tenant(&self, tenant: Guid) -> bool {
+        self.tenants.contains_key(&tenant)
+    }
+
+    /// An application of `tenant`.
+    pub fn application(&self, tenant: Guid, app: Guid) -> Option<&Application> {
+        self.tenants.get(&tenant)?.applications.get(&app)
+    }
+
+    /// The user signing in with `user_principal_name` and `password` in
+    /// `tenant`, or `None` — the same for an unknown user and a wrong password.
+    pub fn password_user(
+        &self,
+        tenant: Guid,
+        user_principal_name: &str,
+        password: &str,
+    ) -> Option<Guid> {
+        let user = self
+            .tenants
+            .get(&tenant)?
+            .users
+            .get(&user_principal_name.to_lowercase())?;
+        user.password.matches(password).then_some(user.user)
+    }
+
+    /// The tenant whose users include `user_principal_name`, for sign-ins
+    /// through `organizations` or `common`.
+    pub fn tenant_of_user(&self, user_principal_name: &str) -> Option<Guid> {
+        let upn = user_principal_name.to_lowercase();
+        self.tenants
+            .iter()
+            .find(|(_, r)| r.users.contains_key(&upn))
+            .map(|(tenant, _)| *tenant)
+    }
+}
+
+/// A salted SHA-256 digest of a secret: `salt` and `digest` in hex.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Digest256 {
+    salt: String,
+    digest: String,
+}
+
+impl Digest256 {
+    fn of(secret: &str) -> Result<Digest256, IdentityError> {
+        let mut salt = [0u8; 16];
+        getrandom::fill(&mut salt).map_err(|e| IdentityError::KeyGeneration(e.to_string()))?;
+        let salt = hex(&salt);
+        let digest = hex(&Self::hash(&salt, secret));
+        Ok(Digest256 { salt, digest })
+    }
+
+    fn hash(salt: &str, secret: &str) -> [u8; 32] {
+        let mut hash = Sha256::new();
+        hash.update(salt.as_bytes());
+        hash.update(b"\0");
+        hash.update(secret.as_bytes());
+        hash.finalize().into()
+    }
+
+    /// Compares in constant time with respect to the secret's content.
+    fn matches(&self, secret: &str) -> bool {
+        let candidate = hex(&Self::hash(&self.salt, secret));
+        candidate.len() == self.digest.len()
+            && candidate
+                .bytes()
+                .zip(self.digest.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+}
+
+/// GUIDs as their text in the registry file (the domain's `Guid` has no serde).
+mod guid_text {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    use crate::Guid;
+
+    pub fn serialize<S: Serializer>(guid: &Guid, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(guid)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Guid, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Guid::parse(&text).ok_or_else(|| D::Error::custom(format!("'{text}' is not a GUID")))
+    }
+}
+
+/// Maps keyed by GUID, as objects keyed by the GUID's text.
+mod guid_keys {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer, de::Error};
+
+    use crate::Guid;
+
+    pub fn serialize<S: Serializer, V: Serialize>(
+        map: &BTreeMap<Guid, V>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(map.iter().map(|(k, v)| (k.to_string(), v)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, V: Deserialize<'de>>(
+        deserializer: D,
+    ) -> Result<BTreeMap<Guid, V>, D::Error> {
+        let text = BTreeMap::<String, V>::deserialize(deserializer)?;
+        text.into_iter()
+            .map(|(k, v)| {
+                Guid::parse(&k)
+                    .map(|g| (g, v))
+                    .ok_or_else(|| D::Error::custom(format!("'{k}' is not a GUID")))
+            })
+            .collect()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TENANT: Guid = Guid::from_u128(0x4f5e1d6c_2b3a_4c9d_8e7f_0a1b2c3d4e5f);
+    const APP: Guid = Guid::from_u128(0x22553876_f5ab_4529_bffb_cfe50aa89f87);
+    const USER: Guid = Guid::from_u128(0xfa8bf3dc_eca7_46b7_bad1_db199b62afc3);
+
+    fn registry() -> Registry {
+        let mut registry = Registry::default();
+        let app = NewApplication {
+            app: APP,
+            display_name: "Softphone".into(),
+            secrets: vec!["s3cret".into(), "next-secret".into()],
+            roles: vec!["Presence.ReadWrite.All".into()],
+            scopes: vec!["Presence.ReadWrite".into()],
+        };
+        registry
+            .merge(
+                TENANT,
+                vec![app],
+                vec![(USER, "Adele@Contoso.com".into(), "pa55".into())],
+            )
+            .unwrap();
+        registry
+    }
+
+    #[test]
+    fn client_secrets_and_passwords_are_checked_and_never_kept_in_clear() {
+        let registry = registry();
+        let app = registry.application(TENANT, APP).unwrap();
+        assert!(
+            app.has_secret("s3cret") && app.has_secret("next-secret") && !app.has_secret("S3cret")
+        );
+        assert_eq!(
+            registry.password_user(TENANT, "adele@contoso.com", "pa55"),
+            Some(USER)
+        );
+        assert_eq!(
+            registry.password_user(TENANT, "adele@contoso.com", "wrong"),
+            None
+        );
+        assert_eq!(
+            registry.password_user(TENANT, "nobody@contoso.com", "pa55"),
+            None
+        );
+        assert_eq!(registry.tenant_of_user("ADELE@contoso.com"), Some(TENANT));
+        let text = serde_json::to_string(&registry).unwrap();
+        assert!(!text.contains("s3cret") && !text.contains("pa55"));
+    }
+
+    #[test]
+    fn the_registry_survives_a_save_and_load() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(Registry::load(dir.path()).unwrap(), Registry::default());
+        let registry = registry();
+        registry.save(dir.path()).unwrap();
+        let loaded = Registry::load(dir.path()).unwrap();
+        assert_eq!(loaded, registry);
+        assert!(
+            loaded
+                .application(TENANT, APP)
+                .unwrap()
+                .has_secret("s3cret")
+        );
+    }
+
+    #[test]
+    fn merging_again_replaces_an_application_and_keeps_the_others() {
+        let mut registry = registry();
+        let other = Guid::from_u128(7);
+        let replacement = NewApplication {
+            app: APP,
+            display_name: "Softphone 2".into(),
+            secrets: vec!["rotated".into()],
+            roles: vec![],
+            scopes: vec![],
+        };
+        let added = NewApplication {
+            app: other,
+            ..replacement.clone()
+        };
+        registry
+            .merge(TENANT, vec![replacement, added], vec![])
+            .unwrap();
+        let app = registry.application(TENANT, APP).unwrap();
+        assert!(app.has_secret("rotated") && !app.has_secret("s3cret"));
+        assert!(registry.application(TENANT, other).is_some());
+        assert_eq!(
+            registry.password_user(TENANT, "adele@contoso.com", "pa55"),
+            Some(USER)
+        );
+    }
+}

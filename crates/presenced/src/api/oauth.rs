@@ -1,0 +1,564 @@
+//! The built-in identity provider, shaped like Microsoft Entra ID's v2
+//! endpoints, so that `azure-identity`, MSAL and other OAuth2 clients get
+//! tokens from presenced as they would from Entra:
+//!
+//! - `GET /{tenant}/v2.0/.well-known/openid-configuration`
+//! - `GET /{tenant}/discovery/v2.0/keys`
+//! - `POST /{tenant}/oauth2/v2.0/token` with `client_credentials` (an app
+//!   registration's secret; `scope=<resource>/.default` gets the granted
+//!   application permissions) or `password` (a test user's password; the
+//!   requested delegated scopes, among those the app may ask for).
+//!
+//! Tokens are signed with the development issuer's key, so presenced's own
+//! validator accepts them. Errors use OAuth2's format (`error`,
+//! `error_description` with Entra's AADSTS codes), never Graph's envelope,
+//! and say no more than Entra does: a wrong password and an unknown user
+//! read the same.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use jiff::{SignedDuration, Timestamp};
+use presenced_domain::Guid;
+use presenced_identity::{GRAPH_APP_ID, GRAPH_AUDIENCE, Subject, TokenRequest, dev_issuer};
+use serde::Serialize;
+
+use super::presence::read_body;
+use super::{AppState, RouteName};
+
+/// How long issued access tokens live, as Entra's default.
+const TOKEN_LIFETIME: SignedDuration = SignedDuration::from_secs(3600);
+
+/// Scopes that ask for OpenID Connect artefacts rather than permissions.
+const OIDC_SCOPES: [&str; 4] = ["openid", "profile", "offline_access", "email"];
+
+/// The scheme and host a client reached presenced at, for absolute URLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scheme(pub &'static str);
+
+fn base_url(parts: &Parts) -> String {
+    let scheme = parts
+        .extensions
+        .get::<Scheme>()
+        .map(|s| s.0)
+        .or_else(|| {
+            parts
+                .uri
+                .scheme_str()
+                .map(|s| if s == "https" { "https" } else { "http" })
+        })
+        .unwrap_or("http");
+    let host = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "localhost".to_string());
+    format!("{scheme}://{host}")
+}
+
+/// An OAuth2 error answer.
+#[derive(Debug)]
+struct OAuthError {
+    status: StatusCode,
+    error: &'static str,
+    code: u32,
+    description: String,
+}
+
+impl OAuthError {
+    fn new(error: &'static str, code: u32, description: impl Into<String>) -> OAuthError {
+        OAuthError {
+            status: StatusCode::BAD_REQUEST,
+            error,
+            code,
+            description: description.into(),
+        }
+    }
+
+    fn unknown_tenant(tenant: &str) -> OAuthError {
+        OAuthError::new(
+            "invalid_tenant",
+            90002,
+            format!(
+                "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."
+            ),
+        )
+    }
+
+    fn render(self, request_id: &str) -> Response {
+        let body = serde_json::json!({
+            "error": self.error,
+            "error_description": format!("AADSTS{}: {}", self.code, self.description),
+            "error_codes": [self.code],
+            "timestamp": Timestamp::now().strftime("%Y-%m-%d %H:%M:%SZ").to_string(),
+            "trace_id": request_id,
+            "correlation_id": request_id,
+        });
+        json(self.status, &body)
+    }
+}
+
+fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    let mut response = (status, serde_json::to_vec(body).unwrap_or_default()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store, no-cache"),
+    );
+    response
+}
+
+fn route(mut response: Response, name: &'static str) -> Response {
+    response.extensions_mut().insert(RouteName(name));
+    response
+}
+
+fn known_tenant(state: &AppState, tenant: &str) -> Result<Guid, OAuthError> {
+    Guid::parse(tenant)
+        .filter(|t| state.registry.has_tenant(*t))
+        .ok_or_else(|| OAuthError::unknown_tenant(tenant))
+}
+
+/// `GET /{tenant}/v2.0/.well-known/openid-configuration`.
+pub async fn openid_configuration(
+    State(state): State<Arc<AppState>>,
+    Path(tenant): Path<String>,
+    request: Request,
+) -> Response {
+    let (parts, _) = request.into_parts();
+    let response = match known_tenant(&state, &tenant) {
+        Err(e) => e.render(""),
+        Ok(tid) => {
+            let base = base_url(&parts);
+            json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "issuer": dev_issuer(tid),
+                    "token_endpoint": format!("{base}/{tid}/oauth2/v2.0/token"),
+                    "jwks_uri": format!("{base}/{tid}/discovery/v2.0/keys"),
+                    "authorization_endpoint": format!("{base}/{tid}/oauth2/v2.0/authorize"),
+                    "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+                    "grant_types_supported": ["client_credentials", "password"],
+                    "response_types_supported": ["token"],
+                    "subject_types_supported": ["pairwise"],
+                    "id_token_signing_alg_values_supported": ["RS256"],
+                    "scopes_supported": ["openid", "profile", "email", "offline_access"],
+                    "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nbf", "tid", "oid", "name", "preferred_username", "ver"],
+                    "tenant_region_scope": null,
+                    "cloud_instance_name": "presenced.local",
+                    "msgraph_host": parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost"),
+                }),
+            )
+        }
+    };
+    route(response, "/{tenant}/v2.0/.well-known/openid-configuration")
+}
+
+/// `GET /{tenant}/discovery/v2.0/keys`.
+pub async fn keys(State(state): State<Arc<AppState>>, Path(tenant): Path<String>) -> Response {
+    let response = match known_tenant(&state, &tenant) {
+        Err(e) => e.render(""),
+        Ok(_) => json(StatusCode::OK, &state.issuer_key.jwks_json()),
+    };
+    route(response, "/{tenant}/discovery/v2.0/keys")
+}
+
+/// `POST /{tenant}/oauth2/v2.0/token`.
+pub async fn token(
+    State(state): State<Arc<AppState>>,
+    Path(tenant): Path<String>,
+    request: Request,
+) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let response = match issue(&state, &tenant, request).await {
+        Ok(response) => response,
+        Err(e) => e.render(&request_id),
+    };
+    route(response, "/{tenant}/oauth2/v2.0/token")
+}
+
+#[derive(Serialize)]
+struct TokenResponse {
+    token_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
+    expires_in: i64,
+    ext_expires_in: i64,
+    access_token: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_info: Option<String>,
+}
+
+#[derive(Serialize)]
+struct IdTokenClaims<'a> {
+    aud: String,
+    iss: String,
+    iat: i64,
+    nbf: i64,
+    exp: i64,
+    name: &'a str,
+    oid: String,
+    preferred_username: &'a str,
+    sub: String,
+    tid: String,
+    ver: &'static str,
+}
+
+async fn issue(state: &AppState, tenant: &str, request: Request) -> Result<Response, OAuthError> {
+    let (parts, body) = request.into_parts();
+    let body = read_body(&parts.headers, body).await.map_err(|_| {
+        OAuthError::new("invalid_request", 900144, "The request body is too large.")
+    })?;
+    let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).map_err(|_| {
+        OAuthError::new(
+            "invalid_request",
+            900144,
+            "The request body must be application/x-www-form-urlencoded.",
+        )
+    })?;
+    let field = |name: &str| form.get(name).map(String::as_str).filter(|v| !v.is_empty());
+    let (basic_id, basic_secret) = basic_credentials(&parts.headers);
+    let client_id = field("client_id")
+        .map(str::to_string)
+        .or(basic_id)
+        .ok_or_else(|| {
+            OAuthError::new(
+                "invalid_request",
+                900144,
+                "The request body must contain the following parameter: 'client_id'.",
+            )
+        })?;
+    let secret = field("client_secret").map(str::to_string).or(basic_secret);
+    let grant = field("grant_type").ok_or_else(|| {
+        OAuthError::new(
+            "invalid_request",
+            900144,
+            "The request body must contain the following parameter: 'grant_type'.",
+        )
+    })?;
+    let scope = field("scope").ok_or_else(|| {
+        OAuthError::new(
+            "invalid_request",
+            900144,
+            "The request body must contain the following parameter: 'scope'.",
+        )
+    })?;
+
+    let tenant_id = match (Guid::parse(tenant), grant, field("username")) {
+        (Some(t), _, _) => Some(t),
+        (None, "password", Some(username))
+            if ["organizations", "common"].contains(&tenant.to_ascii_lowercase().as_str()) =>
+        {
+            state.registry.tenant_of_user(username)
+        }
+        _ => None,
+    }
+    .filter(|t| state.registry.has_tenant(*t))
+    .ok_or_else(|| OAuthError::unknown_tenant(tenant))?;
+
+    let unknown_client = || {
+        OAuthError::new(
+            "unauthorized_client",
+            700016,
+            format!(
+                "Application with identifier '{client_id}' was not found in the directory '{tenant_id}'."
+            ),
+        )
+    };
+    let app_id = Guid::parse(&client_id).ok_or_else(unknown_client)?;
+    let app = state
+        .registry
+        .application(tenant_id, app_id)
+        .ok_or_else(unknown_client)?;
+    let bad_secret = || OAuthError {
+        status: StatusCode::UNAUTHORIZED,
+        ..OAuthError::new(
+            "invalid_client",
+            7000215,
+            "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value.",
+        )
+    };
+    let now = Timestamp::now();
+    let (subject, granted_scope, id_token) = match grant {
+        "client_credentials" => {
+            if !secret.as_deref().is_some_and(|s| app.has_secret(s)) {
+                return Err(bad_secret());
+            }
+            if !is_default_scope(scope) {
+                return Err(OAuthError::new(
+                    "invalid_scope",
+                    1002012,
+                    format!(
+                        "The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
+                    ),
+                ));
+            }
+            (
+                Subject::Application {
+                    roles: app.roles.clone(),
+                },
+                None,
+                None,
+            )
+        }
+        "password" => {
+            if let Some(secret) = &secret
+                && !app.has_secret(secret)
+            {
+                return Err(bad_secret());
+            }
+            let (username, password) = (
+                field("username").unwrap_or(""),
+                field("password").unwrap_or(""),
+            );
+            let user = state
+                .registry
+                .password_user(tenant_id, username, password)
+                .ok_or_else(|| {
+                    OAuthError::new(
+                        "invalid_grant",
+                        50126,
+                        "Error validating credentials due to invalid username or password.",
+                    )
+                })?;
+            let scopes = delegated_scopes(scope, &app.scopes)?;
+            let directory_user = state
+                .store
+                .user(presenced_store::UserKey {
+                    tenant: tenant_id,
+                    user,
+                })
+                .await
+                .ok()
+                .flatten();
+            let name = directory_user
+                .as_ref()
+                .map_or(username, |u| u.display_name.as_str());
+            let claims = IdTokenClaims {
+                aud: app_id.to_string(),
+                iss: dev_issuer(tenant_id),
+                iat: now.as_second(),
+                nbf: now.as_second(),
+                exp: now.as_second() + TOKEN_LIFETIME.as_secs(),
+                name,
+                oid: user.to_string(),
+                preferred_username: username,
+                sub: user.to_string(),
+                tid: tenant_id.to_string(),
+                ver: "2.0",
+            };
+            let id_token = state.issuer_key.sign(&claims).map_err(server_error)?;
+            let joined = scopes.join(" ");
+            (
+                Subject::Delegated { user, scopes },
+                Some(joined),
+                Some((id_token, user)),
+            )
+        }
+        other => {
+            return Err(OAuthError::new(
+                "unsupported_grant_type",
+                70003,
+                format!("The app requested an unsupported grant type '{other}'."),
+            ));
+        }
+    };
+    let request = TokenRequest {
+        tenant: tenant_id,
+        app: app_id,
+        subject,
+        lifetime: TOKEN_LIFETIME,
+    };
+    let access_token = state.issuer_key.mint(&request, now).map_err(server_error)?;
+    let client_info = id_token.as_ref().map(|(_, user)| {
+        URL_SAFE_NO_PAD.encode(
+            serde_json::json!({"uid": user.to_string(), "utid": tenant_id.to_string()}).to_string(),
+        )
+    });
+    let lifetime = TOKEN_LIFETIME.as_secs() - 1;
+    Ok(json(
+        StatusCode::OK,
+        &TokenResponse {
+            token_type: "Bearer",
+            scope: granted_scope,
+            expires_in: lifetime,
+            ext_expires_in: lifetime,
+            access_token,
+            id_token: id_token.map(|(t, _)| t),
+            client_info,
+        },
+    ))
+}
+
+fn server_error(error: impl std::fmt::Display) -> OAuthError {
+    tracing::error!(%error, "could not sign a token");
+    OAuthError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        ..OAuthError::new(
+            "server_error",
+            90100,
+            "An error occurred while issuing the token.",
+        )
+    }
+}
+
+/// `client_secret_basic`: `Authorization: Basic base64(id:secret)`, each part form-encoded.
+fn basic_credentials(headers: &HeaderMap) -> (Option<String>, Option<String>) {
+    let decoded = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Basic ")
+                .or_else(|| v.strip_prefix("basic "))
+        })
+        .and_then(|v| STANDARD.decode(v.trim()).ok())
+        .and_then(|v| String::from_utf8(v).ok());
+    let Some(decoded) = decoded else {
+        return (None, None);
+    };
+    let Some((id, secret)) = decoded.split_once(':') else {
+        return (None, None);
+    };
+    let unescape = |s: &str| {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("v={s}"))
+            .ok()
+            .and_then(|mut v| v.pop())
+            .map(|(_, v)| v)
+    };
+    (unescape(id), unescape(secret))
+}
+
+/// Whether `scope` names Graph's (or presenced's) resource with `/.default`.
+fn is_default_scope(scope: &str) -> bool {
+    let mut words = scope.split_whitespace();
+    let (Some(only), None) = (words.next(), words.next()) else {
+        return false;
+    };
+    let Some(resource) = only.strip_suffix("/.default") else {
+        return false;
+    };
+    let resource = resource.trim_end_matches('/');
+    resource.eq_ignore_ascii_case(GRAPH_AUDIENCE) || resource.eq_ignore_ascii_case(GRAPH_APP_ID)
+}
+
+/// The delegated scopes a password grant asks for, each one the app may ask for.
+fn delegated_scopes(scope: &str, allowed: &[String]) -> Result<Vec<String>, OAuthError> {
+    let mut scopes = Vec::new();
+    for word in scope.split_whitespace() {
+        if OIDC_SCOPES.iter().any(|s| s.eq_ignore_ascii_case(word)) {
+            continue;
+        }
+        let name = [GRAPH_AUDIENCE, GRAPH_APP_ID]
+            .iter()
+            .find_map(|r| {
+                word.get(..r.len())
+                    .filter(|p| p.eq_ignore_ascii_case(r))
+                    .map(|_| &word[r.len()..])
+            })
+            .map_or(word, |rest| rest.trim_start_matches('/'));
+        if name == ".default" {
+            scopes.extend(allowed.iter().cloned());
+            continue;
+        }
+        let Some(granted) = allowed.iter().find(|a| a.eq_ignore_ascii_case(name)) else {
+            return Err(OAuthError::new(
+                "invalid_grant",
+                65001,
+                format!(
+                    "The user or administrator has not consented to use the application with scope '{name}'."
+                ),
+            ));
+        };
+        scopes.push(granted.clone());
+    }
+    scopes.dedup();
+    if scopes.is_empty() {
+        return Err(OAuthError::new(
+            "invalid_scope",
+            70011,
+            "The provided request must include a permission scope.",
+        ));
+    }
+    Ok(scopes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_scopes_name_graphs_resource() {
+        for ok in [
+            "https://graph.microsoft.com/.default",
+            "https://graph.microsoft.com//.default",
+            "00000003-0000-0000-c000-000000000000/.default",
+        ] {
+            assert!(is_default_scope(ok), "{ok}");
+        }
+        for bad in [
+            "Presence.Read.All",
+            "https://graph.microsoft.com/Presence.Read",
+            "https://other/.default",
+            "",
+        ] {
+            assert!(!is_default_scope(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn delegated_scopes_drop_oidc_scopes_and_strip_the_resource() {
+        let allowed = vec![
+            "Presence.Read".to_string(),
+            "Presence.ReadWrite".to_string(),
+        ];
+        let got = delegated_scopes("openid profile offline_access https://graph.microsoft.com/presence.read Presence.ReadWrite", &allowed).unwrap();
+        assert_eq!(got, ["Presence.Read", "Presence.ReadWrite"]);
+        assert_eq!(
+            delegated_scopes("https://graph.microsoft.com/.default", &allowed).unwrap(),
+            allowed
+        );
+        assert_eq!(
+            delegated_scopes("Presence.Read.All", &allowed)
+                .unwrap_err()
+                .error,
+            "invalid_grant"
+        );
+        assert_eq!(
+            delegated_scopes("openid", &allowed).unwrap_err().error,
+            "invalid_scope"
+        );
+    }
+
+    #[test]
+    fn basic_credentials_are_form_decoded() {
+        let mut headers = HeaderMap::new();
+        let value = format!("Basic {}", STANDARD.encode("my%20app:s%3Acret"));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&value).unwrap(),
+        );
+        assert_eq!(
+            basic_credentials(&headers),
+            (Some("my app".into()), Some("s:cret".into()))
+        );
+    }
+}
