@@ -229,106 +229,80 @@ fn position(
         })
 }
 
-/// A validated setPresence pair: one of the five an app session may hold.
-///
-/// The private index points into [`SessionState::ALLOWED`]; it doubles as the
-/// store's code, so that table's order is frozen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SessionState(/* index into ALLOWED */ u8);
+/// Defines a validated pair type whose private index points into its
+/// `ALLOWED` table; the index doubles as the store's code, so each table is
+/// append-only.
+macro_rules! pair_state {
+    ($(#[$doc:meta])* $name:ident, $action:literal, [$(($availability:ident, $activity:ident)),+ $(,)?]) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub struct $name(/* index into ALLOWED */ u8);
 
-impl SessionState {
-    /// The setPresence pairs (graph-presence.md §2.3), in documentation order.
-    /// Append only: a pair's index is its stored code.
-    pub const ALLOWED: &'static [(Availability, Activity)] = &[
-        (Availability::Available, Activity::Available),
-        (Availability::Busy, Activity::InACall),
-        (Availability::Busy, Activity::InAConferenceCall),
-        (Availability::Away, Activity::Away),
-        (Availability::DoNotDisturb, Activity::Presenting),
-    ];
+        impl $name {
+            /// The pairs the action allows, in documentation order.
+            /// Append only: a pair's index is its stored code.
+            pub const ALLOWED: &'static [(Availability, Activity)] =
+                &[$((Availability::$availability, Activity::$activity)),+];
 
-    /// The pair, if setPresence allows it.
-    pub fn new(availability: Availability, activity: Activity) -> Result<Self, PairError> {
-        position(Self::ALLOWED, availability, activity).map(SessionState)
-    }
+            #[doc = concat!("The pair, if ", $action, " allows it.")]
+            pub fn new(availability: Availability, activity: Activity) -> Result<Self, PairError> {
+                position(Self::ALLOWED, availability, activity).map($name)
+            }
 
-    /// Parses both wire strings (any case) and checks the pair.
-    pub fn parse(availability: &str, activity: &str) -> Result<Self, StateError> {
-        Ok(Self::new(
-            Availability::parse(availability)?,
-            Activity::parse(activity)?,
-        )?)
-    }
+            /// Parses both wire strings (any case) and checks the pair.
+            pub fn parse(availability: &str, activity: &str) -> Result<Self, StateError> {
+                Ok(Self::new(Availability::parse(availability)?, Activity::parse(activity)?)?)
+            }
 
-    pub fn availability(self) -> Availability {
-        Self::ALLOWED[self.0 as usize].0
-    }
+            pub fn availability(self) -> Availability {
+                Self::ALLOWED[self.0 as usize].0
+            }
 
-    pub fn activity(self) -> Activity {
-        Self::ALLOWED[self.0 as usize].1
-    }
+            pub fn activity(self) -> Activity {
+                Self::ALLOWED[self.0 as usize].1
+            }
 
-    /// A stable small integer for storage.
-    pub fn code(self) -> u8 {
-        self.0
-    }
+            /// A stable small integer for storage.
+            pub fn code(self) -> u8 {
+                self.0
+            }
 
-    /// The state a stored [`SessionState::code`] stands for.
-    pub fn from_code(code: u8) -> Option<Self> {
-        ((code as usize) < Self::ALLOWED.len()).then_some(SessionState(code))
-    }
+            /// The state a stored code stands for.
+            pub fn from_code(code: u8) -> Option<Self> {
+                ((code as usize) < Self::ALLOWED.len()).then_some($name(code))
+            }
+        }
+    };
 }
 
-/// A validated setUserPreferredPresence pair: one of the six a user may prefer.
-///
-/// The private index points into [`PreferredState::ALLOWED`] and is the
-/// store's code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PreferredState(/* index into ALLOWED */ u8);
+pair_state!(
+    /// A validated setPresence pair: one of the five an app session may hold
+    /// (graph-presence.md §2.3).
+    SessionState,
+    "setPresence",
+    [
+        (Available, Available),
+        (Busy, InACall),
+        (Busy, InAConferenceCall),
+        (Away, Away),
+        (DoNotDisturb, Presenting),
+    ]
+);
 
-impl PreferredState {
-    /// The setUserPreferredPresence pairs (graph-presence.md §2.5).
-    /// Append only: a pair's index is its stored code.
-    pub const ALLOWED: &'static [(Availability, Activity)] = &[
-        (Availability::Available, Activity::Available),
-        (Availability::Busy, Activity::Busy),
-        (Availability::DoNotDisturb, Activity::DoNotDisturb),
-        (Availability::BeRightBack, Activity::BeRightBack),
-        (Availability::Away, Activity::Away),
-        (Availability::Offline, Activity::OffWork),
-    ];
-
-    /// The pair, if setUserPreferredPresence allows it.
-    pub fn new(availability: Availability, activity: Activity) -> Result<Self, PairError> {
-        position(Self::ALLOWED, availability, activity).map(PreferredState)
-    }
-
-    /// Parses both wire strings (any case) and checks the pair.
-    pub fn parse(availability: &str, activity: &str) -> Result<Self, StateError> {
-        Ok(Self::new(
-            Availability::parse(availability)?,
-            Activity::parse(activity)?,
-        )?)
-    }
-
-    pub fn availability(self) -> Availability {
-        Self::ALLOWED[self.0 as usize].0
-    }
-
-    pub fn activity(self) -> Activity {
-        Self::ALLOWED[self.0 as usize].1
-    }
-
-    /// A stable small integer for storage.
-    pub fn code(self) -> u8 {
-        self.0
-    }
-
-    /// The state a stored [`PreferredState::code`] stands for.
-    pub fn from_code(code: u8) -> Option<Self> {
-        ((code as usize) < Self::ALLOWED.len()).then_some(PreferredState(code))
-    }
-}
+pair_state!(
+    /// A validated setUserPreferredPresence pair: one of the six a user may
+    /// prefer (graph-presence.md §2.5).
+    PreferredState,
+    "setUserPreferredPresence",
+    [
+        (Available, Available),
+        (Busy, Busy),
+        (DoNotDisturb, DoNotDisturb),
+        (BeRightBack, BeRightBack),
+        (Away, Away),
+        (Offline, OffWork),
+    ]
+);
 
 #[cfg(test)]
 mod tests {
