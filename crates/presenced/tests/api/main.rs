@@ -7,6 +7,8 @@ mod cli;
 mod durability;
 mod errors;
 mod helpers;
+mod issuers;
+mod provider;
 mod reads;
 mod robustness;
 mod seed;
