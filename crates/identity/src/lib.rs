@@ -1,6 +1,6 @@
 //! Bearer tokens for presenced: who is calling.
 //!
-//! Apps call presenced with Entra-shaped access tokens, as they call Microsoft Graph. This crate has three
+//! Apps call presenced with Entra-shaped access tokens, as they call Microsoft Graph. This crate has four
 //! parts:
 //!
 //! - [`keys`]: the development issuer's RS256 key, created once in the data directory ([`DevIssuerKey`]).
