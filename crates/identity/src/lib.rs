@@ -1,30 +1,36 @@
 //! Bearer tokens for presenced: who is calling.
 //!
-//! Apps call presenced with Entra-shaped access tokens, as they call Microsoft Graph. This crate has three
+//! Apps call presenced with Entra-shaped access tokens, as they call Microsoft Graph. This crate has four
 //! parts:
 //!
 //! - [`keys`]: the development issuer's RS256 key, created once in the data directory ([`DevIssuerKey`]).
 //! - [`mint`]: Entra-v2-shaped access tokens signed with that key ([`DevIssuerKey::mint`]), for
 //!   `presenced token`.
 //! - [`validate`]: the [`Validator`], which turns an `Authorization` header into a [`Principal`] or an
-//!   [`AuthError`]. It trusts a list of [`TrustedIssuer`]s; the dev issuer is one, and an issuer backed by a
-//!   remote JWKS can be another.
+//!   [`AuthError`]. It trusts a list of [`TrustedIssuer`]s; the dev issuer is one.
+//! - [`jwks`] and [`oidc`]: [`JwksIssuer`], any OpenID Connect issuer (Entra ID among them) trusted through
+//!   its JWK set, from a file, a URL or discovery, refreshed in the background.
 //!
-//! Architecture invariant: this crate knows JWTs, keys and Entra's claims. It knows no HTTP (the caller
-//! hands it the header's bytes and maps [`AuthError`] to a 401) and no rule of Graph presence: which scope
+//! Architecture invariant: this crate knows JWTs, keys and Entra's claims. It serves no HTTP (the caller
+//! hands it the header's bytes and maps [`AuthError`] to a 401); its only HTTP is the client that fetches
+//! issuers' keys, off the request path. It knows no rule of Graph presence: which scope
 //! or role an operation needs, and the refusal of personal accounts, belong to the API layer. It reads the
 //! wall clock for token lifetimes only (decisions.md rule 17), through an injectable clock.
 
 use std::path::PathBuf;
 
+pub mod jwks;
 pub mod keys;
 pub mod mint;
+pub mod oidc;
 mod principal;
 pub mod registry;
 pub mod validate;
 
+pub use jwks::{JwksError, KeySet};
 pub use keys::DevIssuerKey;
 pub use mint::{Subject, TokenRequest, dev_issuer, service_principal_id};
+pub use oidc::{IssuerStartError, JwksIssuer, JwksIssuerConfig, KeySource, SourceError};
 pub use presenced_domain::Guid;
 pub use principal::{Principal, PrincipalKind};
 pub use registry::{Application, NewApplication, Registry};

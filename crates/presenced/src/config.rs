@@ -9,11 +9,17 @@
 //! where both name the same setting.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
+use jiff::SignedDuration;
+use presenced_domain::DurationSyntax;
+use presenced_domain::duration::{DurationError, parse_duration};
+use presenced_identity::{
+    GRAPH_APP_ID, GRAPH_AUDIENCE, JwksIssuerConfig, KeySource, ValidatorConfig,
+};
 use serde::Deserialize;
 
 /// Everything the configuration file can say.
@@ -21,6 +27,124 @@ use serde::Deserialize;
 #[serde(default, deny_unknown_fields)]
 pub struct FileConfig {
     pub throttle: ThrottleConfig,
+    pub auth: AuthConfig,
+}
+
+/// Token validation: clock skew, the validated-token cache, and the issuers
+/// trusted besides the development issuer (which is always trusted).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Clock skew allowed on `exp` and `nbf`, ISO 8601 (default `PT5M`).
+    pub leeway: Option<String>,
+    /// How many validated tokens to remember (default 100000; 0: none).
+    pub cache_capacity: Option<usize>,
+    pub issuers: Vec<IssuerConfig>,
+}
+
+/// One `[[auth.issuers]]` entry: an OpenID Connect issuer and where its keys are.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// `iss`, fixed or with `{tenantid}` (Entra: `https://login.microsoftonline.com/{tenantid}/v2.0`).
+    pub issuer: String,
+    /// Accepted `aud` values; default Microsoft Graph's, as URL and as app id.
+    pub audiences: Option<Vec<String>>,
+    /// Exactly one of these four says where the keys are.
+    pub jwks_file: Option<PathBuf>,
+    pub jwks_url: Option<String>,
+    pub discovery_url: Option<String>,
+    /// `true`: discovery at `<issuer>/.well-known/openid-configuration`.
+    pub discovery: bool,
+    /// ISO 8601; default `PT1H`.
+    pub refresh_interval: Option<String>,
+    /// ISO 8601; default `PT30S`.
+    pub min_refresh_interval: Option<String>,
+    /// ISO 8601; default `PT5S`.
+    pub fetch_timeout: Option<String>,
+}
+
+impl AuthConfig {
+    /// The validator's settings, or why they are wrong.
+    pub fn validator_config(&self) -> anyhow::Result<ValidatorConfig> {
+        let defaults = ValidatorConfig::default();
+        Ok(ValidatorConfig {
+            leeway: match &self.leeway {
+                None => defaults.leeway,
+                // No skew allowed at all is a choice too.
+                Some(text) => match parse_duration(text, DurationSyntax::Iso8601) {
+                    Ok(leeway) => leeway,
+                    Err(DurationError::NotPositive(_)) if !text.starts_with('-') => {
+                        SignedDuration::ZERO
+                    }
+                    Err(e) => anyhow::bail!("auth.leeway: {e}"),
+                },
+            },
+            cache_capacity: self.cache_capacity.unwrap_or(defaults.cache_capacity),
+        })
+    }
+
+    /// The configured issuers, checked, in file order.
+    pub fn issuers(&self) -> anyhow::Result<Vec<JwksIssuerConfig>> {
+        self.issuers
+            .iter()
+            .enumerate()
+            .map(|(index, issuer)| {
+                issuer
+                    .resolve()
+                    .with_context(|| format!("auth.issuers[{index}] ({})", issuer.issuer))
+            })
+            .collect()
+    }
+}
+
+impl IssuerConfig {
+    fn resolve(&self) -> anyhow::Result<JwksIssuerConfig> {
+        if self.issuer.is_empty() {
+            anyhow::bail!("'issuer' is required");
+        }
+        let source = match (
+            &self.jwks_file,
+            &self.jwks_url,
+            &self.discovery_url,
+            self.discovery,
+        ) {
+            (Some(path), None, None, false) => KeySource::File(path.clone()),
+            (None, Some(url), None, false) => KeySource::jwks_url(url)?,
+            (None, None, Some(url), false) => KeySource::discovery_url(url)?,
+            (None, None, None, true) => KeySource::discovery_of_issuer(&self.issuer)?,
+            _ => anyhow::bail!(
+                "give exactly one of jwks_file, jwks_url, discovery_url or discovery = true"
+            ),
+        };
+        let audiences = self
+            .audiences
+            .clone()
+            .unwrap_or_else(|| vec![GRAPH_AUDIENCE.to_owned(), GRAPH_APP_ID.to_owned()]);
+        let mut config = JwksIssuerConfig::new(&self.issuer, audiences, source);
+        let duration = |key: &str, text: &Option<String>, default| match text {
+            Some(text) => iso_duration(key, text).map(|d| d.unsigned_abs()),
+            None => Ok(default),
+        };
+        config.refresh_interval = duration(
+            "refresh_interval",
+            &self.refresh_interval,
+            config.refresh_interval,
+        )?;
+        config.min_refresh_interval = duration(
+            "min_refresh_interval",
+            &self.min_refresh_interval,
+            config.min_refresh_interval,
+        )?;
+        config.fetch_timeout =
+            duration("fetch_timeout", &self.fetch_timeout, config.fetch_timeout)?;
+        Ok(config)
+    }
+}
+
+/// A positive ISO 8601 duration such as `PT5M`.
+fn iso_duration(key: &str, text: &str) -> anyhow::Result<SignedDuration> {
+    parse_duration(text, DurationSyntax::Iso8601).map_err(|e| anyhow::anyhow!("{key}: {e}"))
 }
 
 /// Per app per tenant request limits (decisions.md 22).
@@ -90,6 +214,122 @@ mod tests {
             jail.create_file("presenced.toml", "[throttle]\ndefualt = \"off\"\n")?;
             let error = FileConfig::load(Some(Path::new("presenced.toml"))).unwrap_err();
             assert!(format!("{error:#}").contains("defualt"), "{error:#}");
+            Ok(())
+        });
+    }
+
+    fn auth(toml: &str) -> anyhow::Result<(ValidatorConfig, Vec<JwksIssuerConfig>)> {
+        let mut result = None;
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("presenced.toml", toml)?;
+            result = Some(
+                FileConfig::load(Some(Path::new("presenced.toml"))).and_then(|config| {
+                    Ok((config.auth.validator_config()?, config.auth.issuers()?))
+                }),
+            );
+            Ok(())
+        });
+        result.unwrap()
+    }
+
+    #[test]
+    fn auth_defaults_to_five_minutes_of_skew_and_no_external_issuer() {
+        let (validator, issuers) = auth("").unwrap();
+        assert_eq!(validator, ValidatorConfig::default());
+        assert_eq!(validator.leeway, SignedDuration::from_mins(5));
+        assert!(issuers.is_empty());
+        let (validator, _) = auth("[auth]\nleeway = \"PT0S\"\ncache_capacity = 0\n").unwrap();
+        assert_eq!(validator.leeway, SignedDuration::ZERO);
+        assert_eq!(validator.cache_capacity, 0);
+    }
+
+    #[test]
+    fn issuers_take_their_keys_from_exactly_one_source() {
+        let (_, issuers) = auth(
+            r#"
+[auth]
+leeway = "PT1M"
+
+[[auth.issuers]]
+issuer = "https://login.microsoftonline.com/{tenantid}/v2.0"
+jwks_url = "https://login.microsoftonline.com/common/discovery/v2.0/keys"
+
+[[auth.issuers]]
+issuer = "https://accounts.example.com"
+audiences = ["api://presence"]
+discovery = true
+refresh_interval = "PT10M"
+min_refresh_interval = "PT10S"
+fetch_timeout = "PT2S"
+
+[[auth.issuers]]
+issuer = "https://idp.example.org"
+discovery_url = "https://idp.example.org/tenant/.well-known/openid-configuration"
+
+[[auth.issuers]]
+issuer = "https://files.example.org"
+jwks_file = "/etc/presenced/jwks.json"
+"#,
+        )
+        .unwrap();
+        let sources: Vec<String> = issuers.iter().map(|i| i.source.to_string()).collect();
+        assert_eq!(
+            sources,
+            [
+                "JWKS https://login.microsoftonline.com/common/discovery/v2.0/keys",
+                "discovery https://accounts.example.com/.well-known/openid-configuration",
+                "discovery https://idp.example.org/tenant/.well-known/openid-configuration",
+                "JWKS file /etc/presenced/jwks.json",
+            ]
+        );
+        assert_eq!(issuers[0].audiences, [GRAPH_AUDIENCE, GRAPH_APP_ID]);
+        assert_eq!(
+            issuers[0].refresh_interval,
+            JwksIssuerConfig::DEFAULT_REFRESH_INTERVAL
+        );
+        assert_eq!(issuers[1].audiences, ["api://presence"]);
+        assert_eq!(issuers[1].refresh_interval.as_secs(), 600);
+        assert_eq!(issuers[1].min_refresh_interval.as_secs(), 10);
+        assert_eq!(issuers[1].fetch_timeout.as_secs(), 2);
+    }
+
+    #[test]
+    fn bad_auth_settings_are_refused_with_the_key_that_is_wrong() {
+        let entry = |body: &str| {
+            format!("[[auth.issuers]]\nissuer = \"https://idp.example.com\"\n{body}\n")
+        };
+        for (toml, expected) in [
+            ("[auth]\nleeway = \"5 minutes\"".to_string(), "auth.leeway"),
+            ("[auth]\nleeway = \"-PT5M\"".to_string(), "auth.leeway"),
+            (entry(""), "exactly one of"),
+            (
+                entry("jwks_url = \"https://idp.example.com/k\"\ndiscovery = true"),
+                "exactly one of",
+            ),
+            (entry("jwks_url = \"http://idp.example.com/k\""), "loopback"),
+            (entry("jwks_url = \"not a url\""), "not a usable URL"),
+            (entry("discovery = true\nrefresh_interval = \"1h\""), "refresh_interval"),
+            (entry("discovery = true\njwks = \"x\""), "jwks"),
+            (
+                "[[auth.issuers]]\nissuer = \"https://login.microsoftonline.com/{tenantid}/v2.0\"\ndiscovery = true".to_string(),
+                "discovery needs a fixed issuer",
+            ),
+            ("[[auth.issuers]]\njwks_url = \"https://x/k\"".to_string(), "'issuer' is required"),
+        ] {
+            let error = format!("{:#}", auth(&toml).unwrap_err());
+            assert!(error.contains(expected), "{toml}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_environment_overrides_auth_settings() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("PRESENCED_AUTH__LEEWAY", "PT30S");
+            jail.set_env("PRESENCED_AUTH__CACHE_CAPACITY", "10");
+            let config = FileConfig::load(None).unwrap();
+            let validator = config.auth.validator_config().unwrap();
+            assert_eq!(validator.leeway, SignedDuration::from_secs(30));
+            assert_eq!(validator.cache_capacity, 10);
             Ok(())
         });
     }

@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use presenced_domain::{DurationSyntax, Rules};
-use presenced_identity::{DevIssuerKey, Registry, Validator};
+use presenced_identity::{
+    DevIssuer, DevIssuerKey, JwksIssuer, JwksIssuerConfig, Registry, TrustedIssuer, Validator,
+    ValidatorConfig,
+};
 use presenced_store::Store;
 use presenced_store::embedded::EmbeddedStore;
 use tokio::net::TcpListener;
@@ -35,6 +38,9 @@ pub struct ServeConfig {
 /// Runs the server until SIGINT or SIGTERM, then finishes in-flight requests
 /// and writes before returning.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    // Settings first: a mistake in them stops start-up before anything is opened.
+    let validator_config = config.file.auth.validator_config()?;
+    let trusted = config.file.auth.issuers()?;
     let store_dir = config.data_dir.clone();
     let rules = config.rules;
     let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(&store_dir, rules))
@@ -44,7 +50,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 
     let key = DevIssuerKey::load_or_create(&config.data_dir)
         .context("cannot load or create the signing key")?;
-    let validator = Arc::new(Validator::with_dev_issuer(&key));
+    let validator = Arc::new(validator(validator_config, trusted, &key).await?);
 
     let mut registry =
         Registry::load(&config.data_dir).context("cannot load the identity registrations")?;
@@ -88,6 +94,20 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     tracing::info!("shutting down: finishing writes");
     store.close().await?;
     Ok(())
+}
+
+/// The token validator: the development issuer, always trusted so that
+/// `presenced token` keeps working, then every `[[auth.issuers]]` entry.
+async fn validator(
+    settings: ValidatorConfig,
+    trusted: Vec<JwksIssuerConfig>,
+    key: &DevIssuerKey,
+) -> anyhow::Result<Validator> {
+    let mut issuers: Vec<Arc<dyn TrustedIssuer>> = vec![Arc::new(DevIssuer::new(key))];
+    for issuer in trusted {
+        issuers.push(Arc::new(JwksIssuer::start(issuer).await?));
+    }
+    Ok(Validator::new(settings, issuers))
 }
 
 /// The throttle from `--throttle` and the file's `[throttle]` section.
