@@ -7,6 +7,8 @@ mod cli;
 mod durability;
 mod errors;
 mod helpers;
+mod notifications;
 mod reads;
+mod receiver;
 mod robustness;
 mod seed;
