@@ -28,6 +28,7 @@ use serde::Deserialize;
 pub struct FileConfig {
     pub throttle: ThrottleConfig,
     pub auth: AuthConfig,
+    pub notifications: NotificationsConfig,
 }
 
 /// Token validation: clock skew, the validated-token cache, and the issuers
@@ -145,6 +146,35 @@ impl IssuerConfig {
 /// A positive ISO 8601 duration such as `PT5M`.
 fn iso_duration(key: &str, text: &str) -> anyhow::Result<SignedDuration> {
     parse_duration(text, DurationSyntax::Iso8601).map_err(|e| anyhow::anyhow!("{key}: {e}"))
+}
+
+/// Change notifications (`[notifications]`). Durations are ISO 8601.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotificationsConfig {
+    /// How long failed notifications are retried before `missed` (default `PT4H`).
+    pub retry_window: Option<String>,
+    /// The first retry's delay (default `PT1S`); later ones double.
+    pub retry_initial: Option<String>,
+    /// The longest delay between retries (default `PT5M`).
+    pub retry_max: Option<String>,
+    /// How long an endpoint has to echo the validation token (default `PT10S`).
+    pub handshake_timeout: Option<String>,
+    /// How long one delivery may take (default `PT10S`).
+    pub delivery_timeout: Option<String>,
+    /// How long before expiry `reauthorizationRequired` is sent (default `PT15M`).
+    pub reauthorize_before: Option<String>,
+    /// Extension: subscriptions with application permissions.
+    pub app_subscriptions: bool,
+    /// Extension: more than 650 ids in one subscription.
+    pub unlimited_ids: bool,
+    /// Extension: the Server-Sent Events live stream.
+    pub live_stream: bool,
+    /// Networks webhooks may reach even though the deny list names them.
+    pub allow_networks: Vec<String>,
+    /// Networks webhooks may not reach; default: loopback, private,
+    /// link-local, CGNAT and unspecified ranges.
+    pub deny_networks: Option<Vec<String>>,
 }
 
 /// Per app per tenant request limits (decisions.md 22).

@@ -5,6 +5,8 @@
 //! - [`api`]: the only module that knows Graph's URLs, JSON and errors.
 //! - [`clock`]: the system or manual clock presence runs on.
 //! - [`directory`]: the directory file (tenants and users).
+//! - [`notify`]: change notifications: subscriptions, outbox delivery,
+//!   time-driven changes, lifecycle events.
 //! - [`server`]: start-up, serving, shutdown.
 //!
 //! The presence rules live in `presenced-domain`, storage in
@@ -14,4 +16,5 @@ pub mod api;
 pub mod clock;
 pub mod config;
 pub mod directory;
+pub mod notify;
 pub mod server;

@@ -63,6 +63,9 @@ struct ServeArgs {
     /// Also accept the Python SDK's timedelta text ("8:00:00") as a duration.
     #[arg(long, env = "PRESENCED_ACCEPT_PYTHON_DURATIONS")]
     accept_python_durations: bool,
+    /// Also allow webhooks to http://127.0.0.1 and http://localhost (development, tests).
+    #[arg(long, env = "PRESENCED_WEBHOOKS_ALLOW_LOOPBACK_HTTP")]
+    webhooks_allow_loopback_http: bool,
 }
 
 #[derive(Args)]
@@ -128,6 +131,7 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         throttle: Limit::parse(&args.throttle).map_err(|e| anyhow::anyhow!("--throttle: {e}"))?,
         file: FileConfig::load(args.config.as_deref())?,
         rules,
+        webhooks_allow_loopback_http: args.webhooks_allow_loopback_http,
         durations: if args.accept_python_durations {
             DurationSyntax::AlsoPythonTimedelta
         } else {

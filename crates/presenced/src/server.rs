@@ -33,6 +33,8 @@ pub struct ServeConfig {
     pub file: FileConfig,
     pub rules: Rules,
     pub durations: DurationSyntax,
+    /// `--webhooks-allow-loopback-http`.
+    pub webhooks_allow_loopback_http: bool,
 }
 
 /// Runs the server until SIGINT or SIGTERM, then finishes in-flight requests
@@ -70,9 +72,19 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             Clock::manual(saved.map_or(real, |saved| saved.max(real)))
         }
     };
+    let clock = Arc::new(clock);
+    let notifier = crate::notify::Notifier::new(
+        store.clone(),
+        clock.clone(),
+        notify_config(&config)?,
+        target_policy(&config)?,
+        key.clone(),
+    )?;
+    notifier.start();
     let state = Arc::new(AppState {
+        notifier,
         store: store.clone(),
-        clock: Arc::new(clock),
+        clock,
         validator,
         issuer_key: key,
         registry: Arc::new(registry),
@@ -108,6 +120,65 @@ async fn validator(
         issuers.push(Arc::new(JwksIssuer::start(issuer).await?));
     }
     Ok(Validator::new(settings, issuers))
+}
+
+/// The `[notifications]` settings.
+fn notify_config(config: &ServeConfig) -> anyhow::Result<crate::notify::NotifyConfig> {
+    use presenced_domain::duration::parse_duration;
+    let file = &config.file.notifications;
+    let mut out = crate::notify::NotifyConfig::default();
+    let duration =
+        |name: &str, text: &Option<String>| -> anyhow::Result<Option<jiff::SignedDuration>> {
+            text.as_deref()
+                .map(|t| {
+                    parse_duration(t, DurationSyntax::Iso8601)
+                        .map_err(|e| anyhow::anyhow!("notifications.{name}: {e}"))
+                })
+                .transpose()
+        };
+    let std = |d: jiff::SignedDuration| std::time::Duration::try_from(d).unwrap_or_default();
+    if let Some(d) = duration("retry_window", &file.retry_window)? {
+        out.retry_window = d;
+    }
+    if let Some(d) = duration("retry_initial", &file.retry_initial)? {
+        out.retry_initial = std(d);
+    }
+    if let Some(d) = duration("retry_max", &file.retry_max)? {
+        out.retry_max = std(d);
+    }
+    if let Some(d) = duration("handshake_timeout", &file.handshake_timeout)? {
+        out.handshake_timeout = std(d);
+    }
+    if let Some(d) = duration("delivery_timeout", &file.delivery_timeout)? {
+        out.delivery_timeout = std(d);
+    }
+    if let Some(d) = duration("reauthorize_before", &file.reauthorize_before)? {
+        out.reauthorize_before = d;
+    }
+    out.app_subscriptions = file.app_subscriptions;
+    out.unlimited_ids = file.unlimited_ids;
+    out.live_stream = file.live_stream;
+    Ok(out)
+}
+
+/// Which webhook targets are allowed.
+fn target_policy(config: &ServeConfig) -> anyhow::Result<crate::notify::outbound::TargetPolicy> {
+    use crate::notify::outbound::{DEFAULT_DENY, Network, TargetPolicy};
+    let file = &config.file.notifications;
+    let parse = |name: &str, list: &[String]| -> anyhow::Result<Vec<Network>> {
+        list.iter()
+            .map(|n| Network::parse(n).map_err(|e| anyhow::anyhow!("notifications.{name}: {e}")))
+            .collect()
+    };
+    let default_deny: Vec<String> = DEFAULT_DENY.iter().map(|n| n.to_string()).collect();
+    Ok(TargetPolicy {
+        allow_loopback_http: config.webhooks_allow_loopback_http,
+        allow: parse("allow_networks", &file.allow_networks)?,
+        deny: parse(
+            "deny_networks",
+            file.deny_networks.as_deref().unwrap_or(&default_deny),
+        )?,
+    })
 }
 
 /// The throttle from `--throttle` and the file's `[throttle]` section.

@@ -28,6 +28,7 @@
 //! # Files
 //! - `directory`: loading and listing the directory.
 //! - `memory`: the sharded sets of encoded records, and the lock choice.
+//! - `notify`: subscriptions, the user → subscriptions index, the outbox.
 //! - `tables`: the redb tables, their keys, and start-up loading.
 //! - `writer`: the writer thread (group commit).
 //!
@@ -36,6 +37,7 @@
 
 mod directory;
 mod memory;
+mod notify;
 mod tables;
 #[cfg(test)]
 mod tests;
@@ -56,8 +58,8 @@ use self::memory::{Memory, Resident};
 use self::tables::{DEADLINE_USERKEY, io, user_key_bytes};
 use self::writer::{Message, Op, Shared};
 use crate::{
-    ApplyOutcome, BoxFuture, DirectoryChange, DirectoryUser, Store, StoreError, Tenant,
-    TenantRecord, UserKey, codec,
+    ApplyOutcome, BoxFuture, DirectoryChange, DirectoryUser, OutboxBody, OutboxEntry, OutboxId,
+    OutboxSettlement, Store, StoreError, SubscriptionRecord, Tenant, TenantRecord, UserKey, codec,
 };
 
 pub use self::tables::FILE_NAME;
@@ -107,6 +109,10 @@ pub struct EmbeddedStore {
     /// The manual clock's last recorded reading; the lock also orders the
     /// readings sent to the writer.
     manual_clock: Mutex<Option<Timestamp>>,
+    /// Subscriptions and the index from user to subscriptions.
+    subscriptions: RwLock<notify::Subscriptions>,
+    /// The outbox of notification work.
+    outbox: Mutex<notify::Outbox>,
     /// The presence rules that `apply` and `next_change` need.
     rules: Rules,
     /// The writer's queue; `None` only while the store is being dropped.
@@ -164,6 +170,8 @@ impl EmbeddedStore {
             tenants: RwLock::new(loaded.tenants),
             directory_writes: Mutex::new(()),
             manual_clock: Mutex::new(loaded.manual_clock),
+            subscriptions: RwLock::new(loaded.subscriptions),
+            outbox: Mutex::new(loaded.outbox),
             rules,
             queue: Some(queue),
             shared,
@@ -230,6 +238,7 @@ impl EmbeddedStore {
         now: Timestamp,
     ) -> Result<Step<ApplyOutcome>, StoreError> {
         self.shared.check()?;
+        let user = key;
         let key = user_key_bytes(key);
         let mut residents = memory::write(self.memory.shard(&key));
         let current = residents.get(&key);
@@ -251,13 +260,30 @@ impl EmbeddedStore {
         let new_deadline = presenced_domain::next_change(&facts, now, &self.rules);
         let record = codec::encode_user_record(&facts, new_deadline);
         let resident = Resident::new(&key, current.and_then(Resident::directory), Some(&record));
+        // A visible change of a subscribed user is announced in the same commit.
+        let subscribed = applied.visible_change
+            && self
+                .subscriptions
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .covers(&user);
+        let mut outbox =
+            subscribed.then(|| self.outbox.lock().unwrap_or_else(PoisonError::into_inner));
+        let change = OutboxBody::Changed { key: user, at: now };
+        let row = outbox
+            .as_mut()
+            .map(|outbox| outbox.reserve(Timestamp::MIN, &change));
         // Queue first: memory never holds a record the writer has not got.
         let pending = self.send(Op::UserRecord {
             key,
             record,
             old_deadline,
             new_deadline,
+            outbox: row.clone().map(|(_, row, body)| (row, body)),
         })?;
+        if let (Some(outbox), Some((id, _, _))) = (outbox.as_mut(), row) {
+            outbox.commit(Timestamp::MIN, id, change);
+        }
         residents.replace(resident);
         Ok(Step::Wait(ApplyOutcome::Applied(applied), pending))
     }
@@ -288,6 +314,7 @@ impl EmbeddedStore {
             record,
             old_deadline,
             new_deadline,
+            outbox: None,
         })?;
         residents.replace(resident);
         Ok(Step::Wait(new_deadline, pending))
@@ -494,6 +521,69 @@ impl Store for EmbeddedStore {
             let step = self.set_manual_clock_in_memory(now)?;
             self.finish(step).await
         })
+    }
+
+    fn put_subscription(
+        &self,
+        record: SubscriptionRecord,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let step = self.put_subscription_in_memory(record)?;
+            self.finish(step).await
+        })
+    }
+
+    fn delete_subscription(&self, id: Guid) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let step = self.delete_subscription_in_memory(id)?;
+            self.finish(step).await
+        })
+    }
+
+    fn subscription(
+        &self,
+        id: Guid,
+    ) -> BoxFuture<'_, Result<Option<SubscriptionRecord>, StoreError>> {
+        Box::pin(async move {
+            self.shared.check()?;
+            Ok(self.subscription_now(id))
+        })
+    }
+
+    fn subscriptions(&self) -> BoxFuture<'_, Result<Vec<SubscriptionRecord>, StoreError>> {
+        Box::pin(async move {
+            self.shared.check()?;
+            Ok(self.subscriptions_now())
+        })
+    }
+
+    fn subscriptions_of(&self, key: UserKey) -> BoxFuture<'_, Result<Vec<Guid>, StoreError>> {
+        Box::pin(async move {
+            self.shared.check()?;
+            Ok(self.subscriptions_of_now(key))
+        })
+    }
+
+    fn settle_outbox(
+        &self,
+        settlement: OutboxSettlement,
+    ) -> BoxFuture<'_, Result<Vec<OutboxId>, StoreError>> {
+        Box::pin(async move {
+            let step = self.settle_in_memory(settlement)?;
+            self.finish(step).await
+        })
+    }
+
+    fn claim_outbox(
+        &self,
+        until: Timestamp,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<OutboxEntry>, StoreError>> {
+        Box::pin(async move { self.claim_now(until, limit) })
+    }
+
+    fn outbox_next_due(&self) -> BoxFuture<'_, Result<Option<Timestamp>, StoreError>> {
+        Box::pin(async move { self.outbox_next_due_now() })
     }
 
     fn close(&self) -> BoxFuture<'_, Result<(), StoreError>> {

@@ -12,6 +12,12 @@
 //!   commit: many writes per fsync).
 //! - [`codec`]: the versioned binary encoding of facts and directory records.
 //!
+//! Change notifications add two things: subscriptions (opaque bodies the
+//! notification layer encodes, plus the users each covers, so that the store
+//! can answer "who subscribes to this user" and enqueue a change atomically
+//! with the write that made it), and a durable outbox of work (see
+//! [`OutboxBody`]).
+//!
 //! Architecture invariant: this crate knows nothing of HTTP or Graph JSON.
 
 pub mod codec;
@@ -62,6 +68,54 @@ pub struct DirectoryChange {
     pub tenants_added: usize,
     pub users_added: usize,
     pub users_updated: usize,
+}
+
+/// A change-notification subscription as the store keeps it: the users it
+/// covers (for [`Store::subscriptions_of`]) and a body only the notification
+/// layer reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionRecord {
+    pub id: Guid,
+    pub tenant: Guid,
+    /// The users of `tenant` whose changes it is told about.
+    pub users: Vec<Guid>,
+    /// The notification layer's encoding of everything else.
+    pub body: Vec<u8>,
+}
+
+/// The id of an outbox entry, unique within one store.
+pub type OutboxId = u64;
+
+/// What an outbox entry asks to be done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutboxBody {
+    /// The user's derived presence changed visibly at `at` (presence time):
+    /// tell their subscribers. [`Store::apply`] enqueues these itself, in the
+    /// same commit as the change, for users with subscriptions.
+    Changed { key: UserKey, at: Timestamp },
+    /// Work the notification layer encoded (a delivery to make).
+    Opaque(Vec<u8>),
+}
+
+/// One entry of the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    pub id: OutboxId,
+    /// When it may be worked on, in real (wall-clock) time; entries that
+    /// [`Store::apply`] enqueues are due at once ([`Timestamp::MIN`]).
+    pub due: Timestamp,
+    pub body: OutboxBody,
+}
+
+/// Changes to the outbox that become durable together.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboxSettlement {
+    /// Entries finished (or dropped): removed.
+    pub done: Vec<OutboxId>,
+    /// New entries: (due, body).
+    pub add: Vec<(Timestamp, OutboxBody)>,
+    /// Claimed entries to try again later: (id, new due, new body).
+    pub retry: Vec<(OutboxId, Timestamp, OutboxBody)>,
 }
 
 /// The outcome of [`Store::apply`].
@@ -149,6 +203,45 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records the manual clock's reading durably.
     fn set_manual_clock(&self, now: Timestamp) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Creates or replaces a subscription, durably.
+    fn put_subscription(&self, record: SubscriptionRecord)
+    -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Removes a subscription durably; false if there was none.
+    fn delete_subscription(&self, id: Guid) -> BoxFuture<'_, Result<bool, StoreError>>;
+
+    /// One subscription by id.
+    fn subscription(
+        &self,
+        id: Guid,
+    ) -> BoxFuture<'_, Result<Option<SubscriptionRecord>, StoreError>>;
+
+    /// Every subscription (for listing and the expiry sweep).
+    fn subscriptions(&self) -> BoxFuture<'_, Result<Vec<SubscriptionRecord>, StoreError>>;
+
+    /// The ids of the subscriptions that cover a user.
+    fn subscriptions_of(&self, key: UserKey) -> BoxFuture<'_, Result<Vec<Guid>, StoreError>>;
+
+    /// Applies a settlement to the outbox atomically and durably; returns
+    /// the ids given to `add`, in order.
+    fn settle_outbox(
+        &self,
+        settlement: OutboxSettlement,
+    ) -> BoxFuture<'_, Result<Vec<OutboxId>, StoreError>>;
+
+    /// Claims up to `limit` unclaimed entries due at or before `until`
+    /// (real time), earliest first. A claimed entry is not answered again
+    /// until it is settled (`done` or `retry`) or the store restarts — after
+    /// a crash every entry is unclaimed again: delivery is at least once.
+    fn claim_outbox(
+        &self,
+        until: Timestamp,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<OutboxEntry>, StoreError>>;
+
+    /// When the earliest unclaimed entry is due, if there is one.
+    fn outbox_next_due(&self) -> BoxFuture<'_, Result<Option<Timestamp>, StoreError>>;
 
     /// Finishes every write in flight and stops accepting new ones.
     fn close(&self) -> BoxFuture<'_, Result<(), StoreError>>;

@@ -81,6 +81,7 @@ async fn advance(state: &AppState, request: Request) -> Result<Response, ApiErro
         .advance(by)
         .ok_or_else(|| ApiError::invalid_argument("[Advance]: the clock cannot move that far."))?;
     state.store.set_manual_clock(now).await?;
+    state.notifier.clock_moved();
     Ok(clock_body(state))
 }
 
@@ -136,7 +137,12 @@ async fn out_of_office(
         message,
     });
     match state.store.apply(key, mutation, state.clock.now()).await? {
-        ApplyOutcome::Applied(_) => Ok(StatusCode::NO_CONTENT.into_response()),
+        ApplyOutcome::Applied(applied) => {
+            if applied.visible_change {
+                state.notifier.changed();
+            }
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
         ApplyOutcome::Refused(refusal) => Err(ApiError::invalid_argument(refusal.to_string())),
     }
 }

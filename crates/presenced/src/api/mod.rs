@@ -17,6 +17,7 @@ pub mod error;
 pub mod oauth;
 pub mod presence;
 pub mod route;
+pub mod subscriptions;
 pub mod throttle;
 
 use std::sync::Arc;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub durations: DurationSyntax,
     /// Per app per tenant request limits.
     pub throttle: Throttle,
+    /// Change notifications: subscriptions, handshakes, the clock hook.
+    pub notifier: Arc<crate::notify::Notifier>,
 }
 
 /// The route template a response was produced for, for the access log.
@@ -78,6 +81,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/{tenant}/oauth2/v2.0/token",
             axum::routing::post(oauth::token),
         )
+        .route("/v1.0/subscriptions", any(subscriptions::dispatch))
+        .route("/v1.0/subscriptions/{*rest}", any(subscriptions::dispatch))
+        .route("/beta/subscriptions", any(subscriptions::dispatch))
+        .route("/beta/subscriptions/{*rest}", any(subscriptions::dispatch))
         .route("/v1.0/{*rest}", any(presence::dispatch))
         .route("/beta/{*rest}", any(presence::dispatch))
         .fallback(|| async { ApiError::for_status(StatusCode::NOT_FOUND) })

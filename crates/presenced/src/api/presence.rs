@@ -339,7 +339,12 @@ async fn act(
     };
     require_user(state, key).await?;
     match state.store.apply(key, mutation, state.clock.now()).await? {
-        ApplyOutcome::Applied(_) => Ok(StatusCode::OK.into_response()),
+        ApplyOutcome::Applied(applied) => {
+            if applied.visible_change {
+                state.notifier.changed();
+            }
+            Ok(StatusCode::OK.into_response())
+        }
         ApplyOutcome::Refused(refusal) => Err(ApiError::not_found(refusal.to_string())),
     }
 }

@@ -44,8 +44,9 @@ fn expected(label: &str, python_durations: bool) -> u16 {
         }
         "setStatusMessage_no_expiry_html" => 400,
         "getPresence_rich_user" | "getPresence_upn" => 400,
-        // Subscriptions are not served yet: Graph-shaped 404.
-        c if c.starts_with("createSubscription") => 404,
+        // The captured subscriptions name made-up ids ('a', 'b') or a webhook
+        // host that does not exist (the handshake fails): Graph-shaped 400s.
+        c if c.starts_with("createSubscription") => 400,
         // Made-up user ids such as "error-404" and "probe-204" are not GUIDs.
         c if c.starts_with("error_") || c.starts_with("probe_") => 400,
         _ => 200,

@@ -297,7 +297,10 @@ fn spawn(data_dir: &Path, args: &[String]) -> (Child, String) {
         .arg(data_dir)
         .args(["--listen", "127.0.0.1:0"])
         .args(args)
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

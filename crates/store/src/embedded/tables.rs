@@ -42,6 +42,13 @@ pub(super) const TENANTID_TENANT: TableDefinition<&[u8; 16], &[u8]> =
 pub(super) const TENANTID_USERID_USER: TableDefinition<&[u8; 32], &[u8]> =
     TableDefinition::new("tenantid_userid_user");
 
+/// subscription id → the subscription's record (see `notify`).
+pub(super) const SUBSCRIPTIONID_SUBSCRIPTION: TableDefinition<&[u8; 16], &[u8]> =
+    TableDefinition::new("subscriptionid_subscription");
+
+/// big-endian due instant ‖ entry id → the outbox entry's body (see `notify`).
+pub(super) const OUTBOX: TableDefinition<&[u8; 24], &[u8]> = TableDefinition::new("due_id_outbox");
+
 /// Named single values: [`META_SCHEMA_VERSION`], [`META_MANUAL_CLOCK`].
 pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
@@ -77,8 +84,13 @@ fn guid_from_slice(bytes: &[u8]) -> Guid {
 
 /// An instant as 16 bytes whose byte order is the instants' order: the
 /// nanoseconds since the epoch, sign bit flipped, big-endian.
-fn instant_bytes(at: Timestamp) -> [u8; 16] {
+pub(super) fn instant_bytes(at: Timestamp) -> [u8; 16] {
     ((at.as_nanosecond() as u128) ^ (1 << 127)).to_be_bytes()
+}
+
+/// The inverse of [`instant_bytes`]; `None` outside jiff's range.
+pub(super) fn instant_from_bytes(bytes: [u8; 16]) -> Option<Timestamp> {
+    Timestamp::from_nanosecond((u128::from_be_bytes(bytes) ^ (1 << 127)) as i128).ok()
 }
 
 /// deadline ‖ user key, the key of [`DEADLINE_USERKEY`].
@@ -115,6 +127,8 @@ pub(super) fn prepare(db: &Database) -> Result<(), StoreError> {
         txn.open_table(DEADLINE_USERKEY).map_err(io)?;
         txn.open_table(TENANTID_TENANT).map_err(io)?;
         txn.open_table(TENANTID_USERID_USER).map_err(io)?;
+        txn.open_table(SUBSCRIPTIONID_SUBSCRIPTION).map_err(io)?;
+        txn.open_table(OUTBOX).map_err(io)?;
         let mut meta = txn.open_table(META).map_err(io)?;
         let stored = meta
             .get(META_SCHEMA_VERSION)
@@ -140,6 +154,8 @@ pub(super) fn prepare(db: &Database) -> Result<(), StoreError> {
 pub(super) struct Loaded {
     pub tenants: BTreeMap<Guid, Tenant>,
     pub manual_clock: Option<Timestamp>,
+    pub subscriptions: super::notify::Subscriptions,
+    pub outbox: super::notify::Outbox,
 }
 
 /// Streams every table into memory. Every record is decoded once here, so a
@@ -206,9 +222,12 @@ pub(super) fn load(db: &Database, memory: &Memory) -> Result<Loaded, StoreError>
         Some(value) => Some(codec::decode_timestamp(value.value())?),
         None => None,
     };
+    let (subscriptions, outbox) = super::notify::load(&txn)?;
     Ok(Loaded {
         tenants,
         manual_clock,
+        subscriptions,
+        outbox,
     })
 }
 

@@ -163,3 +163,104 @@ async fn start_up_reads_every_user_back() {
         USERS as usize
     );
 }
+
+fn subscription_of(id: u128, users: &[u128]) -> SubscriptionRecord {
+    SubscriptionRecord {
+        id: Guid::from_u128(id),
+        tenant: key(0).tenant,
+        users: users.iter().map(|n| key(*n).user).collect(),
+        body: b"opaque".to_vec(),
+    }
+}
+
+#[tokio::test]
+async fn a_visible_change_of_a_subscribed_user_is_in_the_outbox_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), Rules::default()).unwrap();
+    let busy = || Mutation::SetSession {
+        id: SessionId::parse("s").unwrap(),
+        state: SessionState::parse("Busy", "InACall").unwrap(),
+        expiration: presenced_domain::SessionExpiration::DEFAULT,
+    };
+    store
+        .put_subscription(subscription_of(9, &[1]))
+        .await
+        .unwrap();
+    store.apply(key(1), busy(), now()).await.unwrap();
+    // Not subscribed: nothing to announce.
+    store.apply(key(2), busy(), now()).await.unwrap();
+    // Subscribed, but nothing visible changed: nothing to announce.
+    store.apply(key(1), busy(), now()).await.unwrap();
+    drop(store);
+
+    let store = EmbeddedStore::open(dir.path(), Rules::default()).unwrap();
+    assert_eq!(
+        store.subscriptions_of(key(1)).await.unwrap(),
+        vec![Guid::from_u128(9)]
+    );
+    assert!(store.subscriptions_of(key(2)).await.unwrap().is_empty());
+    let claimed = store.claim_outbox(now(), 10).await.unwrap();
+    assert_eq!(claimed.len(), 1, "{claimed:?}");
+    assert_eq!(
+        claimed[0].body,
+        OutboxBody::Changed {
+            key: key(1),
+            at: now()
+        }
+    );
+    // Claimed entries are not claimed twice.
+    assert!(store.claim_outbox(now(), 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn settled_outbox_entries_stay_settled_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), Rules::default()).unwrap();
+    let later = now() + SignedDuration::from_secs(60);
+    let ids = store
+        .settle_outbox(OutboxSettlement {
+            add: vec![
+                (now(), OutboxBody::Opaque(b"a".to_vec())),
+                (now(), OutboxBody::Opaque(b"b".to_vec())),
+                (now(), OutboxBody::Opaque(b"c".to_vec())),
+            ],
+            ..OutboxSettlement::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 3);
+    let claimed = store.claim_outbox(now(), 2).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    store
+        .settle_outbox(OutboxSettlement {
+            done: vec![claimed[0].id],
+            retry: vec![(claimed[1].id, later, OutboxBody::Opaque(b"b2".to_vec()))],
+            ..OutboxSettlement::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.outbox_next_due().await.unwrap(), Some(now()));
+    drop(store);
+
+    let store = EmbeddedStore::open(dir.path(), Rules::default()).unwrap();
+    let bodies: Vec<_> = store
+        .claim_outbox(later, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|entry| (entry.due, entry.body))
+        .collect();
+    assert_eq!(
+        bodies,
+        vec![
+            (now(), OutboxBody::Opaque(b"c".to_vec())),
+            (later, OutboxBody::Opaque(b"b2".to_vec())),
+        ]
+    );
+    assert!(
+        store
+            .delete_subscription(Guid::from_u128(1))
+            .await
+            .is_ok_and(|gone| !gone)
+    );
+}

@@ -30,8 +30,8 @@ use tokio::sync::oneshot;
 
 use super::StoreStats;
 use super::tables::{
-    DEADLINE_USERKEY, META, META_MANUAL_CLOCK, TENANTID_TENANT, TENANTID_USERID_USER,
-    USERKEY_FACTS, deadline_key,
+    DEADLINE_USERKEY, META, META_MANUAL_CLOCK, OUTBOX, SUBSCRIPTIONID_SUBSCRIPTION,
+    TENANTID_TENANT, TENANTID_USERID_USER, USERKEY_FACTS, deadline_key,
 };
 use crate::{StoreError, codec};
 
@@ -51,6 +51,18 @@ pub(super) enum Op {
         /// The row to remove from `deadline_userkey`, if it differs from the new one.
         old_deadline: Option<Timestamp>,
         new_deadline: Option<Timestamp>,
+        /// An outbox row announcing the change, in the same commit.
+        outbox: Option<([u8; 24], Vec<u8>)>,
+    },
+    /// A subscription to insert or replace (`Some`) or remove (`None`).
+    Subscription {
+        id: [u8; 16],
+        record: Option<Vec<u8>>,
+    },
+    /// Outbox rows to remove, then rows to insert.
+    Outbox {
+        remove: Vec<[u8; 24]>,
+        insert: Vec<([u8; 24], Vec<u8>)>,
     },
     /// Tenants and directory users to insert or replace.
     Directory {
@@ -250,6 +262,8 @@ fn write_all(db: &Database, batch: &[(Op, Ack)]) -> Result<(), redb::Error> {
         let mut tenants = txn.open_table(TENANTID_TENANT)?;
         let mut users = txn.open_table(TENANTID_USERID_USER)?;
         let mut meta = txn.open_table(META)?;
+        let mut subscriptions = txn.open_table(SUBSCRIPTIONID_SUBSCRIPTION)?;
+        let mut outbox_rows = txn.open_table(OUTBOX)?;
         for (op, _) in batch {
             match op {
                 Op::UserRecord {
@@ -257,8 +271,12 @@ fn write_all(db: &Database, batch: &[(Op, Ack)]) -> Result<(), redb::Error> {
                     record,
                     old_deadline,
                     new_deadline,
+                    outbox,
                 } => {
                     records.insert(key, record.as_slice())?;
+                    if let Some((row, body)) = outbox {
+                        outbox_rows.insert(row, body.as_slice())?;
+                    }
                     if old_deadline != new_deadline {
                         if let Some(old) = old_deadline {
                             deadlines.remove(&deadline_key(*old, key))?;
@@ -277,6 +295,22 @@ fn write_all(db: &Database, batch: &[(Op, Ack)]) -> Result<(), redb::Error> {
                     }
                     for (key, record) in user_rows {
                         users.insert(key, record.as_slice())?;
+                    }
+                }
+                Op::Subscription { id, record } => match record {
+                    Some(record) => {
+                        subscriptions.insert(id, record.as_slice())?;
+                    }
+                    None => {
+                        subscriptions.remove(id)?;
+                    }
+                },
+                Op::Outbox { remove, insert } => {
+                    for row in remove {
+                        outbox_rows.remove(row)?;
+                    }
+                    for (row, body) in insert {
+                        outbox_rows.insert(row, body.as_slice())?;
                     }
                 }
                 Op::ManualClock(at) => {

