@@ -6,6 +6,8 @@
 //! - [`clock`]: the system or manual clock presence runs on.
 //! - [`directory`]: the directory file (tenants and users).
 //! - [`server`]: start-up, serving, shutdown.
+//! - [`transport`]: listeners and connections, and their limits.
+//! - [`tls`]: the HTTPS certificate (configured, or a development CA).
 //!
 //! The presence rules live in `presenced-domain`, storage in
 //! `presenced-store`, tokens in `presenced-identity`.
@@ -15,3 +17,5 @@ pub mod clock;
 pub mod config;
 pub mod directory;
 pub mod server;
+pub mod tls;
+pub mod transport;

@@ -42,6 +42,15 @@ struct ServeArgs {
     /// The address to serve plain HTTP on.
     #[arg(long, env = "PRESENCED_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// An address to serve HTTPS on as well (HTTP/2 and HTTP/1.1).
+    #[arg(long, env = "PRESENCED_TLS_LISTEN")]
+    tls_listen: Option<SocketAddr>,
+    /// PEM certificate chain for HTTPS (default: a development CA's, in DATA_DIR/tls).
+    #[arg(long, env = "PRESENCED_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "PRESENCED_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// A directory file of tenants and users to load (adds and updates).
     #[arg(long, env = "PRESENCED_DIRECTORY")]
     directory: Option<PathBuf>,
@@ -123,6 +132,9 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = ServeConfig {
         data_dir: args.data_dir,
         listen: args.listen,
+        tls_listen: args.tls_listen,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
         directory: args.directory,
         clock: args.clock,
         throttle: Limit::parse(&args.throttle).map_err(|e| anyhow::anyhow!("--throttle: {e}"))?,

@@ -634,15 +634,29 @@ async fn repeating_a_write_has_the_effect_of_making_it_once() {
 async fn the_configuration_file_sets_limits_per_tenant() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("presenced.toml");
-    std::fs::write(&config, format!("[throttle]\ndefault = \"off\"\n[throttle.tenants]\n\"{TENANT}\" = \"2/30s\"\n")).unwrap();
-    let server = TestServer::start_with(&["--clock", "manual", "--config", config.to_str().unwrap()]).await;
+    std::fs::write(
+        &config,
+        format!("[throttle]\ndefault = \"off\"\n[throttle.tenants]\n\"{TENANT}\" = \"2/30s\"\n"),
+    )
+    .unwrap();
+    let server =
+        TestServer::start_with(&["--clock", "manual", "--config", config.to_str().unwrap()]).await;
     let path = format!("/v1.0/users/{ADELE}/presence");
     for _ in 0..2 {
         assert_eq!(server.get(&path, &server.app()).await.status, 200);
     }
-    server.get(&path, &server.app()).await.assert_error(429, "TooManyRequests");
+    server
+        .get(&path, &server.app())
+        .await
+        .assert_error(429, "TooManyRequests");
     let outsider = server.token(OTHER_TENANT, None, "Presence.Read.All");
     for _ in 0..5 {
-        assert_eq!(server.get(&format!("/v1.0/users/{OUTSIDER}/presence"), &outsider).await.status, 200);
+        assert_eq!(
+            server
+                .get(&format!("/v1.0/users/{OUTSIDER}/presence"), &outsider)
+                .await
+                .status,
+            200
+        );
     }
 }
