@@ -260,3 +260,52 @@ async fn an_address_whose_requests_keep_failing_authentication_is_throttled_alon
     .await;
     assert_eq!(answer.status, 200, "{}", answer.text);
 }
+
+#[tokio::test]
+async fn sigterm_closes_both_listeners_and_lets_a_request_in_flight_finish() {
+    let config = "[limits]\nrequest_timeout = \"PT10S\"\n";
+    let mut server = TestServer::start_with_config(
+        config,
+        &[&ARGS[..], &["--tls-listen", "127.0.0.1:0"]].concat(),
+    )
+    .await;
+    let plain = address(&server);
+    let secure: SocketAddr = server
+        .tls_base
+        .as_deref()
+        .unwrap()
+        .trim_start_matches("https://")
+        .parse()
+        .unwrap();
+    let body = format!(
+        r#"{{"sessionId":"{APP}","availability":"Busy","activity":"InACall","expirationDuration":"PT1H"}}"#
+    );
+    let (first, rest) = body.split_at(10);
+    let mut stream = TcpStream::connect(plain).await.unwrap();
+    let head = format!(
+        "POST /v1.0/me/presence/setPresence HTTP/1.1\r\nHost: localhost\r\n\
+         Authorization: Bearer {}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nExpect: 100-continue\r\n\r\n{first}",
+        server.adele(),
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // 100 Continue: the handler is reading the body, the request is in flight.
+    assert_eq!(read_response(&mut stream).await.0, 100);
+
+    server.send_sigterm();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for listener in [plain, secure] {
+        while TcpStream::connect(listener).await.is_ok() {
+            assert!(Instant::now() < deadline, "{listener} still accepts");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    stream.write_all(rest.as_bytes()).await.unwrap();
+    let (status, text) = read_response(&mut stream).await;
+    assert_eq!(status, 200, "{text}");
+    let exit = server.exit_status().expect("presenced exits after SIGTERM");
+    assert!(exit.success(), "{exit:?}");
+    server.restart();
+    assert_eq!(server.presence_of(ADELE).await, ["Busy", "InACall"]);
+}
