@@ -23,7 +23,8 @@ use crate::transport::{self, ConnectionLimits, Listener};
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub data_dir: PathBuf,
-    pub listen: SocketAddr,
+    /// Where to serve plain HTTP; `None`: HTTPS only.
+    pub listen: Option<SocketAddr>,
     /// Where to serve HTTPS as well, if anywhere.
     pub tls_listen: Option<SocketAddr>,
     /// `--tls-cert`/`--tls-key`; win over the file's `[tls]` section.
@@ -85,11 +86,14 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         edge: Edge::new(edge_limits),
     });
 
-    let plain = Listener::bind(config.listen, None).await?;
-    let address = plain.local_addr()?;
-    tracing::info!(%address, data_dir = %config.data_dir.display(), clock = ?config.clock, "presenced ready");
-    println!("presenced listening on http://{address}");
-    let mut listeners = vec![plain];
+    let mut listeners = Vec::new();
+    if let Some(listen) = config.listen {
+        let plain = Listener::bind(listen, None).await?;
+        let address = plain.local_addr()?;
+        tracing::info!(%address, data_dir = %config.data_dir.display(), clock = ?config.clock, "presenced ready");
+        println!("presenced listening on http://{address}");
+        listeners.push(plain);
+    }
     if let (Some(tls_listen), Some(tls)) = (config.tls_listen, &tls) {
         let secure = Listener::bind(tls_listen, Some(tls.config.clone())).await?;
         let address = secure.local_addr()?;

@@ -176,3 +176,54 @@ async fn a_certificate_without_its_key_is_refused_at_start() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--tls-key"), "{stderr}");
 }
+
+#[tokio::test]
+async fn listen_off_serves_https_only() {
+    install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_presenced"))
+        .args(["serve", "--listen", "off", "--tls-listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let lines = std::thread::spawn(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .take_while(|line| !line.starts_with("HTTPS uses a development certificate"))
+            .filter(|line| line.starts_with("presenced listening on "))
+            .collect::<Vec<_>>()
+    });
+    let lines = tokio::task::spawn_blocking(move || lines.join().unwrap());
+    let lines = tokio::time::timeout(std::time::Duration::from_secs(30), lines).await;
+    let lines = match lines {
+        Ok(lines) => lines.unwrap(),
+        Err(_) => {
+            let _ = child.kill();
+            panic!("presenced did not start in 30 s");
+        }
+    };
+    let ca = std::fs::read(dir.path().join("tls/ca.pem"));
+    let base = lines.first().map(|line| {
+        line.trim_start_matches("presenced listening on ")
+            .to_string()
+    });
+    let answer = match (&ca, &base) {
+        (Ok(ca), Some(base)) => https_client(ca, HttpVersion::Negotiated)
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .map(|response| response.status().as_u16()),
+        _ => Ok(0),
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("https://"), "{lines:?}");
+    assert_eq!(answer.unwrap(), 200);
+}
