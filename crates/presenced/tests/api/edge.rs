@@ -70,11 +70,24 @@ async fn read_response(stream: &mut TcpStream) -> (u16, String) {
 #[tokio::test]
 async fn slow_and_idle_connections_are_closed_while_others_are_served() {
     let config = "[limits]\nheader_read_timeout = \"PT0.5S\"\nidle_timeout = \"PT0.5S\"\n";
-    let server = TestServer::start_with_config(config, &ARGS).await;
+    let server = TestServer::start_with_config(
+        config,
+        &[&ARGS[..], &["--tls-listen", "127.0.0.1:0"]].concat(),
+    )
+    .await;
     let to = address(&server);
+    let secure: SocketAddr = server
+        .tls_base
+        .as_deref()
+        .unwrap()
+        .trim_start_matches("https://")
+        .parse()
+        .unwrap();
 
-    // Silent: connects and never sends a byte.
+    // Silent: connects and never sends a byte, in plain HTTP or before a
+    // TLS handshake.
     let mut silent = TcpStream::connect(to).await.unwrap();
+    let mut silent_tls = TcpStream::connect(secure).await.unwrap();
     // Slow-loris: sends a head one byte every 100 ms, never finishing it.
     let mut loris = TcpStream::connect(to).await.unwrap();
     let (mut reader, mut writer) = loris.split();
@@ -126,7 +139,12 @@ async fn slow_and_idle_connections_are_closed_while_others_are_served() {
         loris_closed >= Duration::from_millis(400),
         "{loris_closed:?}"
     );
-    for (what, stream) in [("silent", &mut silent), ("kept alive", &mut kept)] {
+    let connections = [
+        ("silent", &mut silent),
+        ("silent TLS", &mut silent_tls),
+        ("kept alive", &mut kept),
+    ];
+    for (what, stream) in connections {
         let closed = closed_within(stream, Duration::from_secs(3)).await;
         assert!(
             closed.is_some(),
