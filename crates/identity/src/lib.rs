@@ -49,6 +49,13 @@ pub const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
 /// validate; the API refuses them (403).
 pub const PERSONAL_ACCOUNT_TENANT: Guid = Guid::from_u128(0x9188040d_6c67_4c5b_b112_36a304b66dad);
 
+/// Makes `ring` the process's rustls crypto provider, unless one is already
+/// installed: HTTPS clients (key fetching here, webhooks in the server) and
+/// the server's TLS listener all use that one provider.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Why the signing key could not be loaded or created, or a token not minted.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {

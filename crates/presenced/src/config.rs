@@ -29,6 +29,8 @@ pub struct FileConfig {
     pub throttle: ThrottleConfig,
     pub auth: AuthConfig,
     pub notifications: NotificationsConfig,
+    pub tls: TlsConfig,
+    pub limits: LimitsConfig,
 }
 
 /// Token validation: clock skew, the validated-token cache, and the issuers
@@ -187,6 +189,58 @@ pub struct ThrottleConfig {
     pub tenants: BTreeMap<String, String>,
 }
 
+/// The HTTPS listener's certificate. Without both files, a development CA in
+/// `<data-dir>/tls/` signs one for `localhost`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first; used as given.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of the leaf certificate.
+    pub key_file: Option<PathBuf>,
+}
+
+/// Limits at the edge, so that no client can hold the server.
+/// Durations are ISO 8601 (`PT30S`, `PT0.5S`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Connections served at once over all listeners; more wait in the
+    /// listen backlog until one closes.
+    pub max_connections: usize,
+    /// Bytes of a request's head (request line and header fields); more is
+    /// `431` in Graph's envelope.
+    pub max_header_bytes: usize,
+    /// Concurrent requests (streams) on one HTTP/2 connection.
+    pub max_streams_per_connection: u32,
+    /// A request that has not been answered by then (a body that arrives
+    /// too slowly, a stuck handler) is answered `408`.
+    pub request_timeout: String,
+    /// Time to send a request's whole head, counted from the connection's
+    /// start or the previous answer; also bounds the TLS handshake.
+    pub header_read_timeout: String,
+    /// A connection with no request in flight for this long is closed.
+    pub idle_timeout: String,
+    /// Requests failing authentication (401) allowed per client IP address:
+    /// `off` or `REQUESTS/SECONDSs`. Over it, every request from that address
+    /// is `429` until the budget refills.
+    pub unauthenticated: String,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> LimitsConfig {
+        LimitsConfig {
+            max_connections: 1024,
+            max_header_bytes: 128 * 1024,
+            max_streams_per_connection: 100,
+            request_timeout: "PT30S".into(),
+            header_read_timeout: "PT10S".into(),
+            idle_timeout: "PT60S".into(),
+            unauthenticated: "300/60s".into(),
+        }
+    }
+}
+
 impl FileConfig {
     /// Reads `file` (if any) and the `PRESENCED_<SECTION>__<KEY>` variables.
     pub fn load(file: Option<&Path>) -> anyhow::Result<FileConfig> {
@@ -218,6 +272,8 @@ mod tests {
         figment::Jail::expect_with(|_| {
             let config = FileConfig::load(None).unwrap();
             assert!(config.throttle.default.is_none());
+            assert!(config.tls.cert_file.is_none());
+            assert_eq!(config.limits.max_connections, 1024);
             Ok(())
         });
     }
@@ -227,13 +283,20 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
                 "presenced.toml",
-                "[throttle]\ndefault = \"100/10s\"\ntenants = { \"4f5e1d6c-2b3a-4c9d-8e7f-0a1b2c3d4e5f\" = \"off\" }\n",
+                "[throttle]\ndefault = \"100/10s\"\ntenants = { \"4f5e1d6c-2b3a-4c9d-8e7f-0a1b2c3d4e5f\" = \"off\" }\n\
+                 [tls]\ncert_file = \"server.pem\"\nkey_file = \"server-key.pem\"\n\
+                 [limits]\nmax_connections = 8\nrequest_timeout = \"PT5S\"\n",
             )?;
             jail.set_env("PRESENCED_THROTTLE__DEFAULT", "off");
+            jail.set_env("PRESENCED_LIMITS__MAX_CONNECTIONS", "16");
             jail.set_env("PRESENCED_DATA_DIR", "/ignored/here");
             let config = FileConfig::load(Some(Path::new("presenced.toml"))).unwrap();
             assert_eq!(config.throttle.default.as_deref(), Some("off"));
             assert_eq!(config.throttle.tenants.len(), 1);
+            assert_eq!(config.tls.key_file, Some(PathBuf::from("server-key.pem")));
+            assert_eq!(config.limits.max_connections, 16);
+            assert_eq!(config.limits.request_timeout, "PT5S");
+            assert_eq!(config.limits.idle_timeout, "PT60S");
             Ok(())
         });
     }

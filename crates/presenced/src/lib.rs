@@ -8,6 +8,8 @@
 //! - [`notify`]: change notifications: subscriptions, outbox delivery,
 //!   time-driven changes, lifecycle events.
 //! - [`server`]: start-up, serving, shutdown.
+//! - [`transport`]: listeners and connections, and their limits.
+//! - [`tls`]: the HTTPS certificate (configured, or a development CA).
 //!
 //! The presence rules live in `presenced-domain`, storage in
 //! `presenced-store`, tokens in `presenced-identity`.
@@ -18,3 +20,5 @@ pub mod config;
 pub mod directory;
 pub mod notify;
 pub mod server;
+pub mod tls;
+pub mod transport;

@@ -39,9 +39,18 @@ struct ServeArgs {
     /// Where the store and the signing key live.
     #[arg(long, env = "PRESENCED_DATA_DIR", default_value = "./presenced-data")]
     data_dir: PathBuf,
-    /// The address to serve plain HTTP on.
-    #[arg(long, env = "PRESENCED_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
+    /// The address to serve plain HTTP on; `off` with --tls-listen: HTTPS only.
+    #[arg(long, env = "PRESENCED_LISTEN", default_value = "127.0.0.1:8080", value_parser = listen_address)]
+    listen: ListenAddress,
+    /// An address to serve HTTPS on as well (HTTP/2 and HTTP/1.1).
+    #[arg(long, env = "PRESENCED_TLS_LISTEN")]
+    tls_listen: Option<SocketAddr>,
+    /// PEM certificate chain for HTTPS (default: a development CA's, in DATA_DIR/tls).
+    #[arg(long, env = "PRESENCED_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "PRESENCED_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// A directory file of tenants and users to load (adds and updates).
     #[arg(long, env = "PRESENCED_DIRECTORY")]
     directory: Option<PathBuf>,
@@ -104,6 +113,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--listen`: an address, or `None` for `off`.
+#[derive(Debug, Clone, Copy)]
+struct ListenAddress(Option<SocketAddr>);
+
+fn listen_address(text: &str) -> Result<ListenAddress, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(ListenAddress(None));
+    }
+    text.parse()
+        .map(|address| ListenAddress(Some(address)))
+        .map_err(|_| format!("'{text}' is not an address such as 127.0.0.1:8080, nor 'off'"))
+}
+
 fn duration_flag(name: &str, text: &str) -> anyhow::Result<SignedDuration> {
     parse_duration(text, DurationSyntax::Iso8601).map_err(|e| anyhow::anyhow!("--{name}: {e}"))
 }
@@ -120,12 +142,18 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         fade_to_inactive: duration_flag("fade-inactive", &args.fade_inactive)?,
         fade_to_away: duration_flag("fade-away", &args.fade_away)?,
     };
+    if args.listen.0.is_none() && args.tls_listen.is_none() {
+        anyhow::bail!("--listen off needs --tls-listen: there must be something to serve on");
+    }
     if rules.fade_to_away <= rules.fade_to_inactive {
         anyhow::bail!("--fade-away must be longer than --fade-inactive");
     }
     let config = ServeConfig {
         data_dir: args.data_dir,
-        listen: args.listen,
+        listen: args.listen.0,
+        tls_listen: args.tls_listen,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
         directory: args.directory,
         clock: args.clock,
         throttle: Limit::parse(&args.throttle).map_err(|e| anyhow::anyhow!("--throttle: {e}"))?,

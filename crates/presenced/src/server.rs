@@ -12,19 +12,27 @@ use presenced_identity::{
 };
 use presenced_store::Store;
 use presenced_store::embedded::EmbeddedStore;
-use tokio::net::TcpListener;
 
+use crate::api::edge::{Edge, EdgeLimits};
 use crate::api::throttle::{Limit, Throttle};
 use crate::api::{AppState, router};
 use crate::clock::{Clock, ClockKind};
 use crate::config::FileConfig;
 use crate::directory;
+use crate::tls::{self, CertificateSource};
+use crate::transport::{self, ConnectionLimits, Listener};
 
 /// Everything `presenced serve` is told.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub data_dir: PathBuf,
-    pub listen: SocketAddr,
+    /// Where to serve plain HTTP; `None`: HTTPS only.
+    pub listen: Option<SocketAddr>,
+    /// Where to serve HTTPS as well, if anywhere.
+    pub tls_listen: Option<SocketAddr>,
+    /// `--tls-cert`/`--tls-key`; win over the file's `[tls]` section.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     pub directory: Option<PathBuf>,
     pub clock: ClockKind,
     /// The default per app per tenant limit; `None`: throttling off.
@@ -43,6 +51,15 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     // Settings first: a mistake in them stops start-up before anything is opened.
     let validator_config = config.file.auth.validator_config()?;
     let trusted = config.file.auth.issuers()?;
+    tls::install_provider();
+    let (edge_limits, connection_limits) = limits(&config)?;
+    let tls = match config.tls_listen {
+        Some(_) => Some(tls::load(
+            &certificate_source(&config)?,
+            jiff::Timestamp::now(),
+        )?),
+        None => None,
+    };
     let store_dir = config.data_dir.clone();
     let rules = config.rules;
     let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(&store_dir, rules))
@@ -91,18 +108,39 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         rules: config.rules,
         durations: config.durations,
         throttle: throttle(&config)?,
+        edge: Edge::new(edge_limits),
     });
 
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let address = listener.local_addr()?;
-    tracing::info!(%address, data_dir = %config.data_dir.display(), clock = ?config.clock, "presenced ready");
-    println!("presenced listening on http://{address}");
+    let mut listeners = Vec::new();
+    if let Some(listen) = config.listen {
+        let plain = Listener::bind(listen, None).await?;
+        let address = plain.local_addr()?;
+        tracing::info!(%address, data_dir = %config.data_dir.display(), clock = ?config.clock, "presenced ready");
+        println!("presenced listening on http://{address}");
+        listeners.push(plain);
+    }
+    if let (Some(tls_listen), Some(tls)) = (config.tls_listen, &tls) {
+        let secure = Listener::bind(tls_listen, Some(tls.config.clone())).await?;
+        let address = secure.local_addr()?;
+        tracing::info!(%address, "presenced ready for HTTPS");
+        println!("presenced listening on https://{address}");
+        if let Some(ca) = &tls.ca_file {
+            println!(
+                "HTTPS uses a development certificate: trust the CA in {} \
+                 (curl --cacert, SSL_CERT_FILE, NODE_EXTRA_CA_CERTS)",
+                ca.display()
+            );
+        }
+        listeners.push(secure);
+    }
 
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    transport::serve(
+        listeners,
+        router(state),
+        connection_limits,
+        shutdown_signal(),
+    )
+    .await;
     tracing::info!("shutting down: finishing writes");
     store.close().await?;
     Ok(())
@@ -198,6 +236,62 @@ fn throttle(config: &ServeConfig) -> anyhow::Result<Throttle> {
         tenants.insert(id, parse(&format!("tenants.{tenant}"), text)?);
     }
     Ok(Throttle::new(default, tenants))
+}
+
+/// The configured certificate files, or the development CA.
+fn certificate_source(config: &ServeConfig) -> anyhow::Result<CertificateSource> {
+    let cert = config
+        .tls_cert
+        .clone()
+        .or(config.file.tls.cert_file.clone());
+    let key = config.tls_key.clone().or(config.file.tls.key_file.clone());
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(CertificateSource::Files { cert, key }),
+        (None, None) => Ok(CertificateSource::Development {
+            data_dir: config.data_dir.clone(),
+        }),
+        _ => anyhow::bail!("a TLS certificate needs both a certificate file and a key file"),
+    }
+}
+
+/// The edge and connection limits of the file's `[limits]` section.
+fn limits(config: &ServeConfig) -> anyhow::Result<(EdgeLimits, ConnectionLimits)> {
+    let file = &config.file.limits;
+    let duration = |what: &str, text: &str| -> anyhow::Result<std::time::Duration> {
+        presenced_domain::duration::parse_duration(text, presenced_domain::DurationSyntax::Iso8601)
+            .ok()
+            .and_then(|d| std::time::Duration::try_from(d).ok())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                anyhow::anyhow!("limits.{what}: '{text}' is not a duration such as PT30S")
+            })
+    };
+    let request_timeout = duration("request_timeout", &file.request_timeout)?;
+    if file.max_header_bytes < 1024 {
+        anyhow::bail!("limits.max_header_bytes: at least 1024");
+    }
+    let max_connections = u32::try_from(file.max_connections)
+        .ok()
+        .filter(|n| (1..=1_000_000).contains(n))
+        .ok_or_else(|| anyhow::anyhow!("limits.max_connections: from 1 to 1000000"))?;
+    if file.max_streams_per_connection == 0 {
+        anyhow::bail!("limits.max_streams_per_connection: at least 1");
+    }
+    let edge = EdgeLimits {
+        max_header_bytes: file.max_header_bytes,
+        request_timeout,
+        unauthenticated: Limit::parse(&file.unauthenticated)
+            .map_err(|e| anyhow::anyhow!("limits.unauthenticated: {e}"))?,
+    };
+    let connections = ConnectionLimits {
+        max_connections,
+        head_buffer_bytes: file.max_header_bytes.saturating_mul(2),
+        max_streams: file.max_streams_per_connection,
+        header_read_timeout: duration("header_read_timeout", &file.header_read_timeout)?,
+        idle_timeout: duration("idle_timeout", &file.idle_timeout)?,
+        shutdown_grace: request_timeout,
+    };
+    Ok((edge, connections))
 }
 
 async fn load_directory(

@@ -132,6 +132,7 @@ pub struct HttpFetch {
 
 impl HttpFetch {
     pub fn new(timeout: Duration) -> Result<HttpFetch, String> {
+        crate::install_crypto_provider();
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)

@@ -6,13 +6,15 @@
 //!
 //! Layout: [`route`] parses Graph URLs, [`dto`] holds the wire shapes,
 //! [`presence`] the Graph handlers, [`admin`] the non-Graph calls,
-//! [`authz`] the permission model, [`error`] the one error type, and
-//! [`envelope`] the outermost middleware (request ids, error bodies, the
+//! [`authz`] the permission model, [`error`] the one error type, [`edge`]
+//! the size, time and authentication-flood limits answered in the envelope,
+//! and [`envelope`] the outermost middleware (request ids, error bodies, the
 //! access log).
 
 pub mod admin;
 pub mod authz;
 pub mod dto;
+pub mod edge;
 pub mod error;
 pub mod oauth;
 pub mod presence;
@@ -53,6 +55,8 @@ pub struct AppState {
     pub throttle: Throttle,
     /// Change notifications: subscriptions, handshakes, the clock hook.
     pub notifier: Arc<crate::notify::Notifier>,
+    /// Head size, request time and per-address authentication limits.
+    pub edge: edge::Edge,
 }
 
 /// The route template a response was produced for, for the access log.
@@ -88,6 +92,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1.0/{*rest}", any(presence::dispatch))
         .route("/beta/{*rest}", any(presence::dispatch))
         .fallback(|| async { ApiError::for_status(StatusCode::NOT_FOUND) })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            edge::guard,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             envelope,

@@ -58,6 +58,8 @@ pub fn directory_json() -> Value {
 pub struct TestServer {
     pub data_dir: tempfile::TempDir,
     pub base: String,
+    /// `https://ADDR` when started with `--tls-listen`.
+    pub tls_base: Option<String>,
     pub client: reqwest::Client,
     child: Child,
     extra_args: Vec<String>,
@@ -69,18 +71,37 @@ impl TestServer {
         TestServer::start_with(&["--clock", "manual", "--throttle", "off"]).await
     }
 
+    /// A server with a configuration file holding `toml`, and `args`.
+    pub async fn start_with_config(toml: &str, args: &[&str]) -> TestServer {
+        TestServer::launch(Some(toml), args)
+    }
+
     pub async fn start_with(args: &[&str]) -> TestServer {
+        TestServer::launch(None, args)
+    }
+
+    fn launch(config: Option<&str>, args: &[&str]) -> TestServer {
+        install_crypto_provider();
+        // Made before the process starts, so that nothing can fail between
+        // starting it and owning it (which kills it when dropped).
+        let client = reqwest::Client::new();
         let data_dir = tempfile::tempdir().expect("temp dir");
         copy_dir(TEMPLATE.path(), data_dir.path());
         let directory = data_dir.path().join("directory.json");
         std::fs::write(&directory, directory_json().to_string()).unwrap();
         let mut extra_args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         extra_args.extend(["--directory".to_string(), directory.display().to_string()]);
-        let (child, base) = spawn(data_dir.path(), &extra_args);
+        if let Some(toml) = config {
+            let file = data_dir.path().join("presenced.toml");
+            std::fs::write(&file, toml).unwrap();
+            extra_args.extend(["--config".to_string(), file.display().to_string()]);
+        }
+        let (child, base, tls_base) = spawn(data_dir.path(), &extra_args);
         TestServer {
             data_dir,
             base,
-            client: reqwest::Client::new(),
+            tls_base,
+            client,
             child,
             extra_args,
         }
@@ -94,19 +115,43 @@ impl TestServer {
 
     /// Stops the server with SIGTERM and waits for it to exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.send_sigterm();
+        self.child.wait().unwrap()
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn send_sigterm(&self) {
         Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .unwrap();
-        self.child.wait().unwrap()
+    }
+
+    /// Waits up to 10 s for the server to exit.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// Starts the server again on the same data directory and flags.
     pub fn restart(&mut self) {
         self.kill();
-        let (child, base) = spawn(self.data_dir.path(), &self.extra_args);
+        let (child, base, tls_base) = spawn(self.data_dir.path(), &self.extra_args);
         self.child = child;
         self.base = base;
+        self.tls_base = tls_base;
+    }
+
+    /// The `https://` URL of `path`.
+    pub fn tls_url(&self, path: &str) -> String {
+        let base = self.tls_base.as_deref().expect("started with --tls-listen");
+        format!("{base}{path}")
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -290,7 +335,36 @@ impl Answer {
     }
 }
 
-fn spawn(data_dir: &Path, args: &[String]) -> (Child, String) {
+/// rustls with `ring`, the server's provider, for every HTTPS client here.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A client that trusts only the CA certificates in `ca_pem`.
+pub fn https_client(ca_pem: &[u8], version: HttpVersion) -> reqwest::Client {
+    install_crypto_provider();
+    let roots = reqwest::Certificate::from_pem_bundle(ca_pem).expect("PEM certificates");
+    let builder = reqwest::Client::builder()
+        .tls_certs_only(roots)
+        .timeout(Duration::from_secs(10));
+    match version {
+        HttpVersion::Negotiated => builder,
+        HttpVersion::Http1Only => builder.http1_only(),
+    }
+    .build()
+    .expect("an HTTPS client")
+}
+
+/// Which HTTP versions an HTTPS client offers in ALPN.
+#[derive(Debug, Clone, Copy)]
+pub enum HttpVersion {
+    /// `h2` and `http/1.1`, as the Python SDK's client.
+    Negotiated,
+    Http1Only,
+}
+
+fn spawn(data_dir: &Path, args: &[String]) -> (Child, String, Option<String>) {
+    let wants_tls = args.iter().any(|arg| arg == "--tls-listen");
     let mut child = Command::new(env!("CARGO_BIN_EXE_presenced"))
         .arg("serve")
         .arg("--data-dir")
@@ -309,18 +383,30 @@ fn spawn(data_dir: &Path, args: &[String]) -> (Child, String) {
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut lines = BufReader::new(stdout).lines();
+        let mut wanted = if wants_tls { 2 } else { 1 };
         for line in lines.by_ref().map_while(Result::ok) {
             if let Some(address) = line.strip_prefix("presenced listening on ") {
                 let _ = sender.send(address.to_string());
-                break;
+                wanted -= 1;
+                if wanted == 0 {
+                    break;
+                }
             }
         }
         for _ in lines {}
     });
-    let base = receiver
-        .recv_timeout(Duration::from_secs(30))
-        .expect("presenced did not start in 30 s");
-    (child, base)
+    let mut wait = || match receiver.recv_timeout(Duration::from_secs(30)) {
+        Ok(address) => address,
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("presenced did not start in 30 s");
+        }
+    };
+    let base = wait();
+    let tls_base = wants_tls.then(&mut wait);
+    assert!(base.starts_with("http://"), "{base}");
+    (child, base, tls_base)
 }
 
 fn copy_dir(from: &Path, to: &Path) {
