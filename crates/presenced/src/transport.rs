@@ -22,7 +22,7 @@
 //! in-flight requests (for at most `shutdown_grace`) and closes.
 //!
 //! This module knows HTTP connections, not Graph: it adds the client's
-//! address to each request (`ConnectInfo`) and nothing else.
+//! address (`ConnectInfo`) and the scheme ([`Scheme`]) to each request, and nothing else.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -208,10 +208,10 @@ async fn connection(
 ) {
     let _ = stream.set_nodelay(true);
     let Some(tls) = tls else {
-        return serve_http(stream, peer, shared, stop).await;
+        return serve_http(stream, peer, Scheme::HTTP, shared, stop).await;
     };
     match tokio::time::timeout(shared.limits.header_read_timeout, tls.accept(stream)).await {
-        Ok(Ok(stream)) => serve_http(stream, peer, shared, stop).await,
+        Ok(Ok(stream)) => serve_http(stream, peer, Scheme::HTTPS, shared, stop).await,
         Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
     }
@@ -219,14 +219,20 @@ async fn connection(
 
 /// Serves HTTP on one connection until it ends, is idle too long, or the
 /// server stops.
-async fn serve_http<IO>(io: IO, peer: SocketAddr, shared: &Shared, mut stop: watch::Receiver<bool>)
-where
+async fn serve_http<IO>(
+    io: IO,
+    peer: SocketAddr,
+    scheme: Scheme,
+    shared: &Shared,
+    mut stop: watch::Receiver<bool>,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let activity = Arc::new(Activity::new());
     let service = Handler {
         router: shared.router.clone(),
         peer,
+        scheme,
         activity: activity.clone(),
     };
     let connection = shared.http.serve_connection(TokioIo::new(io), service);
@@ -323,7 +329,20 @@ impl Drop for Busy {
 struct Handler {
     router: Router,
     peer: SocketAddr,
+    /// Which listener the connection came through, for absolute URLs.
+    scheme: Scheme,
     activity: Arc<Activity>,
+}
+
+/// The scheme a request arrived over, attached to every request: HTTP/1.1
+/// request targets carry none, and absolute URLs (OpenID discovery,
+/// `@odata.context`) must name the one the client used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scheme(pub &'static str);
+
+impl Scheme {
+    pub const HTTP: Scheme = Scheme("http");
+    pub const HTTPS: Scheme = Scheme("https");
 }
 
 type ResponseFuture =
@@ -336,6 +355,7 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Handler {
 
     fn call(&self, mut request: hyper::Request<Incoming>) -> ResponseFuture {
         request.extensions_mut().insert(ConnectInfo(self.peer));
+        request.extensions_mut().insert(self.scheme);
         let busy = self.activity.begin();
         let mut router = self.router.clone();
         Box::pin(async move {

@@ -226,6 +226,27 @@ struct InnerError<'a> {
     client_request_id: &'a str,
 }
 
+/// `scheme://host` as the client reached presenced: the listener's scheme
+/// and the Host (or HTTP/2 authority) the client named.
+pub fn base_url(parts: &axum::http::request::Parts) -> String {
+    let scheme = parts
+        .extensions
+        .get::<crate::transport::Scheme>()
+        .map_or_else(|| parts.uri.scheme_str().unwrap_or("http"), |s| s.0);
+    let host = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| {
+            parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
+        .unwrap_or("localhost");
+    format!("{scheme}://{host}")
+}
+
 /// The headers of every JSON answer.
 pub fn json_headers() -> HeaderMap {
     let mut headers = HeaderMap::new();

@@ -19,7 +19,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, Request, State};
-use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -37,37 +36,6 @@ const TOKEN_LIFETIME: SignedDuration = SignedDuration::from_secs(3600);
 
 /// Scopes that ask for OpenID Connect artefacts rather than permissions.
 const OIDC_SCOPES: [&str; 4] = ["openid", "profile", "offline_access", "email"];
-
-/// The scheme and host a client reached presenced at, for absolute URLs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Scheme(pub &'static str);
-
-fn base_url(parts: &Parts) -> String {
-    let scheme = parts
-        .extensions
-        .get::<Scheme>()
-        .map(|s| s.0)
-        .or_else(|| {
-            parts
-                .uri
-                .scheme_str()
-                .map(|s| if s == "https" { "https" } else { "http" })
-        })
-        .unwrap_or("http");
-    let host = parts
-        .uri
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| {
-            parts
-                .headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| "localhost".to_string());
-    format!("{scheme}://{host}")
-}
 
 /// An OAuth2 error answer.
 #[derive(Debug)]
@@ -146,7 +114,7 @@ pub async fn openid_configuration(
     let response = match known_tenant(&state, &tenant) {
         Err(e) => e.render(""),
         Ok(tid) => {
-            let base = base_url(&parts);
+            let base = super::base_url(&parts);
             json(
                 StatusCode::OK,
                 &serde_json::json!({

@@ -224,21 +224,9 @@ fn selection(query: Option<&str>) -> Result<Selection, ApiError> {
     Ok(Selection::ALL)
 }
 
-/// `http://host/v1.0/$metadata`, from the Host the caller used.
+/// `http://host/v1.0/$metadata`, from the scheme and Host the caller used.
 fn metadata_url(parts: &Parts, version: Version) -> String {
-    let host = parts
-        .uri
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| {
-            parts
-                .headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-        })
-        .unwrap_or("localhost");
-    let scheme = parts.uri.scheme_str().unwrap_or("http");
-    format!("{scheme}://{host}/{}/$metadata", version.as_str())
+    format!("{}/{}/$metadata", super::base_url(parts), version.as_str())
 }
 
 async fn get_presences_by_user_id(

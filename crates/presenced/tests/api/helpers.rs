@@ -28,6 +28,8 @@ pub const OTHER_APP: &str = "5b1c0a2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d";
 /// The client secret of `APP` with the built-in identity provider.
 pub const APP_SECRET: &str = "softphone-secret";
 pub const ADELE_PASSWORD: &str = "adele-password";
+/// The client secret of `APP` in the other tenant.
+pub const OTHER_TENANT_SECRET: &str = "fabrikam-secret";
 
 /// A data directory holding a signing key, made once per test run so that
 /// each server start does not generate a new RSA key.
@@ -49,7 +51,9 @@ pub fn directory_json() -> Value {
             {"id": MEGAN, "userPrincipalName": "megan.bowen@contoso.com", "displayName": "Megan Bowen"},
             {"id": LEE, "userPrincipalName": "lee.gu@contoso.com", "displayName": "Lee Gu"}
         ]},
-        {"id": OTHER_TENANT, "displayName": "Fabrikam", "users": [
+        {"id": OTHER_TENANT, "displayName": "Fabrikam", "applications": [
+            {"appId": APP, "displayName": "Softphone", "secrets": [OTHER_TENANT_SECRET], "roles": ["Presence.Read.All"]}
+        ], "users": [
             {"id": OUTSIDER, "userPrincipalName": "outsider@fabrikam.com", "displayName": "Outsider"}
         ]}
     ]})

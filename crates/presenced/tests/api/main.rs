@@ -15,5 +15,6 @@ mod provider;
 mod reads;
 mod receiver;
 mod robustness;
+mod sdk;
 mod seed;
 mod tls;
