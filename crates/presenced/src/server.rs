@@ -76,6 +76,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let notifier = crate::notify::Notifier::new(
         store.clone(),
         clock.clone(),
+        config.rules,
         notify_config(&config)?,
         target_policy(&config)?,
         key.clone(),

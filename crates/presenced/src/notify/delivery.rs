@@ -166,7 +166,7 @@ async fn fan_out(
             if subscription.is_expired(at) {
                 continue;
             }
-            let item = match notifier.change_item(subscription, key.user).await {
+            let item = match notifier.change_item(subscription, key.user, at).await {
                 Ok(item) => item,
                 Err(error) => {
                     tracing::error!(%error, subscription = %subscription.id, "cannot build a notification");

@@ -6,6 +6,8 @@
 //! - [`handshake`]: the validation handshake.
 //! - [`outbound`]: which URLs may be called, and the HTTP client.
 //! - [`payload`]: the JSON of webhook payloads (the outbound wire format).
+//! - [`crypto`]: Graph's encryption recipe for rich notifications.
+//! - [`validation`]: the claims of rich notifications' `validationTokens`.
 //! - [`delivery`]: the outbox worker: fan-out, batching, retries, `missed`.
 //! - [`scheduler`]: time-driven changes from the store's deadline index,
 //!   subscription expiry and lifecycle events.
@@ -22,14 +24,15 @@ pub mod outbound;
 pub mod payload;
 pub mod scheduler;
 pub mod subscription;
+pub mod validation;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use jiff::SignedDuration;
-use presenced_domain::Guid;
+use jiff::{SignedDuration, Timestamp};
+use presenced_domain::{Guid, Rules};
 use presenced_identity::DevIssuerKey;
-use presenced_store::Store;
+use presenced_store::{Store, UserKey};
 use serde_json::Value;
 use tokio::sync::Notify;
 
@@ -86,6 +89,8 @@ pub enum NotifyError {
 pub struct Notifier {
     pub store: Arc<dyn Store>,
     pub clock: Arc<Clock>,
+    /// Derives the presence that rich notifications carry.
+    pub rules: Rules,
     pub config: NotifyConfig,
     pub policy: Arc<TargetPolicy>,
     /// Calls webhooks: no redirects, timeouts, the checked resolver.
@@ -102,6 +107,7 @@ impl Notifier {
     pub fn new(
         store: Arc<dyn Store>,
         clock: Arc<Clock>,
+        rules: Rules,
         config: NotifyConfig,
         policy: TargetPolicy,
         issuer: DevIssuerKey,
@@ -112,6 +118,7 @@ impl Notifier {
         Ok(Arc::new(Notifier {
             store,
             clock,
+            rules,
             config,
             policy,
             client,
@@ -152,13 +159,47 @@ impl Notifier {
             .min(self.config.retry_max)
     }
 
-    /// The notification item for a change of `user`.
+    /// The notification item for a change of `user` at `at` (presence
+    /// clock). Rich subscriptions get the presence, encrypted for their
+    /// certificate, as it reads at `at` (or after the user's last change,
+    /// if that came later).
     pub async fn change_item(
         &self,
         subscription: &Subscription,
         user: Guid,
+        at: Timestamp,
     ) -> Result<Value, String> {
-        Ok(payload::change_item(subscription, user))
+        let mut item = payload::change_item(subscription, user);
+        if !subscription.include_resource_data {
+            return Ok(item);
+        }
+        let certificate = subscription
+            .certificate
+            .as_deref()
+            .ok_or("a rich subscription without a certificate")?;
+        let certificate =
+            crypto::EncryptionCertificate::parse(certificate).map_err(|e| e.to_string())?;
+        let key = UserKey {
+            tenant: subscription.tenant,
+            user,
+        };
+        let facts = self
+            .store
+            .facts(key)
+            .await
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default();
+        let instant = facts.sequence_at.map_or(at, |last| last.max(at));
+        let view = presenced_domain::derive(&facts, instant, &self.rules);
+        let plaintext = payload::presence_resource(user, view.availability, view.activity);
+        let content = certificate.encrypt(&plaintext).map_err(|e| e.to_string())?;
+        payload::add_encrypted_content(
+            &mut item,
+            &content,
+            subscription.certificate_id.as_deref().unwrap_or_default(),
+            certificate.thumbprint(),
+        );
+        Ok(item)
     }
 
     /// Checks a subscriber's `encryptionCertificate`.
@@ -166,9 +207,19 @@ impl Notifier {
         crypto::EncryptionCertificate::parse(text).map(|_| ())
     }
 
-    /// A `validationTokens` JWT for an app and tenant (rich notifications).
+    /// A `validationTokens` JWT for an app and tenant (rich notifications),
+    /// shaped like Graph's (fact sheet §4.4) and signed with the
+    /// development issuer's key, whose JWKS the built-in identity provider
+    /// serves.
     pub fn validation_token(&self, app: &str, tenant: Guid) -> Option<String> {
-        let _ = (app, tenant);
-        None
+        let now = Timestamp::now().as_second();
+        let claims = validation::Claims::new(app, tenant, now);
+        match self.issuer.sign(&claims) {
+            Ok(token) => Some(token),
+            Err(error) => {
+                tracing::error!(%error, "cannot sign a validation token");
+                None
+            }
+        }
     }
 }

@@ -6,8 +6,10 @@
 //! here rather than by the request-serving layer.
 
 use jiff::Timestamp;
-use presenced_domain::Guid;
+use presenced_domain::{Activity, Availability, Guid};
 use serde_json::{Value, json};
+
+use super::crypto::EncryptedContent;
 
 use super::subscription::Subscription;
 
@@ -42,6 +44,40 @@ pub fn change_item(subscription: &Subscription, user: Guid) -> Value {
         map.remove("clientState");
     }
     item
+}
+
+/// The resource a rich notification carries, before encryption.
+pub fn presence_resource(user: Guid, availability: Availability, activity: Activity) -> Vec<u8> {
+    let id = user.to_string();
+    let body = json!({
+        "@odata.id": format!("users/{id}/presence"),
+        "@odata.type": "#microsoft.graph.presence",
+        "id": id,
+        "availability": availability.as_str(),
+        "activity": activity.as_str(),
+    });
+    serde_json::to_vec(&body).expect("JSON values serialise")
+}
+
+/// Adds `encryptedContent` to a change notification.
+pub fn add_encrypted_content(
+    item: &mut Value,
+    content: &EncryptedContent,
+    certificate_id: &str,
+    thumbprint: &str,
+) {
+    if let Some(map) = item.as_object_mut() {
+        map.insert(
+            "encryptedContent".into(),
+            json!({
+                "data": content.data,
+                "dataSignature": content.data_signature,
+                "dataKey": content.data_key,
+                "encryptionCertificateId": certificate_id,
+                "encryptionCertificateThumbprint": thumbprint,
+            }),
+        );
+    }
 }
 
 /// A lifecycle notification.
