@@ -9,6 +9,7 @@
 //! - [`crypto`]: Graph's encryption recipe for rich notifications.
 //! - [`validation`]: the claims of rich notifications' `validationTokens`.
 //! - [`delivery`]: the outbox worker: fan-out, batching, retries, `missed`.
+//! - [`endpoint`]: Graph's slow-endpoint rules.
 //! - [`scheduler`]: time-driven changes from the store's deadline index,
 //!   subscription expiry and lifecycle events.
 //!
@@ -19,6 +20,7 @@
 
 pub mod crypto;
 pub mod delivery;
+pub mod endpoint;
 pub mod handshake;
 pub mod outbound;
 pub mod payload;
@@ -54,6 +56,8 @@ pub struct NotifyConfig {
     pub delivery_timeout: Duration,
     /// How long before expiry `reauthorizationRequired` is sent.
     pub reauthorize_before: SignedDuration,
+    /// Graph's slow-endpoint rules.
+    pub slow: endpoint::SlowRules,
     /// Extension: subscriptions with application permissions.
     pub app_subscriptions: bool,
     /// Extension: more than 650 ids in one subscription.
@@ -71,6 +75,7 @@ impl Default for NotifyConfig {
             handshake_timeout: Duration::from_secs(10),
             delivery_timeout: Duration::from_secs(10),
             reauthorize_before: SignedDuration::from_mins(15),
+            slow: endpoint::SlowRules::default(),
             app_subscriptions: false,
             unlimited_ids: false,
             live_stream: false,
@@ -97,6 +102,8 @@ pub struct Notifier {
     pub client: reqwest::Client,
     /// Signs `validationTokens` of rich notifications.
     pub issuer: DevIssuerKey,
+    /// Slow-endpoint counters, per notification URL.
+    pub endpoints: endpoint::EndpointHealth,
     /// Wakes the outbox loop (new work queued).
     pub outbox_wake: Notify,
     /// Wakes the scheduler (the manual clock moved).
@@ -123,6 +130,7 @@ impl Notifier {
             policy,
             client,
             issuer,
+            endpoints: endpoint::EndpointHealth::default(),
             outbox_wake: Notify::new(),
             scheduler_wake: Notify::new(),
         }))

@@ -17,3 +17,4 @@ mod receiver;
 mod rich;
 mod robustness;
 mod seed;
+mod slow;
