@@ -182,6 +182,8 @@ pub struct NotificationsConfig {
     pub unlimited_ids: bool,
     /// Extension: the Server-Sent Events live stream.
     pub live_stream: bool,
+    /// How many changes the live stream keeps for reconnecting clients (default 100000).
+    pub live_stream_log: Option<usize>,
     /// Networks webhooks may reach even though the deny list names them.
     pub allow_networks: Vec<String>,
     /// Networks webhooks may not reach; default: loopback, private,

@@ -171,6 +171,7 @@ fn notify_config(config: &ServeConfig) -> anyhow::Result<crate::notify::NotifyCo
     out.app_subscriptions = file.app_subscriptions;
     out.unlimited_ids = file.unlimited_ids;
     out.live_stream = file.live_stream;
+    out.live_stream_log = file.live_stream_log.unwrap_or(out.live_stream_log);
     Ok(out)
 }
 

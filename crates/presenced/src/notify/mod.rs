@@ -10,6 +10,7 @@
 //! - [`validation`]: the claims of rich notifications' `validationTokens`.
 //! - [`delivery`]: the outbox worker: fan-out, batching, retries, `missed`.
 //! - [`endpoint`]: Graph's slow-endpoint rules.
+//! - [`live`]: the live stream's bounded log of changes (an extension).
 //! - [`scheduler`]: time-driven changes from the store's deadline index,
 //!   subscription expiry and lifecycle events.
 //!
@@ -22,6 +23,7 @@ pub mod crypto;
 pub mod delivery;
 pub mod endpoint;
 pub mod handshake;
+pub mod live;
 pub mod outbound;
 pub mod payload;
 pub mod scheduler;
@@ -64,6 +66,8 @@ pub struct NotifyConfig {
     pub unlimited_ids: bool,
     /// Extension: the Server-Sent Events live stream.
     pub live_stream: bool,
+    /// How many changes the live stream keeps for clients that reconnect.
+    pub live_stream_log: usize,
 }
 
 impl Default for NotifyConfig {
@@ -79,6 +83,7 @@ impl Default for NotifyConfig {
             app_subscriptions: false,
             unlimited_ids: false,
             live_stream: false,
+            live_stream_log: 100_000,
         }
     }
 }
@@ -102,6 +107,8 @@ pub struct Notifier {
     pub client: reqwest::Client,
     /// Signs `validationTokens` of rich notifications.
     pub issuer: DevIssuerKey,
+    /// The live stream's log, when the extension is on.
+    pub live: Option<live::LiveLog>,
     /// Slow-endpoint counters, per notification URL.
     pub endpoints: endpoint::EndpointHealth,
     /// Wakes the outbox loop (new work queued).
@@ -122,6 +129,9 @@ impl Notifier {
         let policy = Arc::new(policy);
         let client = outbound::client(Arc::clone(&policy), config.delivery_timeout)
             .map_err(|e| NotifyError::Client(e.to_string()))?;
+        let live = config
+            .live_stream
+            .then(|| live::LiveLog::new(config.live_stream_log));
         Ok(Arc::new(Notifier {
             store,
             clock,
@@ -130,6 +140,7 @@ impl Notifier {
             policy,
             client,
             issuer,
+            live,
             endpoints: endpoint::EndpointHealth::default(),
             outbox_wake: Notify::new(),
             scheduler_wake: Notify::new(),
@@ -145,6 +156,31 @@ impl Notifier {
     /// A write was acknowledged that may have queued a change: deliver it now.
     pub fn changed(&self) {
         self.outbox_wake.notify_one();
+    }
+
+    /// A write to `key` at `at` changed the user's presence visibly:
+    /// deliver its notifications now and tell live streams.
+    pub async fn changed_user(&self, key: UserKey, at: Timestamp) {
+        self.changed();
+        self.publish_live(key, at).await;
+    }
+
+    /// Publishes the user's presence as it reads at `at` (or after the
+    /// user's last change) to the live stream, if it is on.
+    pub async fn publish_live(&self, key: UserKey, at: Timestamp) {
+        let Some(live) = &self.live else {
+            return;
+        };
+        let facts = match self.store.facts(key).await {
+            Ok(facts) => facts.unwrap_or_default(),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read a user for the live stream");
+                return;
+            }
+        };
+        let instant = facts.sequence_at.map_or(at, |last| last.max(at));
+        let view = presenced_domain::derive(&facts, instant, &self.rules);
+        live.publish(key, view.availability, view.activity, view.sequence);
     }
 
     /// The presence clock moved (`POST /admin/clock`): look for due work now.

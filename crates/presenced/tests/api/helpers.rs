@@ -70,10 +70,16 @@ impl TestServer {
     }
 
     pub async fn start_with(args: &[&str]) -> TestServer {
+        TestServer::start_with_directory(args, &directory_json()).await
+    }
+
+    /// With another directory than [`directory_json`].
+    pub async fn start_with_directory(args: &[&str], directory: &Value) -> TestServer {
         let data_dir = tempfile::tempdir().expect("temp dir");
         copy_dir(TEMPLATE.path(), data_dir.path());
-        let directory = data_dir.path().join("directory.json");
-        std::fs::write(&directory, directory_json().to_string()).unwrap();
+        let directory_file = data_dir.path().join("directory.json");
+        std::fs::write(&directory_file, directory.to_string()).unwrap();
+        let directory = directory_file;
         let mut extra_args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         extra_args.extend(["--directory".to_string(), directory.display().to_string()]);
         let (child, base) = spawn(data_dir.path(), &extra_args);

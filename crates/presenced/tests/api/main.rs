@@ -6,6 +6,7 @@ mod captures;
 mod cli;
 mod durability;
 mod errors;
+mod extensions;
 mod helpers;
 mod issuers;
 mod notifications;
