@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::crypto::EncryptedContent;
 
-use super::subscription::Subscription;
+use super::subscription::{MAX_IDS, Subscription};
 
 /// An instant as Graph writes them: seven fractional digits and `Z`.
 pub fn graph_instant(at: Timestamp) -> String {
@@ -22,15 +22,25 @@ pub fn graph_instant(at: Timestamp) -> String {
 
 /// One change notification (basic: no presence data; rich notifications
 /// add `encryptedContent`).
+///
+/// `resource` is the subscription's, as Graph sends it; for a subscription
+/// of more than 650 ids (an extension) it names the one user instead
+/// (`communications/presences/{id}`), so that each notification does not
+/// carry the whole id list.
 pub fn change_item(subscription: &Subscription, user: Guid) -> Value {
     let id = user.to_string();
+    let resource = if subscription.users.len() > MAX_IDS {
+        format!("communications/presences/{id}")
+    } else {
+        subscription.resource.clone()
+    };
     let mut item = json!({
         "subscriptionId": subscription.id.to_string(),
         "changeType": "updated",
         "tenantId": subscription.tenant.to_string(),
         "clientState": subscription.client_state,
         "subscriptionExpirationDateTime": graph_instant(subscription.expires()),
-        "resource": subscription.resource,
+        "resource": resource,
         "resourceData": {
             "@odata.id": format!("users/{id}/presence"),
             "@odata.type": "#microsoft.graph.presence",

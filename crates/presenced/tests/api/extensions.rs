@@ -103,6 +103,11 @@ async fn more_than_650_ids_may_be_subscribed_when_the_extension_is_on() {
     let items = hook.wait_for(1, WAIT).await;
     assert_eq!(items.len(), 1, "{items:?}");
     assert_eq!(items[0]["resourceData"]["id"], ids[699].as_str());
+    // Each notification names its one user, not the 700 ids.
+    assert_eq!(
+        items[0]["resource"],
+        format!("communications/presences/{}", ids[699])
+    );
 }
 
 /// One Server-Sent Event.
