@@ -166,12 +166,26 @@ pub struct NotificationsConfig {
     pub delivery_timeout: Option<String>,
     /// How long before expiry `reauthorizationRequired` is sent (default `PT15M`).
     pub reauthorize_before: Option<String>,
+    /// Slow-endpoint rules: a response slower than this is slow (default `PT2.9S`).
+    pub slow_threshold: Option<String>,
+    /// The rules apply once this many notifications went out in a window (default 100).
+    pub slow_after: Option<u64>,
+    /// Slow share, in percent, that flags an endpoint (default 10).
+    pub slow_flag_percent: Option<u8>,
+    /// Slow share, in percent, at which notifications are dropped (default 15).
+    pub slow_drop_percent: Option<u8>,
+    /// How long a flagged endpoint's notifications are held back (default `PT10M`).
+    pub slow_delay: Option<String>,
+    /// How often the counters restart (default `PT10M`).
+    pub slow_window: Option<String>,
     /// Extension: subscriptions with application permissions.
     pub app_subscriptions: bool,
     /// Extension: more than 650 ids in one subscription.
     pub unlimited_ids: bool,
     /// Extension: the Server-Sent Events live stream.
     pub live_stream: bool,
+    /// How many changes the live stream keeps for reconnecting clients (default 100000).
+    pub live_stream_log: Option<usize>,
     /// Networks webhooks may reach even though the deny list names them.
     pub allow_networks: Vec<String>,
     /// Networks webhooks may not reach; default: loopback, private,

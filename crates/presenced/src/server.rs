@@ -93,6 +93,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let notifier = crate::notify::Notifier::new(
         store.clone(),
         clock.clone(),
+        config.rules,
         notify_config(&config)?,
         target_policy(&config)?,
         key.clone(),
@@ -193,9 +194,22 @@ fn notify_config(config: &ServeConfig) -> anyhow::Result<crate::notify::NotifyCo
     if let Some(d) = duration("reauthorize_before", &file.reauthorize_before)? {
         out.reauthorize_before = d;
     }
+    if let Some(d) = duration("slow_threshold", &file.slow_threshold)? {
+        out.slow.threshold = std(d);
+    }
+    if let Some(d) = duration("slow_delay", &file.slow_delay)? {
+        out.slow.delay = std(d);
+    }
+    if let Some(d) = duration("slow_window", &file.slow_window)? {
+        out.slow.window = std(d);
+    }
+    out.slow.after = file.slow_after.unwrap_or(out.slow.after);
+    out.slow.flag_percent = file.slow_flag_percent.unwrap_or(out.slow.flag_percent);
+    out.slow.drop_percent = file.slow_drop_percent.unwrap_or(out.slow.drop_percent);
     out.app_subscriptions = file.app_subscriptions;
     out.unlimited_ids = file.unlimited_ids;
     out.live_stream = file.live_stream;
+    out.live_stream_log = file.live_stream_log.unwrap_or(out.live_stream_log);
     Ok(out)
 }
 

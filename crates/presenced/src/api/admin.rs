@@ -136,10 +136,11 @@ async fn out_of_office(
         is_out_of_office,
         message,
     });
-    match state.store.apply(key, mutation, state.clock.now()).await? {
+    let now = state.clock.now();
+    match state.store.apply(key, mutation, now).await? {
         ApplyOutcome::Applied(applied) => {
             if applied.visible_change {
-                state.notifier.changed();
+                state.notifier.changed_user(key, now).await;
             }
             Ok(StatusCode::NO_CONTENT.into_response())
         }

@@ -6,9 +6,10 @@
 //!
 //! Layout: [`route`] parses Graph URLs, [`dto`] holds the wire shapes,
 //! [`presence`] the Graph handlers, [`admin`] the non-Graph calls,
-//! [`authz`] the permission model, [`error`] the one error type, [`edge`]
-//! the size, time and authentication-flood limits answered in the envelope,
-//! and [`envelope`] the outermost middleware (request ids, error bodies, the
+//! [`authz`] the permission model, [`live`] the live stream (an extension),
+//! [`error`] the one error type, [`edge`] the size, time and
+//! authentication-flood limits answered in the envelope, and
+//! [`envelope`] the outermost middleware (request ids, error bodies, the
 //! access log).
 
 pub mod admin;
@@ -16,6 +17,7 @@ pub mod authz;
 pub mod dto;
 pub mod edge;
 pub mod error;
+pub mod live;
 pub mod oauth;
 pub mod presence;
 pub mod route;
@@ -89,6 +91,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1.0/subscriptions/{*rest}", any(subscriptions::dispatch))
         .route("/beta/subscriptions", any(subscriptions::dispatch))
         .route("/beta/subscriptions/{*rest}", any(subscriptions::dispatch))
+        .route("/v1.0/presences/stream", get(live::stream))
+        .route("/beta/presences/stream", get(live::stream))
         .route("/v1.0/{*rest}", any(presence::dispatch))
         .route("/beta/{*rest}", any(presence::dispatch))
         .fallback(|| async { ApiError::for_status(StatusCode::NOT_FOUND) })

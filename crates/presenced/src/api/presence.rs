@@ -326,10 +326,11 @@ async fn act(
         user,
     };
     require_user(state, key).await?;
-    match state.store.apply(key, mutation, state.clock.now()).await? {
+    let now = state.clock.now();
+    match state.store.apply(key, mutation, now).await? {
         ApplyOutcome::Applied(applied) => {
             if applied.visible_change {
-                state.notifier.changed();
+                state.notifier.changed_user(key, now).await;
             }
             Ok(StatusCode::OK.into_response())
         }

@@ -245,10 +245,6 @@ async fn create(
         notifier
             .check_certificate(certificate)
             .map_err(|e| invalid(format!("encryptionCertificate: {e}.")))?;
-        // Encryption is in place (notify::crypto); validationTokens are not yet.
-        return Err(invalid(
-            "includeResourceData: rich notifications are not supported by this server yet.",
-        ));
     }
     let expires = match &body.expiration_date_time {
         Some(text) => clamp_expiry(parse_instant(text)?, now),

@@ -33,6 +33,17 @@ pub enum CryptoError {
     Encryption(String),
 }
 
+/// The encrypted parts of a rich notification, each base64.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncryptedContent {
+    /// The resource, AES-256-CBC encrypted.
+    pub data: String,
+    /// HMAC-SHA256 of the encrypted bytes under the AES key.
+    pub data_signature: String,
+    /// The AES key, RSA-OAEP-SHA1 encrypted for the certificate.
+    pub data_key: String,
+}
+
 /// A subscriber's certificate: its public key and thumbprint.
 pub struct EncryptionCertificate {
     key: rsa::PublicKey,
@@ -72,8 +83,8 @@ impl EncryptionCertificate {
         &self.thumbprint
     }
 
-    /// Encrypts `plaintext`: (data, dataSignature, dataKey), base64.
-    pub fn encrypt(&self, plaintext: &[u8]) -> Result<(String, String, String), CryptoError> {
+    /// Encrypts `plaintext` under a fresh key.
+    pub fn encrypt(&self, plaintext: &[u8]) -> Result<EncryptedContent, CryptoError> {
         let mut key = [0u8; 32];
         getrandom::fill(&mut key).map_err(|e| CryptoError::Encryption(e.to_string()))?;
         let encryptor = cbc::Encryptor::<Aes256>::new_from_slices(&key, &key[..16])
@@ -87,10 +98,10 @@ impl EncryptionCertificate {
             .key
             .encrypt(&mut getrandom::SysRng, rsa::Oaep::<Sha1>::new(), &key)
             .map_err(|e| CryptoError::Encryption(e.to_string()))?;
-        Ok((
-            STANDARD.encode(data),
-            STANDARD.encode(signature),
-            STANDARD.encode(wrapped),
-        ))
+        Ok(EncryptedContent {
+            data: STANDARD.encode(data),
+            data_signature: STANDARD.encode(signature),
+            data_key: STANDARD.encode(wrapped),
+        })
     }
 }

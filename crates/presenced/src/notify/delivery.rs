@@ -9,10 +9,12 @@
 //! real time) until the retry window (measured on the presence clock) has
 //! passed since the first attempt; then it is dropped and, if the
 //! subscription has a lifecycle URL, a `missed` lifecycle event is queued.
+//! Graph's slow-endpoint rules ([`super::endpoint`]) hold back or drop the
+//! notifications of an endpoint that answers slowly too often.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
 use presenced_domain::Guid;
@@ -21,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Notifier;
+use super::endpoint::Verdict;
 use super::outbound::read_bounded;
 use super::payload;
 use super::subscription::Subscription;
@@ -52,6 +55,10 @@ pub struct Delivery {
     /// Rich notifications need `validationTokens` in their collection.
     #[serde(default)]
     pub rich: bool,
+    /// Already held back once for a flagged endpoint: sent when due even if
+    /// the endpoint is still flagged (Graph retries them on other workers).
+    #[serde(default)]
+    pub delayed: bool,
 }
 
 impl Delivery {
@@ -75,6 +82,7 @@ impl Delivery {
             expires_ms: subscription.expires_ms,
             client_state: subscription.client_state.clone(),
             lifecycle_url: subscription.lifecycle_url.clone(),
+            delayed: false,
         }
     }
 
@@ -166,7 +174,7 @@ async fn fan_out(
             if subscription.is_expired(at) {
                 continue;
             }
-            let item = match notifier.change_item(subscription, key.user).await {
+            let item = match notifier.change_item(subscription, key.user, at).await {
                 Ok(item) => item,
                 Err(error) => {
                     tracing::error!(%error, subscription = %subscription.id, "cannot build a notification");
@@ -194,12 +202,46 @@ async fn fan_out(
     Ok(())
 }
 
-/// Delivers one endpoint's claimed notifications, in batches.
+/// Delivers one endpoint's claimed notifications, in batches, under
+/// Graph's slow-endpoint rules.
 async fn deliver(notifier: &Arc<Notifier>, url: &str, deliveries: Vec<(OutboxId, Delivery)>) {
+    let rules = notifier.config.slow;
     let mut rest = deliveries;
     while !rest.is_empty() {
-        let batch: Vec<_> = rest.drain(..rest.len().min(MAX_BATCH)).collect();
+        let mut batch: Vec<_> = rest.drain(..rest.len().min(MAX_BATCH)).collect();
+        match notifier.endpoints.verdict(&rules, url, Instant::now()) {
+            Verdict::Send => {}
+            Verdict::Drop => {
+                tracing::warn!(
+                    url,
+                    notifications = batch.len(),
+                    "slow endpoint: notifications dropped"
+                );
+                settle(notifier, drop_with_missed(notifier, batch)).await;
+                continue;
+            }
+            Verdict::Delay(by) => {
+                // Those held back once already are sent now.
+                let (send, hold): (Vec<_>, Vec<_>) =
+                    batch.into_iter().partition(|(_, d)| d.delayed);
+                tracing::info!(
+                    url,
+                    notifications = hold.len(),
+                    "slow endpoint: notifications delayed"
+                );
+                settle(notifier, delay(hold, by)).await;
+                batch = send;
+                if batch.is_empty() {
+                    continue;
+                }
+            }
+        }
+        let started = Instant::now();
         let outcome = post(notifier, url, &batch).await;
+        let count = u64::try_from(batch.len()).unwrap_or(u64::MAX);
+        notifier
+            .endpoints
+            .record(&rules, url, count, started.elapsed(), Instant::now());
         let settlement = match outcome {
             Ok(()) => OutboxSettlement {
                 done: batch.iter().map(|(id, _)| *id).collect(),
@@ -210,11 +252,78 @@ async fn deliver(notifier: &Arc<Notifier>, url: &str, deliveries: Vec<(OutboxId,
                 give_up_or_retry(notifier, batch)
             }
         };
-        if let Err(error) = notifier.store.settle_outbox(settlement).await {
-            tracing::error!(%error, "cannot settle deliveries");
-        }
+        settle(notifier, settlement).await;
     }
     notifier.outbox_wake.notify_one();
+}
+
+async fn settle(notifier: &Notifier, settlement: OutboxSettlement) {
+    if let Err(error) = notifier.store.settle_outbox(settlement).await {
+        tracing::error!(%error, "cannot settle deliveries");
+    }
+}
+
+/// Holds a flagged endpoint's notifications back (not counted as attempts).
+fn delay(batch: Vec<(OutboxId, Delivery)>, by: Duration) -> OutboxSettlement {
+    let due = Timestamp::now()
+        .checked_add(SignedDuration::try_from(by).unwrap_or(SignedDuration::MAX))
+        .unwrap_or(Timestamp::MAX);
+    OutboxSettlement {
+        retry: batch
+            .into_iter()
+            .map(|(id, delivery)| {
+                let delivery = Delivery {
+                    delayed: true,
+                    ..delivery
+                };
+                (id, due, delivery.into_body())
+            })
+            .collect(),
+        ..OutboxSettlement::default()
+    }
+}
+
+/// Drops a batch, queueing one `missed` per subscription that has a
+/// lifecycle URL (never for lifecycle events themselves).
+fn drop_with_missed(notifier: &Notifier, batch: Vec<(OutboxId, Delivery)>) -> OutboxSettlement {
+    let now = notifier.clock.now();
+    let mut settlement = OutboxSettlement::default();
+    let mut missed_sent: Vec<Guid> = Vec::new();
+    for (id, delivery) in batch {
+        settlement.done.push(id);
+        if let Some(missed) = missed(delivery, now, &mut missed_sent) {
+            settlement.add.push((Timestamp::MIN, missed.into_body()));
+        }
+    }
+    settlement
+}
+
+/// The `missed` event for a dropped delivery, unless one was already made
+/// for its subscription (listed in `sent`) or it has no lifecycle URL.
+fn missed(delivery: Delivery, now: Timestamp, sent: &mut Vec<Guid>) -> Option<Delivery> {
+    if delivery.lifecycle || sent.contains(&delivery.subscription) {
+        return None;
+    }
+    let lifecycle_url = delivery.lifecycle_url.clone()?;
+    sent.push(delivery.subscription);
+    let expires = Timestamp::from_millisecond(delivery.expires_ms).unwrap_or(now);
+    let item = payload::lifecycle_item(
+        delivery.subscription,
+        delivery.tenant,
+        expires,
+        delivery.client_state.as_deref(),
+        "missed",
+    );
+    Some(Delivery {
+        url: lifecycle_url,
+        item,
+        lifecycle: true,
+        first_ms: now.as_millisecond(),
+        attempts: 0,
+        rich: false,
+        delayed: false,
+        ..delivery
+    })
 }
 
 /// Retries each failed delivery later, or drops it (with `missed`) once the
@@ -228,28 +337,7 @@ fn give_up_or_retry(notifier: &Notifier, batch: Vec<(OutboxId, Delivery)>) -> Ou
         if now.duration_since(first) >= notifier.config.retry_window {
             settlement.done.push(id);
             tracing::warn!(url = %delivery.url, subscription = %delivery.subscription, "notification dropped after the retry window");
-            if !delivery.lifecycle
-                && let Some(lifecycle_url) = &delivery.lifecycle_url
-                && !missed_sent.contains(&delivery.subscription)
-            {
-                missed_sent.push(delivery.subscription);
-                let expires = Timestamp::from_millisecond(delivery.expires_ms).unwrap_or(now);
-                let item = payload::lifecycle_item(
-                    delivery.subscription,
-                    delivery.tenant,
-                    expires,
-                    delivery.client_state.as_deref(),
-                    "missed",
-                );
-                let missed = Delivery {
-                    url: lifecycle_url.clone(),
-                    item,
-                    lifecycle: true,
-                    first_ms: now.as_millisecond(),
-                    attempts: 0,
-                    rich: false,
-                    ..delivery
-                };
+            if let Some(missed) = missed(delivery, now, &mut missed_sent) {
                 settlement.add.push((Timestamp::MIN, missed.into_body()));
             }
             continue;

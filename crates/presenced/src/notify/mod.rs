@@ -6,7 +6,11 @@
 //! - [`handshake`]: the validation handshake.
 //! - [`outbound`]: which URLs may be called, and the HTTP client.
 //! - [`payload`]: the JSON of webhook payloads (the outbound wire format).
+//! - [`crypto`]: Graph's encryption recipe for rich notifications.
+//! - [`validation`]: the claims of rich notifications' `validationTokens`.
 //! - [`delivery`]: the outbox worker: fan-out, batching, retries, `missed`.
+//! - [`endpoint`]: Graph's slow-endpoint rules.
+//! - [`live`]: the live stream's bounded log of changes (an extension).
 //! - [`scheduler`]: time-driven changes from the store's deadline index,
 //!   subscription expiry and lifecycle events.
 //!
@@ -17,19 +21,22 @@
 
 pub mod crypto;
 pub mod delivery;
+pub mod endpoint;
 pub mod handshake;
+pub mod live;
 pub mod outbound;
 pub mod payload;
 pub mod scheduler;
 pub mod subscription;
+pub mod validation;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use jiff::SignedDuration;
-use presenced_domain::Guid;
+use jiff::{SignedDuration, Timestamp};
+use presenced_domain::{Guid, Rules};
 use presenced_identity::DevIssuerKey;
-use presenced_store::Store;
+use presenced_store::{Store, UserKey};
 use serde_json::Value;
 use tokio::sync::Notify;
 
@@ -51,12 +58,16 @@ pub struct NotifyConfig {
     pub delivery_timeout: Duration,
     /// How long before expiry `reauthorizationRequired` is sent.
     pub reauthorize_before: SignedDuration,
+    /// Graph's slow-endpoint rules.
+    pub slow: endpoint::SlowRules,
     /// Extension: subscriptions with application permissions.
     pub app_subscriptions: bool,
     /// Extension: more than 650 ids in one subscription.
     pub unlimited_ids: bool,
     /// Extension: the Server-Sent Events live stream.
     pub live_stream: bool,
+    /// How many changes the live stream keeps for clients that reconnect.
+    pub live_stream_log: usize,
 }
 
 impl Default for NotifyConfig {
@@ -68,9 +79,11 @@ impl Default for NotifyConfig {
             handshake_timeout: Duration::from_secs(10),
             delivery_timeout: Duration::from_secs(10),
             reauthorize_before: SignedDuration::from_mins(15),
+            slow: endpoint::SlowRules::default(),
             app_subscriptions: false,
             unlimited_ids: false,
             live_stream: false,
+            live_stream_log: 100_000,
         }
     }
 }
@@ -86,12 +99,18 @@ pub enum NotifyError {
 pub struct Notifier {
     pub store: Arc<dyn Store>,
     pub clock: Arc<Clock>,
+    /// Derives the presence that rich notifications carry.
+    pub rules: Rules,
     pub config: NotifyConfig,
     pub policy: Arc<TargetPolicy>,
     /// Calls webhooks: no redirects, timeouts, the checked resolver.
     pub client: reqwest::Client,
     /// Signs `validationTokens` of rich notifications.
     pub issuer: DevIssuerKey,
+    /// The live stream's log, when the extension is on.
+    pub live: Option<live::LiveLog>,
+    /// Slow-endpoint counters, per notification URL.
+    pub endpoints: endpoint::EndpointHealth,
     /// Wakes the outbox loop (new work queued).
     pub outbox_wake: Notify,
     /// Wakes the scheduler (the manual clock moved).
@@ -102,6 +121,7 @@ impl Notifier {
     pub fn new(
         store: Arc<dyn Store>,
         clock: Arc<Clock>,
+        rules: Rules,
         config: NotifyConfig,
         policy: TargetPolicy,
         issuer: DevIssuerKey,
@@ -109,13 +129,19 @@ impl Notifier {
         let policy = Arc::new(policy);
         let client = outbound::client(Arc::clone(&policy), config.delivery_timeout)
             .map_err(|e| NotifyError::Client(e.to_string()))?;
+        let live = config
+            .live_stream
+            .then(|| live::LiveLog::new(config.live_stream_log));
         Ok(Arc::new(Notifier {
             store,
             clock,
+            rules,
             config,
             policy,
             client,
             issuer,
+            live,
+            endpoints: endpoint::EndpointHealth::default(),
             outbox_wake: Notify::new(),
             scheduler_wake: Notify::new(),
         }))
@@ -130,6 +156,31 @@ impl Notifier {
     /// A write was acknowledged that may have queued a change: deliver it now.
     pub fn changed(&self) {
         self.outbox_wake.notify_one();
+    }
+
+    /// A write to `key` at `at` changed the user's presence visibly:
+    /// deliver its notifications now and tell live streams.
+    pub async fn changed_user(&self, key: UserKey, at: Timestamp) {
+        self.changed();
+        self.publish_live(key, at).await;
+    }
+
+    /// Publishes the user's presence as it reads at `at` (or after the
+    /// user's last change) to the live stream, if it is on.
+    pub async fn publish_live(&self, key: UserKey, at: Timestamp) {
+        let Some(live) = &self.live else {
+            return;
+        };
+        let facts = match self.store.facts(key).await {
+            Ok(facts) => facts.unwrap_or_default(),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read a user for the live stream");
+                return;
+            }
+        };
+        let instant = facts.sequence_at.map_or(at, |last| last.max(at));
+        let view = presenced_domain::derive(&facts, instant, &self.rules);
+        live.publish(key, view.availability, view.activity, view.sequence);
     }
 
     /// The presence clock moved (`POST /admin/clock`): look for due work now.
@@ -152,13 +203,47 @@ impl Notifier {
             .min(self.config.retry_max)
     }
 
-    /// The notification item for a change of `user`.
+    /// The notification item for a change of `user` at `at` (presence
+    /// clock). Rich subscriptions get the presence, encrypted for their
+    /// certificate, as it reads at `at` (or after the user's last change,
+    /// if that came later).
     pub async fn change_item(
         &self,
         subscription: &Subscription,
         user: Guid,
+        at: Timestamp,
     ) -> Result<Value, String> {
-        Ok(payload::change_item(subscription, user))
+        let mut item = payload::change_item(subscription, user);
+        if !subscription.include_resource_data {
+            return Ok(item);
+        }
+        let certificate = subscription
+            .certificate
+            .as_deref()
+            .ok_or("a rich subscription without a certificate")?;
+        let certificate =
+            crypto::EncryptionCertificate::parse(certificate).map_err(|e| e.to_string())?;
+        let key = UserKey {
+            tenant: subscription.tenant,
+            user,
+        };
+        let facts = self
+            .store
+            .facts(key)
+            .await
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default();
+        let instant = facts.sequence_at.map_or(at, |last| last.max(at));
+        let view = presenced_domain::derive(&facts, instant, &self.rules);
+        let plaintext = payload::presence_resource(user, view.availability, view.activity);
+        let content = certificate.encrypt(&plaintext).map_err(|e| e.to_string())?;
+        payload::add_encrypted_content(
+            &mut item,
+            &content,
+            subscription.certificate_id.as_deref().unwrap_or_default(),
+            certificate.thumbprint(),
+        );
+        Ok(item)
     }
 
     /// Checks a subscriber's `encryptionCertificate`.
@@ -166,9 +251,19 @@ impl Notifier {
         crypto::EncryptionCertificate::parse(text).map(|_| ())
     }
 
-    /// A `validationTokens` JWT for an app and tenant (rich notifications).
+    /// A `validationTokens` JWT for an app and tenant (rich notifications),
+    /// shaped like Graph's (fact sheet §4.4) and signed with the
+    /// development issuer's key, whose JWKS the built-in identity provider
+    /// serves.
     pub fn validation_token(&self, app: &str, tenant: Guid) -> Option<String> {
-        let _ = (app, tenant);
-        None
+        let now = Timestamp::now().as_second();
+        let claims = validation::Claims::new(app, tenant, now);
+        match self.issuer.sign(&claims) {
+            Ok(token) => Some(token),
+            Err(error) => {
+                tracing::error!(%error, "cannot sign a validation token");
+                None
+            }
+        }
     }
 }

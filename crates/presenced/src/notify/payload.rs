@@ -6,10 +6,12 @@
 //! here rather than by the request-serving layer.
 
 use jiff::Timestamp;
-use presenced_domain::Guid;
+use presenced_domain::{Activity, Availability, Guid};
 use serde_json::{Value, json};
 
-use super::subscription::Subscription;
+use super::crypto::EncryptedContent;
+
+use super::subscription::{MAX_IDS, Subscription};
 
 /// An instant as Graph writes them: seven fractional digits and `Z`.
 pub fn graph_instant(at: Timestamp) -> String {
@@ -20,15 +22,25 @@ pub fn graph_instant(at: Timestamp) -> String {
 
 /// One change notification (basic: no presence data; rich notifications
 /// add `encryptedContent`).
+///
+/// `resource` is the subscription's, as Graph sends it; for a subscription
+/// of more than 650 ids (an extension) it names the one user instead
+/// (`communications/presences/{id}`), so that each notification does not
+/// carry the whole id list.
 pub fn change_item(subscription: &Subscription, user: Guid) -> Value {
     let id = user.to_string();
+    let resource = if subscription.users.len() > MAX_IDS {
+        format!("communications/presences/{id}")
+    } else {
+        subscription.resource.clone()
+    };
     let mut item = json!({
         "subscriptionId": subscription.id.to_string(),
         "changeType": "updated",
         "tenantId": subscription.tenant.to_string(),
         "clientState": subscription.client_state,
         "subscriptionExpirationDateTime": graph_instant(subscription.expires()),
-        "resource": subscription.resource,
+        "resource": resource,
         "resourceData": {
             "@odata.id": format!("users/{id}/presence"),
             "@odata.type": "#microsoft.graph.presence",
@@ -42,6 +54,40 @@ pub fn change_item(subscription: &Subscription, user: Guid) -> Value {
         map.remove("clientState");
     }
     item
+}
+
+/// The resource a rich notification carries, before encryption.
+pub fn presence_resource(user: Guid, availability: Availability, activity: Activity) -> Vec<u8> {
+    let id = user.to_string();
+    let body = json!({
+        "@odata.id": format!("users/{id}/presence"),
+        "@odata.type": "#microsoft.graph.presence",
+        "id": id,
+        "availability": availability.as_str(),
+        "activity": activity.as_str(),
+    });
+    serde_json::to_vec(&body).expect("JSON values serialise")
+}
+
+/// Adds `encryptedContent` to a change notification.
+pub fn add_encrypted_content(
+    item: &mut Value,
+    content: &EncryptedContent,
+    certificate_id: &str,
+    thumbprint: &str,
+) {
+    if let Some(map) = item.as_object_mut() {
+        map.insert(
+            "encryptedContent".into(),
+            json!({
+                "data": content.data,
+                "dataSignature": content.data_signature,
+                "dataKey": content.data_key,
+                "encryptionCertificateId": certificate_id,
+                "encryptionCertificateThumbprint": thumbprint,
+            }),
+        );
+    }
 }
 
 /// A lifecycle notification.

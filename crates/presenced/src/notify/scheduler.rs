@@ -69,6 +69,7 @@ pub async fn step(notifier: &Arc<Notifier>) -> Result<bool, StoreError> {
     }
     let mut add = Vec::new();
     for (key, at) in &due {
+        notifier.publish_live(*key, *at).await;
         if !notifier.store.subscriptions_of(*key).await?.is_empty() {
             add.push((Timestamp::MIN, OutboxBody::Changed { key: *key, at: *at }));
         }

@@ -77,22 +77,28 @@ impl TestServer {
 
     /// A server with a configuration file holding `toml`, and `args`.
     pub async fn start_with_config(toml: &str, args: &[&str]) -> TestServer {
-        TestServer::launch(Some(toml), args)
+        TestServer::launch(Some(toml), args, &directory_json())
     }
 
     pub async fn start_with(args: &[&str]) -> TestServer {
-        TestServer::launch(None, args)
+        TestServer::launch(None, args, &directory_json())
     }
 
-    fn launch(config: Option<&str>, args: &[&str]) -> TestServer {
+    /// With another directory than [`directory_json`].
+    pub async fn start_with_directory(args: &[&str], directory: &Value) -> TestServer {
+        TestServer::launch(None, args, directory)
+    }
+
+    fn launch(config: Option<&str>, args: &[&str], directory: &Value) -> TestServer {
         install_crypto_provider();
         // Made before the process starts, so that nothing can fail between
         // starting it and owning it (which kills it when dropped).
         let client = reqwest::Client::new();
         let data_dir = tempfile::tempdir().expect("temp dir");
         copy_dir(TEMPLATE.path(), data_dir.path());
-        let directory = data_dir.path().join("directory.json");
-        std::fs::write(&directory, directory_json().to_string()).unwrap();
+        let directory_file = data_dir.path().join("directory.json");
+        std::fs::write(&directory_file, directory.to_string()).unwrap();
+        let directory = directory_file;
         let mut extra_args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         extra_args.extend(["--directory".to_string(), directory.display().to_string()]);
         if let Some(toml) = config {

@@ -9,11 +9,11 @@ use serde_json::{Value, json};
 use crate::helpers::{ADELE, APP, LEE, MEGAN, TENANT, TestServer};
 use crate::receiver::{Behaviour, Receiver};
 
-const WAIT: Duration = Duration::from_secs(10);
+pub const WAIT: Duration = Duration::from_secs(10);
 
 /// A server on the manual clock that may call loopback webhooks, with
 /// quick retries and a short handshake timeout.
-async fn server(extra: &str) -> (TestServer, tempfile::TempDir) {
+pub async fn server(extra: &str) -> (TestServer, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("presenced.toml");
     std::fs::write(
@@ -36,7 +36,7 @@ async fn server(extra: &str) -> (TestServer, tempfile::TempDir) {
     (server, dir)
 }
 
-fn request(url: &str, resource: &str) -> Value {
+pub fn request(url: &str, resource: &str) -> Value {
     json!({
         "changeType": "updated",
         "notificationUrl": url,
@@ -46,13 +46,13 @@ fn request(url: &str, resource: &str) -> Value {
     })
 }
 
-async fn subscribe(server: &TestServer, body: Value) -> crate::helpers::Answer {
+pub async fn subscribe(server: &TestServer, body: Value) -> crate::helpers::Answer {
     server
         .post("/v1.0/subscriptions", &server.adele(), body)
         .await
 }
 
-async fn set_presence(server: &TestServer, user: &str, availability: &str, activity: &str) {
+pub async fn set_presence(server: &TestServer, user: &str, availability: &str, activity: &str) {
     server
         .post(
             &format!("/v1.0/users/{user}/presence/setPresence"),
@@ -137,6 +137,9 @@ async fn refusals_are_graph_errors() {
     let mut rich_without_certificate =
         request(&hook.url, &format!("communications/presences/{ADELE}"));
     rich_without_certificate["includeResourceData"] = json!(true);
+    let mut rich_with_garbage = rich_without_certificate.clone();
+    rich_with_garbage["encryptionCertificate"] = json!("bm90IGEgY2VydGlmaWNhdGU=");
+    rich_with_garbage["encryptionCertificateId"] = json!("cert-1");
     let cases = [
         (request(&hook.url, &too_many), 400, "InvalidRequest"),
         (
@@ -163,6 +166,7 @@ async fn refusals_are_graph_errors() {
         (long_state, 400, "InvalidRequest"),
         (wrong_type, 400, "InvalidRequest"),
         (rich_without_certificate, 400, "InvalidRequest"),
+        (rich_with_garbage, 400, "InvalidRequest"),
         (
             request(
                 &hook.url,

@@ -125,6 +125,11 @@ impl Receiver {
             .collect()
     }
 
+    /// Every notification collection received so far, whole.
+    pub fn collections(&self) -> Vec<Value> {
+        self.inner.lock().unwrap().notifications.clone()
+    }
+
     /// Waits (at most `limit`) until `count` items have arrived.
     pub async fn wait_for(&self, count: usize, limit: Duration) -> Vec<Value> {
         let started = Instant::now();

@@ -1,0 +1,82 @@
+//! The SDK environments of `sdk-tests/`, built on first use from the pinned
+//! files: a Python virtual environment under `target/sdk-env/python`
+//! (`sdk-tests/python/requirements.txt`) and the JavaScript packages of
+//! `sdk-tests/js` (`npm ci`). A missing `python3` or `npm` fails the test
+//! that needs it: nothing is skipped.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// Serialises installs: several tests may need the environment at once.
+static INSTALL: Mutex<()> = Mutex::new(());
+
+fn run(command: &mut Command, what: &str) {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
+    assert!(
+        output.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The Python of the environment, installed if the requirements changed.
+pub fn python() -> PathBuf {
+    let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    let root = workspace();
+    let requirements = root.join("sdk-tests/python/requirements.txt");
+    let venv = root.join("target/sdk-env/python");
+    let python = venv.join("bin/python");
+    let marker = venv.join("installed-requirements.txt");
+    let wanted = std::fs::read_to_string(&requirements).unwrap();
+    if std::fs::read_to_string(&marker).ok().as_deref() != Some(wanted.as_str()) {
+        run(
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+            "python3 -m venv",
+        );
+        run(
+            Command::new(&python)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "-r",
+                ])
+                .arg(&requirements),
+            "pip install -r sdk-tests/python/requirements.txt",
+        );
+        std::fs::write(&marker, wanted).unwrap();
+    }
+    python
+}
+
+/// `sdk-tests/js` with its locked packages installed.
+pub fn node_suite() -> PathBuf {
+    let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = workspace().join("sdk-tests/js");
+    let lock = std::fs::read_to_string(dir.join("package-lock.json")).unwrap();
+    let marker = dir.join("node_modules/.installed-lock.json");
+    if std::fs::read_to_string(&marker).ok().as_deref() != Some(lock.as_str()) {
+        run(
+            Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund"])
+                .current_dir(&dir),
+            "npm ci in sdk-tests/js",
+        );
+        std::fs::write(&marker, lock).unwrap();
+    }
+    dir
+}
