@@ -485,6 +485,13 @@ impl Store for EmbeddedStore {
         })
     }
 
+    fn remove_user(&self, key: UserKey) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let step = self.remove_user_in_memory(key)?;
+            self.finish(step).await
+        })
+    }
+
     fn user(&self, key: UserKey) -> BoxFuture<'_, Result<Option<DirectoryUser>, StoreError>> {
         Box::pin(async move {
             self.shared.check()?;

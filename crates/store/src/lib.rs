@@ -192,6 +192,11 @@ pub trait Store: Send + Sync + 'static {
         records: Vec<TenantRecord>,
     ) -> BoxFuture<'_, Result<DirectoryChange, StoreError>>;
 
+    /// Removes a user from the directory, durably; `false` if there was no
+    /// such user. Their presence can no longer be read or written, and their
+    /// subscriptions are removed by the notification layer.
+    fn remove_user(&self, key: UserKey) -> BoxFuture<'_, Result<bool, StoreError>>;
+
     /// A user of a tenant, if the directory has it.
     fn user(&self, key: UserKey) -> BoxFuture<'_, Result<Option<DirectoryUser>, StoreError>>;
 

@@ -318,6 +318,39 @@ async fn directory_loads_add_and_update_and_keep_unnamed_users() {
 }
 
 #[tokio::test]
+async fn a_removed_user_leaves_the_directory_durably_and_keeps_their_facts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let users = vec![directory_user(1, "Ada"), directory_user(2, "Bo")];
+    store
+        .load_directory(vec![tenant(TENANT, "Contoso", users)])
+        .await
+        .unwrap();
+    applied(
+        &store,
+        user(1),
+        set_session("s", "Busy", "InACall", 60),
+        at(0),
+    )
+    .await;
+
+    assert!(store.remove_user(user(1)).await.unwrap());
+    assert!(!store.remove_user(user(1)).await.unwrap(), "already gone");
+    assert!(!store.remove_user(user(9)).await.unwrap(), "never there");
+    assert_eq!(store.user(user(1)).await.unwrap(), None);
+    assert!(facts(&store, user(1)).await.is_some());
+    drop(store);
+
+    let store = open(dir.path());
+    assert_eq!(store.user(user(1)).await.unwrap(), None);
+    assert_eq!(
+        store.user(user(2)).await.unwrap(),
+        Some(directory_user(2, "Bo"))
+    );
+    assert!(facts(&store, user(1)).await.is_some());
+}
+
+#[tokio::test]
 async fn the_manual_clock_reading_survives_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());

@@ -152,3 +152,45 @@ fn with_route(mut response: Response, route: &'static str) -> Response {
     response.extensions_mut().insert(RouteName(route));
     response
 }
+
+/// `DELETE /admin/tenants/{tid}/users/{uid}`: removes a user from the
+/// directory (204). Their presence can no longer be read or set, and the
+/// subscriptions they created are removed with a `subscriptionRemoved`
+/// lifecycle event. Needs an application token of that tenant with
+/// Presence.ReadWrite.All.
+pub async fn delete_user(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, user)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    let response = remove_user(&state, &tenant, &user, request)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    with_route(response, "/admin/tenants/{tid}/users/{uid}")
+}
+
+async fn remove_user(
+    state: &AppState,
+    tenant: &str,
+    user: &str,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let principal = authenticate(state, request.headers())?;
+    let tenant = Guid::parse(tenant)
+        .ok_or_else(|| ApiError::bad_request(format!("'{tenant}' is not a tenant id (a GUID).")))?;
+    let user = Guid::parse(user)
+        .ok_or_else(|| ApiError::bad_request(format!("'{user}' is not a user id (a GUID).")))?;
+    if principal.is_delegated() || principal.tenant != tenant {
+        return Err(ApiError::forbidden(
+            "Removing a user needs an application token of this tenant with Presence.ReadWrite.All.",
+        ));
+    }
+    authz::authorize(&principal, Need::Write, user)?;
+    if !state.store.remove_user(UserKey { tenant, user }).await? {
+        return Err(ApiError::not_found(format!(
+            "User '{user}' was not found in tenant '{tenant}'."
+        )));
+    }
+    state.notifier.directory_changed();
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -79,6 +79,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             axum::routing::put(admin::put_out_of_office),
         )
         .route(
+            "/admin/tenants/{tenant}/users/{user}",
+            axum::routing::delete(admin::delete_user),
+        )
+        .route(
             "/{tenant}/v2.0/.well-known/openid-configuration",
             get(oauth::openid_configuration),
         )

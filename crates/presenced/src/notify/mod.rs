@@ -189,6 +189,13 @@ impl Notifier {
         self.outbox_wake.notify_one();
     }
 
+    /// A user left the directory: sweep subscriptions now, so that theirs are
+    /// removed (with `subscriptionRemoved`) at once.
+    pub fn directory_changed(&self) {
+        self.scheduler_wake.notify_one();
+        self.outbox_wake.notify_one();
+    }
+
     /// Runs the validation handshake against a URL already checked by the policy.
     pub async fn handshake(&self, url: &reqwest::Url) -> Result<(), handshake::HandshakeError> {
         handshake::validate(&self.client, url, self.config.handshake_timeout).await

@@ -430,3 +430,40 @@ async fn an_accepted_change_is_delivered_after_a_sigkill_and_restart() {
     assert_eq!(items.len(), 1, "{items:?}");
     assert_eq!(items[0]["resourceData"]["id"], ADELE);
 }
+
+#[tokio::test]
+async fn removing_a_user_removes_their_subscriptions_with_subscription_removed() {
+    let (server, _dir) = server("").await;
+    let hook = Receiver::start(Behaviour::Healthy).await;
+    let lifecycle = Receiver::start(Behaviour::Healthy).await;
+    let mut body = request(&hook.url, &format!("communications/presences/{MEGAN}"));
+    body["lifecycleNotificationUrl"] = json!(lifecycle.url);
+    let created = subscribe(&server, body).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.json()["id"].as_str().unwrap().to_string();
+
+    let remove = |token: String| {
+        let url = server.url(&format!("/admin/tenants/{TENANT}/users/{ADELE}"));
+        let request = server.client.delete(url).bearer_auth(token);
+        async move { crate::helpers::Answer::read(request.send().await.unwrap()).await }
+    };
+    remove(server.adele()).await.assert_error(403, "Forbidden");
+    let removed = remove(server.app()).await;
+    assert_eq!(removed.status, 204, "{}", removed.text);
+    remove(server.app()).await.assert_error(404, "NotFound");
+
+    let events = lifecycle.wait_for(1, WAIT).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["lifecycleEvent"], "subscriptionRemoved");
+    assert_eq!(events[0]["subscriptionId"], id.as_str());
+    assert_eq!(events[0]["clientState"], "secret-state");
+    // The subscription is gone, and so is the user's presence.
+    let read = server
+        .get(&format!("/v1.0/subscriptions/{id}"), &server.app())
+        .await;
+    assert_eq!(read.status, 404, "{}", read.text);
+    server
+        .get(&format!("/v1.0/users/{ADELE}/presence"), &server.app())
+        .await
+        .assert_error(404, "NotFound");
+}

@@ -95,6 +95,29 @@ impl EmbeddedStore {
         Ok(Step::Wait(change, pending))
     }
 
+    /// Removes a user from the directory; their presence record is kept
+    /// (nothing can address it any more). `false`: there was no such user.
+    pub(super) fn remove_user_in_memory(&self, key: UserKey) -> Result<Step<bool>, StoreError> {
+        self.shared.check()?;
+        let _serial = self
+            .directory_writes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let key = user_key_bytes(key);
+        let mut residents = memory::write(self.memory.shard(&key));
+        let Some(resident) = residents.get(&key) else {
+            return Ok(Step::Done(false));
+        };
+        if resident.directory().is_none() {
+            return Ok(Step::Done(false));
+        }
+        // Queued under the shard lock, like every write to this user.
+        let pending = self.send(Op::RemoveUser(key))?;
+        let facts = resident.facts().map(<[u8]>::to_vec);
+        residents.replace(Resident::new(&key, None, facts.as_deref()));
+        Ok(Step::Wait(true, pending))
+    }
+
     pub(super) fn directory_now(&self) -> Result<Vec<TenantRecord>, StoreError> {
         let mut by_tenant: BTreeMap<Guid, TenantRecord> = self
             .tenants

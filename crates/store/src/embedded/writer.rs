@@ -69,6 +69,8 @@ pub(super) enum Op {
         tenants: Vec<([u8; 16], Vec<u8>)>,
         users: Vec<([u8; 32], Vec<u8>)>,
     },
+    /// A directory user to remove (their presence record stays).
+    RemoveUser([u8; 32]),
     ManualClock(Timestamp),
     /// Writes nothing; acknowledged once everything queued before it is durable.
     Barrier,
@@ -296,6 +298,9 @@ fn write_all(db: &Database, batch: &[(Op, Ack)]) -> Result<(), redb::Error> {
                     for (key, record) in user_rows {
                         users.insert(key, record.as_slice())?;
                     }
+                }
+                Op::RemoveUser(key) => {
+                    users.remove(key)?;
                 }
                 Op::Subscription { id, record } => match record {
                     Some(record) => {
