@@ -53,20 +53,12 @@ fn suite_env(server: &TestServer) -> Vec<(&'static str, String)> {
     .collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_official_python_sdk_runs_unchanged_against_presenced() {
-    let python = tokio::task::spawn_blocking(python).await.unwrap();
-    let server = server().await;
-    let suite = workspace().join("sdk-tests/python");
-    let mut command = Command::new(python);
-    command
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
-        .arg(&suite)
-        .envs(suite_env(&server));
+/// Runs a suite to its end; its whole output, or a failure that shows it.
+async fn run_suite(mut command: Command, name: &str) -> String {
     let output = tokio::task::spawn_blocking(move || command.output())
         .await
         .unwrap()
-        .unwrap();
+        .unwrap_or_else(|e| panic!("cannot run the {name} suite: {e}"));
     let report = format!(
         "{}\n{}",
         String::from_utf8_lossy(&output.stdout),
@@ -74,8 +66,21 @@ async fn the_official_python_sdk_runs_unchanged_against_presenced() {
     );
     assert!(
         output.status.success(),
-        "the Python SDK suite failed:\n{report}"
+        "the {name} suite failed:\n{report}"
     );
+    report
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_official_python_sdk_runs_unchanged_against_presenced() {
+    let python = tokio::task::spawn_blocking(python).await.unwrap();
+    let server = server().await;
+    let mut command = Command::new(python);
+    command
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+        .arg(workspace().join("sdk-tests/python"))
+        .envs(suite_env(&server));
+    let report = run_suite(command, "Python SDK").await;
     assert!(report.contains(" passed"), "{report}");
 }
 
@@ -88,18 +93,6 @@ async fn the_official_javascript_client_runs_unchanged_against_presenced() {
         .arg("--test")
         .current_dir(&suite)
         .envs(suite_env(&server));
-    let output = tokio::task::spawn_blocking(move || command.output())
-        .await
-        .unwrap()
-        .unwrap();
-    let report = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success(),
-        "the JavaScript client suite failed:\n{report}"
-    );
+    let report = run_suite(command, "JavaScript client").await;
     assert!(report.contains("# fail 0"), "{report}");
 }
