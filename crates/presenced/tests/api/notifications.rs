@@ -140,6 +140,8 @@ async fn refusals_are_graph_errors() {
     let mut rich_with_garbage = rich_without_certificate.clone();
     rich_with_garbage["encryptionCertificate"] = json!("bm90IGEgY2VydGlmaWNhdGU=");
     rich_with_garbage["encryptionCertificateId"] = json!("cert-1");
+    let mut long_certificate_id = request(&hook.url, &format!("communications/presences/{ADELE}"));
+    long_certificate_id["encryptionCertificateId"] = json!("c".repeat(129));
     let cases = [
         (request(&hook.url, &too_many), 400, "InvalidRequest"),
         (
@@ -167,6 +169,7 @@ async fn refusals_are_graph_errors() {
         (wrong_type, 400, "InvalidRequest"),
         (rich_without_certificate, 400, "InvalidRequest"),
         (rich_with_garbage, 400, "InvalidRequest"),
+        (long_certificate_id, 400, "InvalidRequest"),
         (
             request(
                 &hook.url,
@@ -189,6 +192,17 @@ async fn refusals_are_graph_errors() {
         )
         .await
         .assert_error(403, "Forbidden");
+    // Delegated callers need Presence.Read.All.
+    let reader = server.token(TENANT, Some(ADELE), "Presence.Read");
+    let message = server
+        .post(
+            "/v1.0/subscriptions",
+            &reader,
+            request(&hook.url, &format!("communications/presences/{ADELE}")),
+        )
+        .await
+        .assert_error(403, "Forbidden");
+    assert!(message.contains("Presence.Read.All"), "{message}");
     assert_eq!(hook.handshakes(), 0);
 }
 
