@@ -366,44 +366,42 @@ mod tests {
         );
     }
 
-    #[test]
-    fn set_presence_allows_exactly_its_five_pairs() {
-        let mut allowed = 0;
+    /// Every availability × activity: `new` accepts exactly the `allowed`
+    /// pairs, and a state reads back as the pair it was made from.
+    fn check_pairs<S: Copy>(
+        allowed: &[(Availability, Activity)],
+        new: impl Fn(Availability, Activity) -> Result<S, PairError>,
+        read: impl Fn(S) -> (Availability, Activity),
+    ) -> usize {
+        let mut accepted = 0;
         for &availability in Availability::ALL {
             for &activity in Activity::ALL {
-                let expected = SessionState::ALLOWED.contains(&(availability, activity));
-                let result = SessionState::new(availability, activity);
+                let result = new(availability, activity);
+                let expected = allowed.contains(&(availability, activity));
                 assert_eq!(result.is_ok(), expected, "{availability}/{activity}");
                 if let Ok(state) = result {
-                    allowed += 1;
-                    assert_eq!(
-                        (state.availability(), state.activity()),
-                        (availability, activity)
-                    );
+                    accepted += 1;
+                    assert_eq!(read(state), (availability, activity));
                 }
             }
         }
-        assert_eq!(allowed, 5);
+        accepted
+    }
+
+    #[test]
+    fn set_presence_allows_exactly_its_five_pairs() {
+        let accepted = check_pairs(SessionState::ALLOWED, SessionState::new, |s| {
+            (s.availability(), s.activity())
+        });
+        assert_eq!(accepted, 5);
     }
 
     #[test]
     fn set_user_preferred_presence_allows_exactly_its_six_pairs() {
-        let mut allowed = 0;
-        for &availability in Availability::ALL {
-            for &activity in Activity::ALL {
-                let expected = PreferredState::ALLOWED.contains(&(availability, activity));
-                let result = PreferredState::new(availability, activity);
-                assert_eq!(result.is_ok(), expected, "{availability}/{activity}");
-                if let Ok(state) = result {
-                    allowed += 1;
-                    assert_eq!(
-                        (state.availability(), state.activity()),
-                        (availability, activity)
-                    );
-                }
-            }
-        }
-        assert_eq!(allowed, 6);
+        let accepted = check_pairs(PreferredState::ALLOWED, PreferredState::new, |s| {
+            (s.availability(), s.activity())
+        });
+        assert_eq!(accepted, 6);
     }
 
     #[test]

@@ -324,6 +324,14 @@ async fn create(
     Ok(entity(StatusCode::CREATED, parts, &subscription))
 }
 
+/// Whether the caller may see `subscription`: same tenant and app, and for a
+/// delegated caller, its creator.
+fn belongs_to(subscription: &Subscription, principal: &Principal) -> bool {
+    subscription.tenant == principal.tenant
+        && *subscription.app == *principal.app
+        && (!principal.is_delegated() || subscription.creator == creator(principal))
+}
+
 /// A subscription of the caller's app and tenant (delegated: its creator's), else 404.
 async fn owned(
     state: &AppState,
@@ -334,10 +342,7 @@ async fn owned(
     let guid = Guid::parse(id).ok_or_else(missing)?;
     let record = state.store.subscription(guid).await?.ok_or_else(missing)?;
     let subscription = Subscription::from_record(record)?;
-    let mine = subscription.tenant == principal.tenant
-        && *subscription.app == *principal.app
-        && (!principal.is_delegated() || subscription.creator == creator(principal));
-    if !mine || subscription.is_expired(state.clock.now()) {
+    if !belongs_to(&subscription, principal) || subscription.is_expired(state.clock.now()) {
         return Err(missing());
     }
     Ok(subscription)
@@ -349,11 +354,7 @@ async fn list(state: &AppState, parts: &axum::http::request::Parts) -> Result<Re
     let mut values = Vec::new();
     for record in state.store.subscriptions().await? {
         let subscription = Subscription::from_record(record)?;
-        if subscription.tenant == principal.tenant
-            && *subscription.app == *principal.app
-            && (!principal.is_delegated() || subscription.creator == creator(&principal))
-            && !subscription.is_expired(now)
-        {
+        if belongs_to(&subscription, &principal) && !subscription.is_expired(now) {
             values.push(json_of(&subscription));
         }
     }

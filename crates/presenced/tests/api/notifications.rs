@@ -52,6 +52,13 @@ pub async fn subscribe(server: &TestServer, body: Value) -> crate::helpers::Answ
         .await
 }
 
+/// Subscribes (as Adele) to one user's presence, delivered to `hook`.
+pub async fn subscribe_to(server: &TestServer, hook: &Receiver, user: &str) {
+    let body = request(&hook.url, &format!("communications/presences/{user}"));
+    let answer = subscribe(server, body).await;
+    assert_eq!(answer.status, 201, "{}", answer.text);
+}
+
 pub async fn set_presence(server: &TestServer, user: &str, availability: &str, activity: &str) {
     server
         .post(
@@ -273,11 +280,7 @@ async fn a_request_driven_change_is_delivered_with_graphs_payload() {
 async fn fading_on_the_manual_clock_is_delivered() {
     let (server, _dir) = server("").await;
     let hook = Receiver::start(Behaviour::Healthy).await;
-    subscribe(
-        &server,
-        request(&hook.url, &format!("communications/presences/{ADELE}")),
-    )
-    .await;
+    subscribe_to(&server, &hook, ADELE).await;
     set_presence(&server, ADELE, "Available", "Available").await;
     assert_eq!(hook.wait_for(1, WAIT).await.len(), 1);
     // Five minutes later the session reads AvailableInactive: a change.
@@ -340,11 +343,7 @@ async fn renewal_moves_the_expiry_and_an_expired_subscription_stops() {
 async fn failed_deliveries_are_retried_until_accepted() {
     let (server, _dir) = server("").await;
     let hook = Receiver::start(Behaviour::Healthy).await;
-    subscribe(
-        &server,
-        request(&hook.url, &format!("communications/presences/{ADELE}")),
-    )
-    .await;
+    subscribe_to(&server, &hook, ADELE).await;
     hook.fail_first(3);
     set_presence(&server, ADELE, "Busy", "InACall").await;
     let items = hook.wait_for(1, WAIT).await;
@@ -357,11 +356,7 @@ async fn a_dead_endpoint_does_not_delay_a_healthy_one() {
     let (server, _dir) = server("delivery_timeout = \"PT5S\"\n").await;
     let slow = Receiver::start(Behaviour::Healthy).await;
     let healthy = Receiver::start(Behaviour::Healthy).await;
-    subscribe(
-        &server,
-        request(&slow.url, &format!("communications/presences/{ADELE}")),
-    )
-    .await;
+    subscribe_to(&server, &slow, ADELE).await;
     let megan = server.token(TENANT, Some(MEGAN), "Presence.Read.All");
     let answer = server
         .post(
@@ -429,11 +424,7 @@ async fn reauthorization_is_requested_before_expiry() {
 async fn an_accepted_change_is_delivered_after_a_sigkill_and_restart() {
     let (mut server, _dir) = server("").await;
     let hook = Receiver::start(Behaviour::Healthy).await;
-    subscribe(
-        &server,
-        request(&hook.url, &format!("communications/presences/{ADELE}")),
-    )
-    .await;
+    subscribe_to(&server, &hook, ADELE).await;
     hook.set(Behaviour::Failing);
     set_presence(&server, ADELE, "Busy", "InACall").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
