@@ -1,41 +1,60 @@
 //! `presenced-bench`: benchmarks of presenced against its release binary.
 //!
 //! ```sh
+//! cargo run --release -p presenced-bench -- all            # every scenario, writes BENCHMARKS.md
+//! cargo run --release -p presenced-bench -- get bulk       # some scenarios, prints the table
+//! cargo run --release -p presenced-bench -- all --smoke    # seconds, tiny sizes
 //! cargo run --release -p presenced-bench -- notify-fade [--users 10000]
 //! ```
 //!
-//! Builds `presenced` (release) first, then runs the benchmark and prints one
-//! Markdown line with the figure and the machine.
+//! Builds `presenced` (release) first. `baseline` is the baseline server the
+//! scenarios start themselves.
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
+use presenced_bench::baseline::{self, Sizes};
+use presenced_bench::process::Binaries;
+use presenced_bench::suite::{self, Scenario, Settings};
+
+const USAGE: &str = "usage:
+  presenced-bench all|SCENARIO... [--smoke] [--out FILE] [--users N] [--seconds S] [--connections C] [--threads T]
+      scenarios: get set bulk mixed scale timers; `all` writes BENCHMARKS.md unless --out says otherwise
+  presenced-bench notify-fade [--users N]
+  presenced-bench baseline --get BYTES --bulk BYTES --action BYTES";
 
 fn usage() -> ! {
-    eprintln!("usage: presenced-bench notify-fade [--users N]");
+    eprintln!("{USAGE}");
     std::process::exit(2);
 }
 
 fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let Some(command) = args.next() else { usage() };
-    if command != "notify-fade" {
-        usage();
-    }
-    let mut users = 10_000;
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--users" => {
-                users = args
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .filter(|n| *n > 0)
-                    .unwrap_or_else(|| usage());
-            }
-            _ => usage(),
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        None => usage(),
+        Some("baseline") => {
+            let sizes = Sizes::from_args(&args[1..]).unwrap_or_else(|| usage());
+            baseline::serve(sizes)
         }
+        Some("notify-fade") => notify_fade(&args[1..]),
+        Some(_) => scenarios(&args),
     }
+}
+
+fn number<T: std::str::FromStr>(value: Option<&String>) -> T {
+    value
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| usage())
+}
+
+fn notify_fade(args: &[String]) -> anyhow::Result<()> {
+    let users = match args {
+        [] => 10_000,
+        [flag, n] if flag == "--users" => number(Some(n)),
+        _ => usage(),
+    };
     let presenced = release_binary()?;
     let runtime = tokio::runtime::Runtime::new()?;
     let report = runtime.block_on(presenced_bench::notify_fade(&presenced, users))?;
@@ -43,10 +62,68 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+fn scenarios(args: &[String]) -> anyhow::Result<()> {
+    let smoke = args.iter().any(|a| a == "--smoke");
+    let mut settings = if smoke {
+        Settings::smoke()
+    } else {
+        Settings::full()
+    };
+    settings.scenarios.clear();
+    let mut out = None;
+    let mut all = false;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "all" => all = true,
+            "--smoke" => {}
+            "--out" => out = Some(PathBuf::from(args.next().unwrap_or_else(|| usage()))),
+            "--users" => settings.users = number(args.next()),
+            "--seconds" => settings.measure = Duration::from_secs_f64(number(args.next())),
+            "--connections" => settings.connections = number(args.next()),
+            "--threads" => settings.threads = number(args.next()),
+            name => settings
+                .scenarios
+                .push(Scenario::parse(name).unwrap_or_else(|| usage())),
+        }
+    }
+    if all {
+        settings.scenarios = Scenario::ALL.to_vec();
+        out = out.or_else(|| Some(workspace().join("BENCHMARKS.md")));
+    }
+    if settings.scenarios.is_empty() || settings.users == 0 || settings.connections == 0 {
+        usage();
+    }
+    let binaries = Binaries {
+        presenced: release_binary()?,
+        bench: std::env::current_exe()?,
+    };
+    let mut report = suite::run(&binaries, &settings)?;
+    report.command = format!(
+        "cargo run --release -p presenced-bench -- {}",
+        std::env::args().skip(1).collect::<Vec<_>>().join(" ")
+    );
+    report.machine = presenced_bench::report::machine();
+    report.setup = suite::setup_lines(&settings);
+    let text = report.markdown();
+    match out {
+        Some(path) => {
+            std::fs::write(&path, &text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            println!("{text}\nwritten to {}", path.display());
+        }
+        None => println!("{text}"),
+    }
+    Ok(())
+}
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
 /// `target/release/presenced`, built now (a no-op when it is up to date).
 fn release_binary() -> anyhow::Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let status = Command::new(cargo)
         .args([
             "build",
@@ -57,7 +134,7 @@ fn release_binary() -> anyhow::Result<PathBuf> {
             "--bin",
             "presenced",
         ])
-        .current_dir(&root)
+        .current_dir(workspace())
         .status()
         .context("cannot run cargo to build presenced")?;
     if !status.success() {

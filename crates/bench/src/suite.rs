@@ -1,0 +1,593 @@
+//! The scenarios of `BENCHMARKS.md`, run one after another.
+//!
+//! - Main phase: presenced on a fresh data directory (embedded store,
+//!   system clock, throttling off) with a directory of `users` users, every
+//!   one loaded with a session and a preferred presence through the API;
+//!   then `get`, `set`, `bulk` and `mixed`, each against presenced and
+//!   against a [`baseline`](crate::baseline) answering the same requests with
+//!   bodies of the sizes presenced gave. `get` is run once more at half its
+//!   maximum rate, for its latency under a load the server is not saturated
+//!   by.
+//! - `scale`: at each size, a fresh presenced, every user loaded, resident
+//!   memory per user, `get` and `set`, then a clean stop and a restart on the
+//!   same data directory: the time from start to ready.
+//! - `timers`: see [`crate::timers`].
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::baseline::Sizes;
+use crate::load::{self, Outcome, Pace, Plan, Rng, Workload};
+use crate::process::{Binaries, Process};
+use crate::report::{Report, Row, Verdict, millis, per_second};
+use crate::workload::{BULK_IDS, Bulk, Fleet, Get, Load, Mixed, Set};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    Get,
+    Set,
+    Bulk,
+    Mixed,
+    Scale,
+    Timers,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 6] = [
+        Scenario::Get,
+        Scenario::Set,
+        Scenario::Bulk,
+        Scenario::Mixed,
+        Scenario::Scale,
+        Scenario::Timers,
+    ];
+
+    pub fn parse(name: &str) -> Option<Scenario> {
+        Scenario::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Get => "get",
+            Scenario::Set => "set",
+            Scenario::Bulk => "bulk",
+            Scenario::Mixed => "mixed",
+            Scenario::Scale => "scale",
+            Scenario::Timers => "timers",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub scenarios: Vec<Scenario>,
+    /// Users of the main phase.
+    pub users: usize,
+    /// Requests in flight (keep-alive connections).
+    pub connections: usize,
+    /// Threads of the load generator.
+    pub threads: usize,
+    pub warmup: Duration,
+    pub measure: Duration,
+    pub scale_sizes: Vec<usize>,
+    pub scale_measure: Duration,
+    pub timer_sessions: usize,
+    pub timer_window: Duration,
+}
+
+impl Settings {
+    /// The run that writes `BENCHMARKS.md`.
+    pub fn full() -> Settings {
+        Settings {
+            scenarios: Scenario::ALL.to_vec(),
+            users: 100_000,
+            connections: 64,
+            threads: 1,
+            warmup: Duration::from_secs(2),
+            measure: Duration::from_secs(10),
+            scale_sizes: vec![10_000, 100_000, 1_000_000],
+            scale_measure: Duration::from_secs(6),
+            timer_sessions: 1_000_000,
+            timer_window: Duration::from_secs(60),
+        }
+    }
+
+    /// Seconds, tiny sizes: shows every scenario still runs.
+    pub fn smoke() -> Settings {
+        Settings {
+            scenarios: Scenario::ALL.to_vec(),
+            users: 300,
+            connections: 4,
+            threads: 1,
+            warmup: Duration::from_millis(100),
+            measure: Duration::from_millis(400),
+            scale_sizes: vec![200, 400],
+            scale_measure: Duration::from_millis(300),
+            timer_sessions: 300,
+            timer_window: Duration::from_secs(2),
+        }
+    }
+
+    fn plan(&self, measure: Duration, pace: Pace) -> Plan {
+        Plan {
+            connections: self.connections,
+            threads: self.threads,
+            warmup: self.warmup,
+            measure,
+            pace,
+            seed: 0x5EED,
+        }
+    }
+
+    fn wants(&self, scenario: Scenario) -> bool {
+        self.scenarios.contains(&scenario)
+    }
+}
+
+/// How the run was set up, for the report.
+pub fn setup_lines(settings: &Settings) -> Vec<String> {
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string());
+    let mut lines = vec![
+        format!(
+            "Load: {} keep-alive HTTP/1.1 connections from {} generator thread(s) (crates/bench), {} s warm-up then {} s measured per run; presenced and the baseline on tokio's multi-threaded runtime with its default workers",
+            settings.connections,
+            settings.threads,
+            settings.warmup.as_secs_f64(),
+            settings.measure.as_secs_f64()
+        ),
+        format!(
+            "presenced: release build, embedded store on a fresh data directory, system clock, `--throttle off`; {} users in one tenant, {} apps with their own tokens",
+            settings.users,
+            crate::workload::APPS
+        ),
+    ];
+    if let Some(commit) = commit {
+        lines.push(format!("Commit: {commit}"));
+    }
+    lines
+}
+
+/// The longest a finite load (every user once) may take.
+const LOAD_LIMIT: Duration = Duration::from_secs(1800);
+
+/// Runs the chosen scenarios; the report's rows are in scenario order.
+pub fn run(binaries: &Binaries, settings: &Settings) -> anyhow::Result<Report> {
+    let work = tempfile::Builder::new()
+        .prefix("presenced-bench")
+        .tempdir()?;
+    let mut report = Report::default();
+    let mut baselines = Baselines::default();
+    let main = [
+        Scenario::Get,
+        Scenario::Set,
+        Scenario::Bulk,
+        Scenario::Mixed,
+    ];
+    if main.iter().any(|s| settings.wants(*s)) || settings.wants(Scenario::Scale) {
+        main_phase(
+            binaries,
+            settings,
+            &work.path().join("main"),
+            &mut report,
+            &mut baselines,
+        )?;
+    }
+    if settings.wants(Scenario::Scale) {
+        scale(
+            binaries,
+            settings,
+            &work.path().join("scale"),
+            &mut report,
+            &baselines,
+        )?;
+    }
+    Ok(report)
+}
+
+/// What the main phase measured, for the targets and the scale rows.
+#[derive(Default)]
+struct Baselines {
+    get: Option<(Outcome, Outcome)>,
+    set: Option<(Outcome, Outcome)>,
+}
+
+fn serve_args(data_dir: &Path, directory: Option<&Path>) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--throttle",
+        "off",
+        "--clock",
+        "system",
+        "--data-dir",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.push(data_dir.display().to_string());
+    if let Some(directory) = directory {
+        args.push("--directory".into());
+        args.push(directory.display().to_string());
+    }
+    args
+}
+
+/// A fresh data directory with a directory file of `users` users, presenced
+/// started on it, and the fleet's tokens.
+fn fresh(binaries: &Binaries, dir: &Path, users: usize) -> anyhow::Result<(Process, Fleet)> {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data)?;
+    let directory = dir.join("directory.json");
+    Fleet::write_directory(&directory, users)?;
+    let fleet = Fleet::new(&data, users)?;
+    let server = Process::start(&binaries.presenced, &serve_args(&data, Some(&directory)))?;
+    let fleet = fleet.aimed_at(server.address);
+    Ok((server, fleet))
+}
+
+/// Every user once: a session and a preferred presence.
+fn load_everyone(server: &Process, fleet: &Fleet, settings: &Settings) -> anyhow::Result<Outcome> {
+    let plan = Plan {
+        warmup: Duration::ZERO,
+        measure: LOAD_LIMIT,
+        pace: Pace::Closed,
+        ..settings.plan(Duration::ZERO, Pace::Closed)
+    };
+    let outcome = load::run(server.address, Arc::new(Load::new(fleet.clone())), &plan)?;
+    succeeded("loading the users", &outcome)?;
+    if outcome.requests != 2 * fleet.users as u64 {
+        bail!(
+            "loading the users: {} of {} requests answered within {LOAD_LIMIT:?}",
+            outcome.requests,
+            2 * fleet.users
+        );
+    }
+    Ok(outcome)
+}
+
+fn succeeded(what: &str, outcome: &Outcome) -> anyhow::Result<()> {
+    if outcome.failures > 0 {
+        bail!(
+            "{what}: {} of {} requests failed, the first: {}",
+            outcome.failures,
+            outcome.requests,
+            outcome.first_failure.as_deref().unwrap_or("?")
+        );
+    }
+    if outcome.requests == 0 {
+        bail!("{what}: no request was answered");
+    }
+    Ok(())
+}
+
+fn megabytes(bytes: u64) -> String {
+    format!("RSS {:.0} MB", bytes as f64 / 1e6)
+}
+
+/// The body sizes presenced answers `workload`'s requests with, on average
+/// over a sample, as the baseline must answer them.
+fn sizes_of(address: SocketAddr, workload: &dyn Workload) -> anyhow::Result<Sizes> {
+    let mut rng = Rng::new(0x51_2E5);
+    let mut sums = [(0usize, 0usize); 3];
+    let mut request = Vec::new();
+    for _ in 0..40 {
+        request.clear();
+        workload
+            .next(&mut rng, &mut request)
+            .context("an empty workload")?;
+        let line = request.split(|b| *b == b'\r').next().unwrap_or_default();
+        let line = String::from_utf8_lossy(line).to_string();
+        let path = line.split(' ').nth(1).unwrap_or_default();
+        // Reading only: a sample must not change what the run measures.
+        let class = if path.ends_with("/presence") {
+            0
+        } else if path.ends_with("getPresencesByUserId") {
+            1
+        } else {
+            continue;
+        };
+        let (status, body) = load::exchange(address, &request)?;
+        if status != 200 {
+            bail!("{line} -> {status} {}", String::from_utf8_lossy(&body));
+        }
+        sums[class].0 += body.len();
+        sums[class].1 += 1;
+    }
+    let mean = |(total, count): (usize, usize)| total.checked_div(count).unwrap_or(0);
+    Ok(Sizes {
+        get: mean(sums[0]),
+        bulk: mean(sums[1]),
+        // setPresence and setUserPreferredPresence answer 200 with no body.
+        action: 0,
+    })
+}
+
+/// The same load against the baseline and then against presenced.
+fn versus(
+    binaries: &Binaries,
+    server: &Process,
+    workload: Arc<dyn Workload>,
+    plan: &Plan,
+    what: &str,
+) -> anyhow::Result<(Outcome, Outcome)> {
+    let sizes = sizes_of(server.address, &*workload)?;
+    let mut args = vec!["baseline".to_string()];
+    args.extend(sizes.to_args());
+    let baseline = Process::start(&binaries.bench, &args)?;
+    let base = load::run(baseline.address, Arc::clone(&workload), plan)?;
+    succeeded(&format!("{what} (baseline)"), &base)?;
+    drop(baseline);
+    let ours = load::run(server.address, workload, plan)?;
+    succeeded(what, &ours)?;
+    Ok((ours, base))
+}
+
+fn main_phase(
+    binaries: &Binaries,
+    settings: &Settings,
+    dir: &Path,
+    report: &mut Report,
+    baselines: &mut Baselines,
+) -> anyhow::Result<()> {
+    let (server, fleet) = fresh(binaries, dir, settings.users)?;
+    let loaded = load_everyone(&server, &fleet, settings)?;
+    report.rows.push(
+        Row::measured(
+            format!(
+                "load: a session and a preferred presence for each of {} users",
+                settings.users
+            ),
+            &loaded,
+            None,
+        )
+        .memory(megabytes(server.resident_bytes()?))
+        .note("durable; every user once, in a single pass"),
+    );
+    let plan = settings.plan(settings.measure, Pace::Closed);
+
+    let mut get_rate = None;
+    if settings.wants(Scenario::Get) || settings.wants(Scenario::Scale) {
+        let (ours, base) = versus(
+            binaries,
+            &server,
+            Arc::new(Get(fleet.clone())),
+            &plan,
+            "get",
+        )?;
+        report
+            .rows
+            .push(Row::measured("get — baseline", &base, None));
+        report.rows.push(
+            Row::measured("get", &ours, Some(&base))
+                .memory(megabytes(server.resident_bytes()?))
+                .note(format!(
+                    "GET /v1.0/users/{{id}}/presence, {} users",
+                    settings.users
+                )),
+        );
+        let half = ours.rate() / 2.0;
+        let paced = load::run(
+            server.address,
+            Arc::new(Get(fleet.clone())),
+            &settings.plan(settings.measure, Pace::Rate(half)),
+        )?;
+        succeeded("get at half rate", &paced)?;
+        report.rows.push(
+            Row::measured(format!("get at half rate ({})", per_second(half)), &paced, None)
+                .note("fixed rate, spread over the connections; a request held up by a late answer counts from when it was due"),
+        );
+        report.verdicts.push(Verdict {
+            target: "get: at least 0.6 × baseline requests/s".into(),
+            measured: format!("{:.2}×", ours.rate() / base.rate()),
+            met: ours.rate() >= 0.6 * base.rate(),
+        });
+        let p99 = paced.latency.quantile(0.99);
+        report.verdicts.push(Verdict {
+            target: "get: p99 under 2 ms at half the maximum rate".into(),
+            measured: millis(p99),
+            met: p99 < Duration::from_millis(2),
+        });
+        get_rate = Some(ours.rate());
+        baselines.get = Some((ours, base));
+    }
+    if settings.wants(Scenario::Set) || settings.wants(Scenario::Scale) {
+        let (ours, base) = versus(
+            binaries,
+            &server,
+            Arc::new(Set(fleet.clone())),
+            &plan,
+            "set",
+        )?;
+        report
+            .rows
+            .push(Row::measured("set — baseline", &base, None));
+        let split = kinds_note(&Set(fleet.clone()), &ours);
+        report.rows.push(
+            Row::measured("set (durable)", &ours, Some(&base))
+                .memory(megabytes(server.resident_bytes()?))
+                .note(split),
+        );
+        report.verdicts.push(Verdict {
+            target: "set (durable): at least 0.4 × baseline requests/s".into(),
+            measured: format!("{:.2}×", ours.rate() / base.rate()),
+            met: ours.rate() >= 0.4 * base.rate(),
+        });
+        baselines.set = Some((ours, base));
+    }
+    if settings.wants(Scenario::Bulk) {
+        let (ours, base) = versus(
+            binaries,
+            &server,
+            Arc::new(Bulk(fleet.clone())),
+            &plan,
+            "bulk",
+        )?;
+        let presences = ours.rate() * BULK_IDS as f64;
+        report
+            .rows
+            .push(Row::measured("bulk — baseline", &base, None));
+        let mut row = Row::measured(format!("bulk ({BULK_IDS} ids)"), &ours, Some(&base))
+            .memory(megabytes(server.resident_bytes()?));
+        row.note = format!("{} presences", per_second(presences));
+        if let Some(get_rate) = get_rate {
+            row.note += &format!(" = {:.1} × get", presences / get_rate);
+            report.verdicts.push(Verdict {
+                target: "bulk: at least 20 × the presences/s of get".into(),
+                measured: format!("{:.1}×", presences / get_rate),
+                met: presences >= 20.0 * get_rate,
+            });
+        }
+        report.rows.push(row);
+    }
+    if settings.wants(Scenario::Mixed) {
+        let workload = Mixed(fleet.clone());
+        let (ours, base) = versus(
+            binaries,
+            &server,
+            Arc::new(Mixed(fleet.clone())),
+            &plan,
+            "mixed",
+        )?;
+        report
+            .rows
+            .push(Row::measured("mixed — baseline", &base, None));
+        report.rows.push(
+            Row::measured("mixed (contact centre)", &ours, Some(&base))
+                .memory(megabytes(server.resident_bytes()?))
+                .note(kinds_note(&workload, &ours)),
+        );
+    }
+    server.stop()
+}
+
+/// "setPresence 75 %, setUserPreferredPresence 25 %".
+fn kinds_note(workload: &dyn Workload, outcome: &Outcome) -> String {
+    let total = outcome.kinds.iter().sum::<u64>().max(1) as f64;
+    workload
+        .kinds()
+        .iter()
+        .zip(&outcome.kinds)
+        .map(|(name, count)| format!("{name} {:.0} %", *count as f64 * 100.0 / total))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// How long until `/readyz` answers 200, from `since`.
+fn ready_after(server: &Process, since: Instant) -> anyhow::Result<Duration> {
+    let request = format!("GET /readyz HTTP/1.1\r\nHost: {}\r\n\r\n", server.address);
+    let limit = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok((200, _)) = load::exchange(server.address, request.as_bytes()) {
+            return Ok(since.elapsed());
+        }
+        if Instant::now() > limit {
+            bail!("presenced was not ready within two minutes");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn scale(
+    binaries: &Binaries,
+    settings: &Settings,
+    dir: &Path,
+    report: &mut Report,
+    baselines: &Baselines,
+) -> anyhow::Result<()> {
+    // The memory of presenced with no users, to subtract.
+    let (empty, _) = fresh(binaries, &dir.join("empty"), 0)?;
+    let empty_rss = empty.resident_bytes()?;
+    empty.stop()?;
+
+    let plan = settings.plan(settings.scale_measure, Pace::Closed);
+    let mut gets = Vec::new();
+    let mut last = None;
+    for &users in &settings.scale_sizes {
+        let here = dir.join(users.to_string());
+        let (server, fleet) = fresh(binaries, &here, users)?;
+        load_everyone(&server, &fleet, settings)?;
+        let rss = server.resident_bytes()?;
+        let per_user = rss.saturating_sub(empty_rss) as f64 / users as f64;
+        let get = load::run(server.address, Arc::new(Get(fleet.clone())), &plan)?;
+        succeeded("scale get", &get)?;
+        let set = load::run(server.address, Arc::new(Set(fleet.clone())), &plan)?;
+        succeeded("scale set", &set)?;
+        server.stop()?;
+
+        let spawned = Instant::now();
+        let restarted = Process::start(&binaries.presenced, &serve_args(&here.join("data"), None))?;
+        let ready = ready_after(&restarted, spawned)?;
+        let restarted_rss = restarted.resident_bytes()?;
+        restarted.stop()?;
+
+        let label = thousands(users);
+        report.rows.push(
+            Row::measured(format!("scale {label}: get"), &get, baselines.get.as_ref().map(|(_, b)| b))
+                .memory(format!("{per_user:.0} B/user"))
+                .note(format!(
+                    "memory after loading every user, over a presenced with none; {:.0} B/user after the restart",
+                    restarted_rss.saturating_sub(empty_rss) as f64 / users as f64
+                )),
+        );
+        report.rows.push(
+            Row::measured(
+                format!("scale {label}: set (durable)"),
+                &set,
+                baselines.set.as_ref().map(|(_, b)| b),
+            )
+            .note(format!(
+                "restart on this data directory: ready in {}",
+                millis(ready)
+            )),
+        );
+        gets.push((users, get.rate()));
+        last = Some((users, per_user, ready));
+    }
+    if let (Some((small, small_rate)), Some((large, large_rate))) = (gets.first(), gets.last()) {
+        report.verdicts.push(Verdict {
+            target: format!(
+                "scale: get at {} users at least 0.9 × get at {}",
+                thousands(*large),
+                thousands(*small)
+            ),
+            measured: format!("{:.2}×", large_rate / small_rate),
+            met: *large_rate >= 0.9 * small_rate,
+        });
+    }
+    if let Some((users, per_user, ready)) = last {
+        report.verdicts.push(Verdict {
+            target: format!(
+                "scale: at most 300 B resident per user at {}",
+                thousands(users)
+            ),
+            measured: format!("{per_user:.0} B"),
+            met: per_user <= 300.0,
+        });
+        report.verdicts.push(Verdict {
+            target: format!("scale: ready in under 5 s with {} users", thousands(users)),
+            measured: millis(ready),
+            met: ready < Duration::from_secs(5),
+        });
+    }
+    Ok(())
+}
+
+/// 10k, 1M, 250.
+fn thousands(n: usize) -> String {
+    if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
+        format!("{}M", n / 1_000_000)
+    } else if n >= 1000 && n.is_multiple_of(1000) {
+        format!("{}k", n / 1000)
+    } else {
+        n.to_string()
+    }
+}

@@ -1,0 +1,63 @@
+//! The benchmark suite at smoke size (tiny sizes, fractions of a second per
+//! run, no targets), against the debug binaries, so that it cannot rot.
+
+use std::path::PathBuf;
+
+use presenced_bench::process::Binaries;
+use presenced_bench::suite::{self, Settings};
+
+#[test]
+fn every_scenario_runs_and_reports_its_rows() {
+    let binaries = Binaries {
+        presenced: presenced_binary(),
+        bench: PathBuf::from(env!("CARGO_BIN_EXE_presenced-bench")),
+    };
+    let report = suite::run(&binaries, &Settings::smoke()).unwrap();
+    let text = report.markdown();
+    for row in [
+        "| load: a session and a preferred presence for each of 300 users |",
+        "| get — baseline |",
+        "| get |",
+        "| get at half rate (",
+        "| set — baseline |",
+        "| set (durable) |",
+        "| bulk (650 ids) |",
+        "| mixed (contact centre) |",
+        "| scale 200: get |",
+        "| scale 400: set (durable) |",
+    ] {
+        assert!(text.contains(row), "no row {row:?} in\n{text}");
+    }
+    for target in [
+        "get: at least 0.6 × baseline",
+        "get: p99 under 2 ms",
+        "set (durable): at least 0.4",
+        "bulk: at least 20 ×",
+        "scale: get at 400 users at least 0.9 × get at 200",
+        "scale: at most 300 B resident per user at 400",
+        "scale: ready in under 5 s with 400 users",
+    ] {
+        assert!(text.contains(target), "no target {target:?} in\n{text}");
+    }
+    // Every measured row answered requests.
+    assert!(
+        report
+            .rows
+            .iter()
+            .all(|row| row.rate.is_none_or(|rate| rate > 0.0)),
+        "{text}"
+    );
+}
+
+/// `target/<profile>/presenced`, next to this test's `deps/` directory.
+fn presenced_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let binary = profile_dir.join("presenced");
+    assert!(
+        binary.exists(),
+        "{} is missing: build it first (cargo test --workspace builds it)",
+        binary.display()
+    );
+    binary
+}
