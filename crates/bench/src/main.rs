@@ -20,7 +20,7 @@ use presenced_bench::process::Binaries;
 use presenced_bench::suite::{self, Scenario, Settings};
 
 const USAGE: &str = "usage:
-  presenced-bench all|SCENARIO... [--smoke] [--out FILE] [--users N] [--seconds S] [--connections C] [--threads T]
+  presenced-bench all|SCENARIO... [--smoke] [--out FILE] [--users N] [--seconds S] [--connections C] [--threads T] [--sizes N,N,...]
       scenarios: get set bulk mixed scale timers; `all` writes BENCHMARKS.md unless --out says otherwise
   presenced-bench notify-fade [--users N]
   presenced-bench baseline --get BYTES --bulk BYTES --action BYTES";
@@ -82,6 +82,16 @@ fn scenarios(args: &[String]) -> anyhow::Result<()> {
             "--seconds" => settings.measure = Duration::from_secs_f64(number(args.next())),
             "--connections" => settings.connections = number(args.next()),
             "--threads" => settings.threads = number(args.next()),
+            "--sizes" => {
+                settings.scale_sizes = args
+                    .next()
+                    .map(|list| {
+                        list.split(',')
+                            .map(|n| number(Some(&n.to_string())))
+                            .collect()
+                    })
+                    .unwrap_or_else(|| usage());
+            }
             name => settings
                 .scenarios
                 .push(Scenario::parse(name).unwrap_or_else(|| usage())),
@@ -91,7 +101,11 @@ fn scenarios(args: &[String]) -> anyhow::Result<()> {
         settings.scenarios = Scenario::ALL.to_vec();
         out = out.or_else(|| Some(workspace().join("BENCHMARKS.md")));
     }
-    if settings.scenarios.is_empty() || settings.users == 0 || settings.connections == 0 {
+    if settings.scenarios.is_empty()
+        || settings.users == 0
+        || settings.connections == 0
+        || settings.scale_sizes.contains(&0)
+    {
         usage();
     }
     let binaries = Binaries {
