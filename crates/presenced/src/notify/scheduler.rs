@@ -9,15 +9,20 @@
 //! the loop; on the system clock it sleeps until the next deadline (at most
 //! a second, so deadlines written meanwhile are not missed).
 //!
+//! [`Progress`] counts the deadlines handled and how late their handling
+//! completed, for `GET /admin/scheduler`: a deadline counts as handled only
+//! once its notifications are queued and its move is durable.
+//!
 //! When idle it also sweeps subscriptions: expired ones are removed,
 //! `reauthorizationRequired` goes out once before expiry, and a delegated
 //! subscription whose creator left the directory is removed with
 //! `subscriptionRemoved`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use presenced_store::{OutboxBody, OutboxSettlement, StoreError, UserKey};
 use tokio::task::JoinSet;
 
@@ -28,6 +33,38 @@ use super::subscription::Subscription;
 
 /// How many due users one step takes.
 const STEP: usize = 4096;
+
+/// What the scheduler has done since the process started.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Deadlines handled: notifications queued, live stream told, deadline
+    /// moved on durably.
+    processed: AtomicU64,
+    /// The most any handled deadline waited, from its instant until its
+    /// handling completed (presence clock), in microseconds.
+    max_lag_micros: AtomicU64,
+}
+
+impl Progress {
+    /// `count` deadlines were handled, the earliest of them `lag` late.
+    pub fn record(&self, count: usize, lag: SignedDuration) {
+        let micros = u64::try_from(lag.as_micros()).unwrap_or(0);
+        self.max_lag_micros.fetch_max(micros, Ordering::Relaxed);
+        self.processed
+            .fetch_add(u64::try_from(count).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// Deadlines handled since start.
+    pub fn processed(&self) -> u64 {
+        self.processed.load(Ordering::Relaxed)
+    }
+
+    /// The most any handled deadline waited for its handling to complete.
+    pub fn max_lag(&self) -> SignedDuration {
+        let micros = self.max_lag_micros.load(Ordering::Relaxed);
+        SignedDuration::from_micros(i64::try_from(micros).unwrap_or(i64::MAX))
+    }
+}
 
 pub async fn run(notifier: Arc<Notifier>) {
     loop {
@@ -84,6 +121,7 @@ pub async fn step(notifier: &Arc<Notifier>) -> Result<bool, StoreError> {
             .await?;
         notifier.outbox_wake.notify_one();
     }
+    let (count, earliest) = (due.len(), due[0].1);
     // Concurrently, so that the store's group commit takes them together.
     let mut moves = JoinSet::new();
     for (key, at) in due {
@@ -93,6 +131,10 @@ pub async fn step(notifier: &Arc<Notifier>) -> Result<bool, StoreError> {
     while let Some(moved) = moves.join_next().await {
         moved.map_err(|e| StoreError::Io(e.to_string()))??;
     }
+    let completed = notifier.clock.now();
+    notifier
+        .scheduler_progress
+        .record(count, completed.duration_since(earliest));
     Ok(true)
 }
 
