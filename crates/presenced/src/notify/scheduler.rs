@@ -2,8 +2,8 @@
 //!
 //! The store keeps each user's "next change" instant in a persisted index.
 //! This loop asks it which users are due at the presence clock's `now`,
-//! queues a change for those with subscriptions, and moves each deadline on
-//! with [`Store::advance_deadline`](presenced_store::Store::advance_deadline).
+//! queues a change for those with subscriptions, and moves their deadlines
+//! on with [`Store::advance_deadlines`](presenced_store::Store::advance_deadlines).
 //! The queueing comes first, so a crash in between repeats a notification
 //! rather than losing one. On the manual clock, `POST /admin/clock` wakes
 //! the loop; on the system clock it sleeps until the next deadline (at most
@@ -24,7 +24,6 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use presenced_store::{OutboxBody, OutboxSettlement, StoreError, UserKey};
-use tokio::task::JoinSet;
 
 use super::Notifier;
 use super::delivery::Delivery;
@@ -122,15 +121,8 @@ pub async fn step(notifier: &Arc<Notifier>) -> Result<bool, StoreError> {
         notifier.outbox_wake.notify_one();
     }
     let (count, earliest) = (due.len(), due[0].1);
-    // Concurrently, so that the store's group commit takes them together.
-    let mut moves = JoinSet::new();
-    for (key, at) in due {
-        let store = Arc::clone(&notifier.store);
-        moves.spawn(async move { store.advance_deadline(key, at, now).await });
-    }
-    while let Some(moved) = moves.join_next().await {
-        moved.map_err(|e| StoreError::Io(e.to_string()))??;
-    }
+    // All in one call, so that the store can make the moves durable together.
+    notifier.store.advance_deadlines(due, now).await?;
     let completed = notifier.clock.now();
     notifier
         .scheduler_progress
