@@ -12,6 +12,8 @@
 //! Nothing here knows presenced's internals: it uses the binary, the
 //! configuration file, the Graph API and the admin clock, like any client.
 
+pub mod timers;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
