@@ -94,7 +94,7 @@ fn user(n: usize) -> Guid {
 /// How long before the first expiry the data directory should be ready and
 /// presenced listening: preparing and loading take time in proportion to N.
 fn lead(sessions: usize) -> Duration {
-    Duration::from_secs(3) + Duration::from_micros(40).saturating_mul(sessions as u32)
+    Duration::from_secs(3) + Duration::from_micros(20).saturating_mul(sessions as u32)
 }
 
 /// Runs the scenario against the `presenced` binary at `presenced`.
