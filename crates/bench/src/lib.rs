@@ -1,7 +1,8 @@
 //! Benchmarks that drive a real `presenced` process over loopback.
 //!
-//! Nothing here knows presenced's internals: the benchmarks use the binary,
-//! its flags and files, the Graph API and the admin calls, like any client.
+//! The benchmarks use the binary, its flags and files, the Graph API and the
+//! admin calls, like any client; only [`timers`] prepares its data directory
+//! through the embedded store, to place a million expiries in real time.
 //!
 //! - [`suite`]: the scenarios of `BENCHMARKS.md` (get, set, bulk, mixed,
 //!   scale, timers), each against `presenced` and against a [`baseline`]
@@ -15,6 +16,7 @@ pub mod notify_fade;
 pub mod process;
 pub mod report;
 pub mod suite;
+pub mod timers;
 pub mod workload;
 
 pub use notify_fade::{FadeReport, notify_fade};

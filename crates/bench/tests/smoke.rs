@@ -25,6 +25,7 @@ fn every_scenario_runs_and_reports_its_rows() {
         "| mixed (contact centre) |",
         "| scale 200: get |",
         "| scale 400: set (durable) |",
+        "| timers: 300 session expiries within 2 s |",
     ] {
         assert!(text.contains(row), "no row {row:?} in\n{text}");
     }
@@ -36,6 +37,7 @@ fn every_scenario_runs_and_reports_its_rows() {
         "scale: get at 400 users at least 0.9 × get at 200",
         "scale: at most 300 B resident per user at 400",
         "scale: ready in under 5 s with 400 users",
+        "timers: never more than 1 s behind",
     ] {
         assert!(text.contains(target), "no target {target:?} in\n{text}");
     }

@@ -26,6 +26,7 @@
 //! write is moving, which [`Store::advance_deadline`] tolerates).
 //!
 //! # Files
+//! - `deadlines`: moving many users' deadlines on at once.
 //! - `directory`: loading and listing the directory.
 //! - `memory`: the sharded sets of encoded records, and the lock choice.
 //! - `notify`: subscriptions, the user → subscriptions index, the outbox.
@@ -35,6 +36,7 @@
 //! This module knows no HTTP and no JSON; the meaning of facts is the
 //! domain's, the meaning of bytes the codec's.
 
+mod deadlines;
 mod directory;
 mod memory;
 mod notify;
@@ -473,6 +475,14 @@ impl Store for EmbeddedStore {
             let step = self.advance_in_memory(key, handled, now)?;
             self.finish(step).await
         })
+    }
+
+    fn advance_deadlines(
+        &self,
+        handled: Vec<(UserKey, Timestamp)>,
+        now: Timestamp,
+    ) -> BoxFuture<'_, Result<Vec<Option<Timestamp>>, StoreError>> {
+        Box::pin(self.advance_many(handled, now))
     }
 
     fn load_directory(

@@ -186,6 +186,24 @@ pub trait Store: Send + Sync + 'static {
         Box::pin(async { Ok(None) })
     }
 
+    /// [`Store::advance_deadline`] for many users at once: each entry pairs
+    /// a user with the deadline that was dealt with. Returns each user's
+    /// deadline afterwards, in the order given. A backend may make all the
+    /// moves durable in one commit; the default moves them one at a time.
+    fn advance_deadlines(
+        &self,
+        handled: Vec<(UserKey, Timestamp)>,
+        now: Timestamp,
+    ) -> BoxFuture<'_, Result<Vec<Option<Timestamp>>, StoreError>> {
+        Box::pin(async move {
+            let mut after = Vec::with_capacity(handled.len());
+            for (key, at) in handled {
+                after.push(self.advance_deadline(key, at, now).await?);
+            }
+            Ok(after)
+        })
+    }
+
     /// Adds and updates tenants and users; users not named are kept.
     fn load_directory(
         &self,

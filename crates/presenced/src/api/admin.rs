@@ -1,11 +1,12 @@
-//! Calls that are not part of Graph: health, readiness, the manual clock, and
-//! the out-of-office stand-in for the calendar and mailbox.
+//! Calls that are not part of Graph: health, readiness, the manual clock, the
+//! scheduler's lag, and the out-of-office stand-in for the calendar and mailbox.
 
 use std::sync::Arc;
 
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use jiff::SignedDuration;
 use presenced_domain::duration::parse_duration;
 use presenced_domain::{DurationSyntax, Guid, Mutation, OutOfOffice};
 use presenced_store::{ApplyOutcome, UserKey};
@@ -83,6 +84,33 @@ async fn advance(state: &AppState, request: Request) -> Result<Response, ApiErro
     state.store.set_manual_clock(now).await?;
     state.notifier.clock_moved();
     Ok(clock_body(state))
+}
+
+/// `GET /admin/scheduler`: how far behind the presence clock the scheduler
+/// runs, on either clock. `processed` counts the deadlines handled since
+/// start; `maxLagSeconds` is the most any of them waited from its instant
+/// until its handling completed; `lagSeconds` is how long the oldest deadline
+/// not yet handled has been due (0 when none is), `oldestDue` that deadline.
+pub async fn get_scheduler(State(state): State<Arc<AppState>>) -> Response {
+    let response = scheduler(&state)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    with_route(response, "/admin/scheduler")
+}
+
+async fn scheduler(state: &AppState) -> Result<Response, ApiError> {
+    let now = state.clock.now();
+    let oldest = state.store.due(now, 1).await?.first().map(|(_, at)| *at);
+    let lag = oldest.map_or(SignedDuration::ZERO, |at| now.duration_since(at));
+    let progress = &state.notifier.scheduler_progress;
+    let body = serde_json::json!({
+        "now": now.to_string(),
+        "processed": progress.processed(),
+        "maxLagSeconds": progress.max_lag().as_secs_f64(),
+        "lagSeconds": lag.max(SignedDuration::ZERO).as_secs_f64(),
+        "oldestDue": oldest.map(|at| at.to_string()),
+    });
+    Ok(json_response(StatusCode::OK, body.to_string().into_bytes()))
 }
 
 /// `PUT /admin/tenants/{tid}/users/{uid}/outOfOfficeSettings` with

@@ -74,6 +74,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/admin/clock",
             get(admin::get_clock).post(admin::advance_clock),
         )
+        .route("/admin/scheduler", get(admin::get_scheduler))
         .route(
             "/admin/tenants/{tenant}/users/{user}/outOfOfficeSettings",
             axum::routing::put(admin::put_out_of_office),

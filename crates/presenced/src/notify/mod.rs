@@ -115,6 +115,8 @@ pub struct Notifier {
     pub outbox_wake: Notify,
     /// Wakes the scheduler (the manual clock moved).
     pub scheduler_wake: Notify,
+    /// How many deadlines the scheduler handled, and how late.
+    pub scheduler_progress: scheduler::Progress,
 }
 
 impl Notifier {
@@ -144,6 +146,7 @@ impl Notifier {
             endpoints: endpoint::EndpointHealth::default(),
             outbox_wake: Notify::new(),
             scheduler_wake: Notify::new(),
+            scheduler_progress: scheduler::Progress::default(),
         }))
     }
 

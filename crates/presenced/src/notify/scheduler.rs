@@ -2,12 +2,16 @@
 //!
 //! The store keeps each user's "next change" instant in a persisted index.
 //! This loop asks it which users are due at the presence clock's `now`,
-//! queues a change for those with subscriptions, and moves each deadline on
-//! with [`Store::advance_deadline`](presenced_store::Store::advance_deadline).
+//! queues a change for those with subscriptions, and moves their deadlines
+//! on with [`Store::advance_deadlines`](presenced_store::Store::advance_deadlines).
 //! The queueing comes first, so a crash in between repeats a notification
 //! rather than losing one. On the manual clock, `POST /admin/clock` wakes
 //! the loop; on the system clock it sleeps until the next deadline (at most
 //! a second, so deadlines written meanwhile are not missed).
+//!
+//! [`Progress`] counts the deadlines handled and how late their handling
+//! completed, for `GET /admin/scheduler`: a deadline counts as handled only
+//! once its notifications are queued and its move is durable.
 //!
 //! When idle it also sweeps subscriptions: expired ones are removed,
 //! `reauthorizationRequired` goes out once before expiry, and a delegated
@@ -15,11 +19,11 @@
 //! `subscriptionRemoved`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use presenced_store::{OutboxBody, OutboxSettlement, StoreError, UserKey};
-use tokio::task::JoinSet;
 
 use super::Notifier;
 use super::delivery::Delivery;
@@ -28,6 +32,38 @@ use super::subscription::Subscription;
 
 /// How many due users one step takes.
 const STEP: usize = 4096;
+
+/// What the scheduler has done since the process started.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Deadlines handled: notifications queued, live stream told, deadline
+    /// moved on durably.
+    processed: AtomicU64,
+    /// The most any handled deadline waited, from its instant until its
+    /// handling completed (presence clock), in microseconds.
+    max_lag_micros: AtomicU64,
+}
+
+impl Progress {
+    /// `count` deadlines were handled, the earliest of them `lag` late.
+    pub fn record(&self, count: usize, lag: SignedDuration) {
+        let micros = u64::try_from(lag.as_micros()).unwrap_or(0);
+        self.max_lag_micros.fetch_max(micros, Ordering::Relaxed);
+        self.processed
+            .fetch_add(u64::try_from(count).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// Deadlines handled since start.
+    pub fn processed(&self) -> u64 {
+        self.processed.load(Ordering::Relaxed)
+    }
+
+    /// The most any handled deadline waited for its handling to complete.
+    pub fn max_lag(&self) -> SignedDuration {
+        let micros = self.max_lag_micros.load(Ordering::Relaxed);
+        SignedDuration::from_micros(i64::try_from(micros).unwrap_or(i64::MAX))
+    }
+}
 
 pub async fn run(notifier: Arc<Notifier>) {
     loop {
@@ -84,15 +120,13 @@ pub async fn step(notifier: &Arc<Notifier>) -> Result<bool, StoreError> {
             .await?;
         notifier.outbox_wake.notify_one();
     }
-    // Concurrently, so that the store's group commit takes them together.
-    let mut moves = JoinSet::new();
-    for (key, at) in due {
-        let store = Arc::clone(&notifier.store);
-        moves.spawn(async move { store.advance_deadline(key, at, now).await });
-    }
-    while let Some(moved) = moves.join_next().await {
-        moved.map_err(|e| StoreError::Io(e.to_string()))??;
-    }
+    let (count, earliest) = (due.len(), due[0].1);
+    // All in one call, so that the store can make the moves durable together.
+    notifier.store.advance_deadlines(due, now).await?;
+    let completed = notifier.clock.now();
+    notifier
+        .scheduler_progress
+        .record(count, completed.duration_since(earliest));
     Ok(true)
 }
 

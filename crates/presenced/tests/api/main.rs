@@ -17,6 +17,7 @@ mod reads;
 mod receiver;
 mod rich;
 mod robustness;
+mod scheduler;
 mod sdk;
 mod sdk_env;
 mod seed;

@@ -133,9 +133,14 @@ impl Memory {
     }
 
     pub(super) fn shard(&self, key: &KeyBytes) -> &Shard {
+        &self.shards[self.shard_index(key)]
+    }
+
+    /// Which of [`Memory::shards`] holds `key`.
+    pub(super) fn shard_index(&self, key: &KeyBytes) -> usize {
         // The high bits: the sets inside use the low bits of their own hash.
         let hash = self.hasher.hash_one(key);
-        &self.shards[(hash >> 58) as usize % SHARDS]
+        (hash >> 58) as usize % SHARDS
     }
 
     pub(super) fn shards(&self) -> &[Shard] {

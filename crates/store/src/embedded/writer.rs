@@ -74,6 +74,18 @@ pub(super) enum Op {
     ManualClock(Timestamp),
     /// Writes nothing; acknowledged once everything queued before it is durable.
     Barrier,
+    /// Several writes (never groups themselves) under one acknowledgement.
+    Group(Vec<Op>),
+}
+
+impl Op {
+    /// The writes this op stands for: a group's members, or the op itself.
+    fn parts(&self) -> &[Op] {
+        match self {
+            Op::Group(ops) => ops,
+            op => std::slice::from_ref(op),
+        }
+    }
 }
 
 pub(super) enum Message {
@@ -213,7 +225,8 @@ fn run(db: Arc<Database>, queue: Receiver<Message>, shared: Arc<Shared>) {
 fn write_batch(db: &Database, batch: &mut Vec<(Op, Ack)>, shared: &Shared) -> bool {
     let writes = batch
         .iter()
-        .filter(|(op, _)| !matches!(op, Op::Barrier))
+        .flat_map(|(op, _)| op.parts())
+        .filter(|op| !matches!(op, Op::Barrier))
         .count() as u64;
     let result = if writes == 0 {
         Ok(())
@@ -266,7 +279,7 @@ fn write_all(db: &Database, batch: &[(Op, Ack)]) -> Result<(), redb::Error> {
         let mut meta = txn.open_table(META)?;
         let mut subscriptions = txn.open_table(SUBSCRIPTIONID_SUBSCRIPTION)?;
         let mut outbox_rows = txn.open_table(OUTBOX)?;
-        for (op, _) in batch {
+        for op in batch.iter().flat_map(|(op, _)| op.parts()) {
             match op {
                 Op::UserRecord {
                     key,
@@ -321,7 +334,7 @@ fn write_all(db: &Database, batch: &[(Op, Ack)]) -> Result<(), redb::Error> {
                 Op::ManualClock(at) => {
                     meta.insert(META_MANUAL_CLOCK, codec::encode_timestamp(*at).as_slice())?;
                 }
-                Op::Barrier => {}
+                Op::Barrier | Op::Group(_) => {}
             }
         }
     }
