@@ -20,7 +20,7 @@ use presenced_domain::{
     SessionExpiration, SessionId, SessionState, UserFacts, WorkLocationType, derive,
 };
 use presenced_identity::Principal;
-use presenced_store::{ApplyOutcome, UserKey};
+use presenced_store::{ApplyOutcome, KnownFacts, UserKey};
 use serde::de::DeserializeOwned;
 
 use super::authz::{self, Need};
@@ -143,13 +143,18 @@ fn parse_user_id(id: &str) -> Result<Guid, ApiError> {
 
 /// 404 unless the directory has `user` in the caller's tenant.
 async fn require_user(state: &AppState, key: UserKey) -> Result<(), ApiError> {
-    match state.store.user(key).await? {
-        Some(_) => Ok(()),
-        None => Err(ApiError::not_found(format!(
-            "User '{}' was not found in tenant '{}'.",
-            key.user, key.tenant
-        ))),
+    if state.store.contains_user(key).await? {
+        Ok(())
+    } else {
+        Err(user_not_found(key))
     }
+}
+
+fn user_not_found(key: UserKey) -> ApiError {
+    ApiError::not_found(format!(
+        "User '{}' was not found in tenant '{}'.",
+        key.user, key.tenant
+    ))
 }
 
 fn viewer(principal: &Principal, user: Guid) -> Viewer {
@@ -179,8 +184,10 @@ async fn get_presence(
         tenant: principal.tenant,
         user,
     };
-    require_user(state, key).await?;
-    let facts = state.store.facts(key).await?;
+    let facts = match state.store.known_facts(key).await? {
+        KnownFacts::NotInDirectory => return Err(user_not_found(key)),
+        KnownFacts::Facts(facts) => facts,
+    };
     let facts = facts.as_deref().unwrap_or(&EMPTY);
     let view = derive(facts, state.clock.now(), &state.rules);
     let id = user.to_string();
@@ -256,24 +263,18 @@ async fn get_presences_by_user_id(
         }
     }
     authz::authorize(principal, Need::ReadAny, Guid::from_u128(0))?;
-    let mut known = Vec::with_capacity(users.len());
-    for user in users {
-        if state
-            .store
-            .user(UserKey {
-                tenant: principal.tenant,
-                user,
-            })
-            .await?
-            .is_some()
-        {
-            known.push(user);
-        }
-    }
-    let facts = state
+    let read = state
         .store
-        .facts_many(principal.tenant, known.clone())
+        .known_facts_many(principal.tenant, &users)
         .await?;
+    let (known, facts): (Vec<Guid>, Vec<Option<Arc<UserFacts>>>) = users
+        .iter()
+        .zip(read)
+        .filter_map(|(user, read)| match read {
+            KnownFacts::NotInDirectory => None,
+            KnownFacts::Facts(facts) => Some((*user, facts)),
+        })
+        .unzip();
     let now = state.clock.now();
     let mut out = Vec::with_capacity(64 + known.len() * 400);
     out.extend_from_slice(b"{\"@odata.context\":");
