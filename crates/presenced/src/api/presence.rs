@@ -5,6 +5,7 @@
 //! (400), parse and validate the body (400/413/415), check permissions (403),
 //! find the user (404), then read or apply.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -191,15 +192,13 @@ async fn get_presence(
     let facts = facts.as_deref().unwrap_or(&EMPTY);
     let view = derive(facts, state.clock.now(), &state.rules);
     let id = user.to_string();
-    let entity = match target {
-        Target::Communications(_) => "communications/presences".to_string(),
-        _ => format!("users('{id}')/presence"),
+    let mut context = String::with_capacity(160);
+    write_metadata_url(&mut context, parts, version);
+    let _ = match target {
+        Target::Communications(_) => write!(context, "#communications/presences"),
+        _ => write!(context, "#users('{id}')/presence"),
     };
-    let context = format!(
-        "{}#{entity}{}/$entity",
-        metadata_url(parts, version),
-        selection.context_suffix()
-    );
+    let _ = write!(context, "{}/$entity", selection.context_suffix());
     let json = PresenceJson {
         context: Some(&context),
         id: &id,
@@ -207,7 +206,8 @@ async fn get_presence(
         selection,
         viewer: viewer(principal, user),
     };
-    let body = serde_json::to_vec(&json).map_err(ApiError::internal)?;
+    let mut body = Vec::with_capacity(512);
+    serde_json::to_writer(&mut body, &json).map_err(ApiError::internal)?;
     Ok(json_response(StatusCode::OK, body))
 }
 
@@ -233,7 +233,15 @@ fn selection(query: Option<&str>) -> Result<Selection, ApiError> {
 
 /// `http://host/v1.0/$metadata`, from the scheme and Host the caller used.
 fn metadata_url(parts: &Parts, version: Version) -> String {
-    format!("{}/{}/$metadata", super::base_url(parts), version.as_str())
+    let mut url = String::new();
+    write_metadata_url(&mut url, parts, version);
+    url
+}
+
+/// Appends [`metadata_url`] to `out`.
+fn write_metadata_url(out: &mut String, parts: &Parts, version: Version) {
+    super::write_base_url(out, parts);
+    let _ = write!(out, "/{}/$metadata", version.as_str());
 }
 
 async fn get_presences_by_user_id(
