@@ -56,17 +56,21 @@ impl Guid {
 }
 
 impl fmt::Display for Guid {
+    /// Lower-case 8-4-4-4-12 hex, built on the stack: bulk reads print
+    /// hundreds of ids per answer.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let hex = format!("{:032x}", self.0);
-        write!(
-            f,
-            "{}-{}-{}-{}-{}",
-            &hex[0..8],
-            &hex[8..12],
-            &hex[12..16],
-            &hex[16..20],
-            &hex[20..32]
-        )
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut text = [b'-'; 36];
+        let mut pos = 0;
+        for nibble in 0..32 {
+            if matches!(nibble, 8 | 12 | 16 | 20) {
+                pos += 1;
+            }
+            let digit = (self.0 >> (124 - 4 * nibble)) & 0xf;
+            text[pos] = HEX[digit as usize];
+            pos += 1;
+        }
+        f.write_str(std::str::from_utf8(&text).expect("hex digits and hyphens are ASCII"))
     }
 }
 

@@ -5,6 +5,7 @@
 //! (400), parse and validate the body (400/413/415), check permissions (403),
 //! find the user (404), then read or apply.
 
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
@@ -262,11 +263,12 @@ async fn get_presences_by_user_id(
         )));
     }
     let mut users = Vec::with_capacity(ids.len());
+    let mut seen = HashSet::with_capacity(ids.len());
     for id in &ids {
         let user = Guid::parse(id).ok_or_else(|| {
             ApiError::invalid_argument(format!("[Ids]: '{id}' is not a valid user id: presence needs the user's object id (a GUID)."))
         })?;
-        if !users.contains(&user) {
+        if seen.insert(user) {
             users.push(user);
         }
     }
