@@ -208,7 +208,7 @@ async fn get_presence(
         viewer: viewer(principal, user),
     };
     let mut body = Vec::with_capacity(512);
-    serde_json::to_writer(&mut body, &json).map_err(ApiError::internal)?;
+    json.write(&mut body);
     Ok(json_response(StatusCode::OK, body))
 }
 
@@ -310,7 +310,7 @@ async fn get_presences_by_user_id(
             selection: Selection::ALL,
             viewer: viewer(principal, *user),
         };
-        serde_json::to_writer(&mut out, &json).map_err(ApiError::internal)?;
+        json.write(&mut out);
     }
     out.extend_from_slice(b"]}");
     Ok(json_response(StatusCode::OK, out))
