@@ -263,9 +263,10 @@ impl PresenceJson<'_> {
             inner.close();
         }
         if has(Property::SequenceNumber) {
-            fields
-                .name("sequenceNumber")
-                .plain(&sequence_number(view.sequence));
+            let out = fields.name("sequenceNumber");
+            out.0.extend_from_slice(b"\"A");
+            out.0.extend_from_slice(&sequence_digits(view.sequence));
+            out.0.push(b'"');
         }
         fields.close();
     }
@@ -376,6 +377,17 @@ pub fn sequence_number(sequence: u64) -> String {
     )
 }
 
+/// The domain's 20 fixed-width digits of `sequence`, without formatting
+/// machinery (every presence written carries one).
+fn sequence_digits(mut sequence: u64) -> [u8; 20] {
+    let mut digits = [b'0'; 20];
+    for digit in digits.iter_mut().rev() {
+        *digit = b'0' + (sequence % 10) as u8;
+        sequence /= 10;
+    }
+    digits
+}
+
 /// A UTC instant as Graph writes `DateTimeOffset`: 7 fractional digits and `Z`.
 pub fn graph_timestamp(at: Timestamp) -> String {
     at.strftime("%Y-%m-%dT%H:%M:%S%.7fZ").to_string()
@@ -467,6 +479,19 @@ mod tests {
             other,
             r#"{"id":"00000000-0000-4000-8000-000000000001","statusMessage":{"message":{"content":"Back at \"2\" \\ café\n","contentType":"text"}}}"#
         );
+    }
+
+    #[test]
+    fn sequence_digits_are_the_domains_text() {
+        for sequence in [0, 1, 9, 10, 42, 1_000_000_007, u64::MAX - 1, u64::MAX] {
+            assert_eq!(
+                format!(
+                    "A{}",
+                    std::str::from_utf8(&sequence_digits(sequence)).unwrap()
+                ),
+                sequence_number(sequence)
+            );
+        }
     }
 
     #[test]
