@@ -103,7 +103,8 @@ impl Edge {
     }
 }
 
-/// The middleware: head size, the authentication guard, the request timeout.
+/// Head size, the authentication guard, the request timeout: run by
+/// [`super::envelope`] around the routes.
 pub async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let edge = &state.edge;
     let limits = edge.limits;

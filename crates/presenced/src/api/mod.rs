@@ -102,10 +102,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(|| async { ApiError::for_status(StatusCode::NOT_FOUND) })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            edge::guard,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
             envelope,
         ))
         .with_state(state)
@@ -114,8 +110,9 @@ pub fn router(state: Arc<AppState>) -> Router {
 const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
 const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("client-request-id");
 
-/// The outermost middleware: gives every request its ids, renders every
-/// error in Graph's envelope, and writes the access-log line.
+/// The outermost middleware: gives every request its ids, runs
+/// [`edge::guard`] and the routes inside it, renders every error in Graph's
+/// envelope, and writes the access-log line.
 pub async fn envelope(
     State(state): State<Arc<AppState>>,
     request: Request,
@@ -133,7 +130,10 @@ pub async fn envelope(
         .cloned()
         .unwrap_or_else(|| request_id_header.clone());
 
-    let mut response = next.run(request).await;
+    // The edge guard runs inside the envelope, called directly rather than
+    // as a layer of its own: one boxed service clone and future fewer per
+    // request.
+    let mut response = edge::guard(State(state.clone()), request, next).await;
 
     let status = response.status();
     // Errors of ours carry an `ApiError`; a bare error status from the HTTP
