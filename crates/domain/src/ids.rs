@@ -17,22 +17,20 @@ pub struct Guid(
 impl Guid {
     /// Parses `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, hex digits in any case.
     pub fn parse(text: &str) -> Option<Guid> {
-        let bytes = text.as_bytes();
-        if bytes.len() != 36 {
+        let text: &[u8; 36] = text.as_bytes().try_into().ok()?;
+        if [8, 13, 18, 23].iter().any(|&i| text[i] != b'-') {
             return None;
         }
-        let mut value: u128 = 0;
-        for (i, &b) in bytes.iter().enumerate() {
-            if matches!(i, 8 | 13 | 18 | 23) {
-                if b != b'-' {
-                    return None;
-                }
-                continue;
+        let mut bytes = [0u8; 16];
+        for (byte, &start) in bytes.iter_mut().zip(BYTE_STARTS.iter()) {
+            let high = HEX_VALUE[usize::from(text[start])];
+            let low = HEX_VALUE[usize::from(text[start + 1])];
+            if (high | low) > 0xf {
+                return None;
             }
-            let digit = (b as char).to_digit(16)?;
-            value = (value << 4) | digit as u128;
+            *byte = (high << 4) | low;
         }
-        Some(Guid(value))
+        Some(Guid::from_bytes(bytes))
     }
 
     pub const fn from_u128(value: u128) -> Guid {
@@ -55,18 +53,36 @@ impl Guid {
     }
 }
 
+/// Where each of the 16 bytes' two hex digits start in the 36-character text.
+const BYTE_STARTS: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
+
+/// The value of each byte as a hex digit (any case), or 0xff.
+static HEX_VALUE: [u8; 256] = {
+    let mut table = [0xff; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = match b as u8 {
+            digit @ b'0'..=b'9' => digit - b'0',
+            letter @ b'a'..=b'f' => letter - b'a' + 10,
+            letter @ b'A'..=b'F' => letter - b'A' + 10,
+            _ => 0xff,
+        };
+        b += 1;
+    }
+    table
+};
+
 impl fmt::Display for Guid {
+    /// Lower-case 8-4-4-4-12 hex, built on the stack: bulk reads print
+    /// hundreds of ids per answer.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let hex = format!("{:032x}", self.0);
-        write!(
-            f,
-            "{}-{}-{}-{}-{}",
-            &hex[0..8],
-            &hex[8..12],
-            &hex[12..16],
-            &hex[16..20],
-            &hex[20..32]
-        )
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut text = [b'-'; 36];
+        for (byte, &start) in self.to_bytes().iter().zip(BYTE_STARTS.iter()) {
+            text[start] = HEX[usize::from(byte >> 4)];
+            text[start + 1] = HEX[usize::from(byte & 0xf)];
+        }
+        f.write_str(std::str::from_utf8(&text).expect("hex digits and hyphens are ASCII"))
     }
 }
 

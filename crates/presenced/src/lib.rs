@@ -5,6 +5,7 @@
 //! - [`api`]: the only module that knows Graph's URLs, JSON and errors.
 //! - [`clock`]: the system or manual clock presence runs on.
 //! - [`directory`]: the directory file (tenants and users).
+//! - [`logging`]: the log's writer (a thread that writes lines in batches).
 //! - [`notify`]: change notifications: subscriptions, outbox delivery,
 //!   time-driven changes, lifecycle events.
 //! - [`server`]: start-up, serving, shutdown.
@@ -18,6 +19,7 @@ pub mod api;
 pub mod clock;
 pub mod config;
 pub mod directory;
+pub mod logging;
 pub mod notify;
 pub mod server;
 pub mod tls;

@@ -419,8 +419,18 @@ impl<'a> Decoder<'a> {
     }
 
     fn varint(&mut self) -> Result<u128, StoreError> {
-        let mut value = 0u128;
-        for shift in (0..128).step_by(7) {
+        // Most values (lengths, counts, instants in nanoseconds) fit in nine
+        // bytes (63 bits): read those in u64 arithmetic, the rest in u128.
+        let mut small = 0u64;
+        for shift in (0..63).step_by(7) {
+            let byte = self.u8()?;
+            small |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(u128::from(small));
+            }
+        }
+        let mut value = u128::from(small);
+        for shift in (63..128).step_by(7) {
             let byte = self.u8()?;
             let bits = u128::from(byte & 0x7f);
             if shift == 126 && bits > 0b11 {
@@ -454,7 +464,14 @@ impl<'a> Decoder<'a> {
 
     fn timestamp(&mut self) -> Result<Timestamp, StoreError> {
         let nanos = self.signed()?;
-        Timestamp::from_nanosecond(nanos).map_err(|_| self.corrupt("instant out of range"))
+        // Instants within i64 nanoseconds (years 1678 to 2262: all real
+        // ones) are split in 64-bit arithmetic; `from_nanosecond` divides in
+        // 128 bits, and still takes the rest of jiff's range.
+        let instant = match i64::try_from(nanos) {
+            Ok(nanos) => Timestamp::new(nanos / 1_000_000_000, (nanos % 1_000_000_000) as i32),
+            Err(_) => Timestamp::from_nanosecond(nanos),
+        };
+        instant.map_err(|_| self.corrupt("instant out of range"))
     }
 
     fn opt_timestamp(&mut self) -> Result<Option<Timestamp>, StoreError> {
@@ -529,7 +546,20 @@ mod tests {
 
     #[test]
     fn instants_keep_their_full_range() {
-        for at in [Timestamp::MIN, Timestamp::UNIX_EPOCH, Timestamp::MAX] {
+        let nanos = |n: i128| Timestamp::from_nanosecond(n).unwrap();
+        for at in [
+            Timestamp::MIN,
+            Timestamp::UNIX_EPOCH,
+            Timestamp::MAX,
+            nanos(-1),
+            nanos(1),
+            nanos(-1_500_000_001),
+            nanos(1_780_000_000_123_456_789),
+            nanos(i128::from(i64::MIN)),
+            nanos(i128::from(i64::MIN) - 1),
+            nanos(i128::from(i64::MAX)),
+            nanos(i128::from(i64::MAX) + 1),
+        ] {
             assert_eq!(decode_timestamp(&encode_timestamp(at)).unwrap(), at);
         }
     }

@@ -60,8 +60,9 @@ use self::memory::{Memory, Resident};
 use self::tables::{DEADLINE_USERKEY, io, user_key_bytes};
 use self::writer::{Message, Op, Shared};
 use crate::{
-    ApplyOutcome, BoxFuture, DirectoryChange, DirectoryUser, OutboxBody, OutboxEntry, OutboxId,
-    OutboxSettlement, Store, StoreError, SubscriptionRecord, Tenant, TenantRecord, UserKey, codec,
+    ApplyOutcome, BoxFuture, DirectoryChange, DirectoryUser, KnownFacts, OutboxBody, OutboxEntry,
+    OutboxId, OutboxSettlement, Store, StoreError, SubscriptionRecord, Tenant, TenantRecord,
+    UserKey, codec,
 };
 
 pub use self::tables::FILE_NAME;
@@ -231,6 +232,20 @@ impl EmbeddedStore {
             None => Ok(None),
             Some(record) => Ok(Some(Arc::new(codec::decode_user_record(record)?.0))),
         }
+    }
+
+    /// One user's directory entry and facts, under one shard lock.
+    fn known_facts_now(&self, key: UserKey) -> Result<KnownFacts, StoreError> {
+        let key = user_key_bytes(key);
+        let residents = memory::read(self.memory.shard(&key));
+        let Some(resident) = residents.get(&key).filter(|r| r.directory().is_some()) else {
+            return Ok(KnownFacts::NotInDirectory);
+        };
+        let facts = match resident.facts() {
+            None => None,
+            Some(record) => Some(Arc::new(codec::decode_user_record(record)?.0)),
+        };
+        Ok(KnownFacts::Facts(facts))
     }
 
     fn apply_in_memory(
@@ -442,6 +457,38 @@ impl Store for EmbeddedStore {
                 .into_iter()
                 .map(|user| self.facts_now(UserKey { tenant, user }))
                 .collect()
+        })
+    }
+
+    fn known_facts(&self, key: UserKey) -> BoxFuture<'_, Result<KnownFacts, StoreError>> {
+        Box::pin(async move {
+            self.shared.check()?;
+            self.known_facts_now(key)
+        })
+    }
+
+    fn known_facts_many<'a>(
+        &'a self,
+        tenant: Guid,
+        users: &'a [Guid],
+    ) -> BoxFuture<'a, Result<Vec<KnownFacts>, StoreError>> {
+        Box::pin(async move {
+            self.shared.check()?;
+            users
+                .iter()
+                .map(|&user| self.known_facts_now(UserKey { tenant, user }))
+                .collect()
+        })
+    }
+
+    fn contains_user(&self, key: UserKey) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(async move {
+            self.shared.check()?;
+            let key = user_key_bytes(key);
+            let residents = memory::read(self.memory.shard(&key));
+            Ok(residents
+                .get(&key)
+                .is_some_and(|resident| resident.directory().is_some()))
         })
     }
 

@@ -118,6 +118,17 @@ pub struct OutboxSettlement {
     pub retry: Vec<(OutboxId, Timestamp, OutboxBody)>,
 }
 
+/// A user as a read of presence needs them: in the directory or not, and
+/// their stored facts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KnownFacts {
+    /// The directory has no such user (facts may remain from before they
+    /// were removed, and are not to be served).
+    NotInDirectory,
+    /// A user of the directory, with their facts if any were ever written.
+    Facts(Option<Arc<UserFacts>>),
+}
+
 /// The outcome of [`Store::apply`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApplyOutcome {
@@ -150,6 +161,38 @@ pub trait Store: Send + Sync + 'static {
         tenant: Guid,
         users: Vec<Guid>,
     ) -> BoxFuture<'_, Result<Vec<Option<Arc<UserFacts>>>, StoreError>>;
+
+    /// Whether the directory has the user, and their facts: what
+    /// [`Store::user`] and [`Store::facts`] answer, in one lookup.
+    fn known_facts(&self, key: UserKey) -> BoxFuture<'_, Result<KnownFacts, StoreError>> {
+        Box::pin(async move {
+            if self.user(key).await?.is_none() {
+                return Ok(KnownFacts::NotInDirectory);
+            }
+            Ok(KnownFacts::Facts(self.facts(key).await?))
+        })
+    }
+
+    /// [`Store::known_facts`] of many users of one tenant, in the order asked.
+    fn known_facts_many<'a>(
+        &'a self,
+        tenant: Guid,
+        users: &'a [Guid],
+    ) -> BoxFuture<'a, Result<Vec<KnownFacts>, StoreError>> {
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(users.len());
+            for &user in users {
+                out.push(self.known_facts(UserKey { tenant, user }).await?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Whether the directory has the user: [`Store::user`] without the
+    /// user's names.
+    fn contains_user(&self, key: UserKey) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(async move { Ok(self.user(key).await?.is_some()) })
+    }
 
     /// Applies `mutation` at `now` to the user's facts atomically, together
     /// with the user's new "next change" deadline, and makes it durable.

@@ -12,7 +12,8 @@ use presenced_domain::{
 };
 use presenced_store::embedded::{EmbeddedStore, FILE_NAME};
 use presenced_store::{
-    ApplyOutcome, DirectoryChange, DirectoryUser, Store, StoreError, Tenant, TenantRecord, UserKey,
+    ApplyOutcome, DirectoryChange, DirectoryUser, KnownFacts, Store, StoreError, Tenant,
+    TenantRecord, UserKey,
 };
 use redb::{Database, TableDefinition};
 
@@ -348,6 +349,71 @@ async fn a_removed_user_leaves_the_directory_durably_and_keeps_their_facts() {
         Some(directory_user(2, "Bo"))
     );
     assert!(facts(&store, user(1)).await.is_some());
+}
+
+#[tokio::test]
+async fn one_lookup_reads_answer_what_user_and_facts_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let users = vec![directory_user(1, "Ada"), directory_user(2, "Bo")];
+    store
+        .load_directory(vec![tenant(TENANT, "Contoso", users)])
+        .await
+        .unwrap();
+    // 1: in the directory with facts; 2: in it without; 3: facts only;
+    // 4: neither; 5: removed from the directory, facts kept.
+    for n in [1, 3, 5] {
+        applied(&store, user(n), set_preferred("Away", "Away"), at(0)).await;
+    }
+    store
+        .load_directory(vec![tenant(
+            TENANT,
+            "Contoso",
+            vec![directory_user(5, "Cy")],
+        )])
+        .await
+        .unwrap();
+    assert!(store.remove_user(user(5)).await.unwrap());
+
+    let cases = [
+        (1, true, true),
+        (2, true, false),
+        (3, false, true),
+        (4, false, false),
+        (5, false, true),
+    ];
+    for (n, in_directory, has_facts) in cases {
+        let key = user(n);
+        let expected = if in_directory {
+            KnownFacts::Facts(store.facts(key).await.unwrap())
+        } else {
+            KnownFacts::NotInDirectory
+        };
+        assert_eq!(store.known_facts(key).await.unwrap(), expected, "user {n}");
+        assert_eq!(
+            store.contains_user(key).await.unwrap(),
+            in_directory,
+            "user {n}"
+        );
+        assert_eq!(facts(&store, key).await.is_some(), has_facts, "user {n}");
+    }
+    let asked: Vec<Guid> = [4, 1, 2, 5, 1].iter().map(|n| user(*n).user).collect();
+    let many = store.known_facts_many(TENANT, &asked).await.unwrap();
+    let mut one_by_one = Vec::new();
+    for user in &asked {
+        one_by_one.push(
+            store
+                .known_facts(UserKey {
+                    tenant: TENANT,
+                    user: *user,
+                })
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(many, one_by_one);
+    assert!(matches!(many[1], KnownFacts::Facts(Some(_))));
+    assert!(matches!(many[2], KnownFacts::Facts(None)));
 }
 
 #[tokio::test]

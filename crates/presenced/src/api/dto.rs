@@ -7,8 +7,7 @@
 
 use jiff::Timestamp;
 use presenced_domain::{PresenceView, StatusMessage};
-use serde::ser::{SerializeMap, Serializer};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -205,53 +204,167 @@ pub struct PresenceJson<'a> {
     pub viewer: Viewer,
 }
 
-impl Serialize for PresenceJson<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+impl PresenceJson<'_> {
+    /// Appends the presence's JSON to `out`, properties in Graph's order.
+    ///
+    /// Written directly rather than through serde: names, enum values, ids,
+    /// sequence numbers and timestamps never need escaping, so only the
+    /// free text (status message, out-of-office message, place id, time
+    /// zone, `@odata.context`) goes through the JSON string escaper. A bulk
+    /// read writes 650 of these.
+    pub fn write(&self, out: &mut Vec<u8>) {
         let view = self.view;
-        let mut map = serializer.serialize_map(None)?;
-        if let Some(context) = self.context {
-            map.serialize_entry("@odata.context", context)?;
-        }
         let has = |p| self.selection.has(p);
+        let mut fields = Fields::open(out);
+        if let Some(context) = self.context {
+            fields.name("@odata.context").text(context);
+        }
         if has(Property::Id) {
-            map.serialize_entry("id", self.id)?;
+            fields.name("id").plain(self.id);
         }
         if has(Property::Availability) {
-            map.serialize_entry("availability", view.availability.as_str())?;
+            fields
+                .name("availability")
+                .plain(view.availability.as_str());
         }
         if has(Property::Activity) {
-            map.serialize_entry("activity", view.activity.as_str())?;
+            fields.name("activity").plain(view.activity.as_str());
         }
         if has(Property::StatusMessage) {
-            let message = view.status_message.map(|m| StatusMessageJson {
-                message: m,
-                viewer: self.viewer,
-            });
-            map.serialize_entry("statusMessage", &message)?;
+            let out = fields.name("statusMessage");
+            match view.status_message {
+                None => out.null(),
+                Some(message) => write_status_message(out.0, message, self.viewer),
+            }
         }
         if has(Property::OutOfOfficeSettings) {
-            map.serialize_entry(
-                "outOfOfficeSettings",
-                &OutOfOfficeJson {
-                    message: view.out_of_office_message,
-                    is_out_of_office: view.is_out_of_office,
-                },
-            )?;
+            let out = fields.name("outOfOfficeSettings");
+            let mut inner = Fields::open(out.0);
+            inner
+                .name("message")
+                .optional_text(view.out_of_office_message);
+            inner.name("isOutOfOffice").raw(if view.is_out_of_office {
+                "true"
+            } else {
+                "false"
+            });
+            inner.close();
         }
         if has(Property::WorkLocation) {
-            map.serialize_entry(
-                "workLocation",
-                &WorkLocationJson {
-                    work_location_type: view.work_location_type.as_str(),
-                    source: view.work_location_source.as_str(),
-                    place_id: view.place_id,
-                },
-            )?;
+            let out = fields.name("workLocation");
+            let mut inner = Fields::open(out.0);
+            inner
+                .name("workLocationType")
+                .plain(view.work_location_type.as_str());
+            inner
+                .name("source")
+                .plain(view.work_location_source.as_str());
+            inner.name("placeId").optional_text(view.place_id);
+            inner.close();
         }
         if has(Property::SequenceNumber) {
-            map.serialize_entry("sequenceNumber", &sequence_number(view.sequence))?;
+            let out = fields.name("sequenceNumber");
+            out.0.extend_from_slice(b"\"A");
+            out.0.extend_from_slice(&sequence_digits(view.sequence));
+            out.0.push(b'"');
         }
-        map.end()
+        fields.close();
+    }
+}
+
+fn write_status_message(out: &mut Vec<u8>, message: &StatusMessage, viewer: Viewer) {
+    let mut fields = Fields::open(out);
+    {
+        let out = fields.name("message");
+        let mut item = Fields::open(out.0);
+        item.name("content").text(&message.content);
+        item.name("contentType").plain("text");
+        item.close();
+    }
+    if viewer == Viewer::Owner {
+        fields
+            .name("publishedDateTime")
+            .plain(&graph_timestamp(message.published_at));
+        if let Some(expiry) = &message.expiry {
+            let out = fields.name("expiryDateTime");
+            let mut inner = Fields::open(out.0);
+            inner.name("dateTime").plain(
+                &expiry
+                    .date_time
+                    .strftime("%Y-%m-%dT%H:%M:%S%.7f")
+                    .to_string(),
+            );
+            inner.name("timeZone").text(&expiry.time_zone);
+            inner.close();
+        }
+    }
+    fields.close();
+}
+
+/// A JSON object being written: `{`, then `"name":value` pairs with commas.
+struct Fields<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+}
+
+/// Where one field's value goes.
+struct Value<'b>(&'b mut Vec<u8>);
+
+impl<'a> Fields<'a> {
+    fn open(out: &'a mut Vec<u8>) -> Fields<'a> {
+        out.push(b'{');
+        Fields { out, first: true }
+    }
+
+    /// Starts a field; `name` must need no escaping.
+    fn name(&mut self, name: &str) -> Value<'_> {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        self.out.push(b'"');
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.extend_from_slice(b"\":");
+        Value(self.out)
+    }
+
+    fn close(self) {
+        self.out.push(b'}');
+    }
+}
+
+impl Value<'_> {
+    /// A string known to need no escaping (ASCII letters, digits and
+    /// punctuation other than `"` and `\\`).
+    fn plain(self, text: &str) {
+        debug_assert!(
+            text.bytes()
+                .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+        );
+        self.0.push(b'"');
+        self.0.extend_from_slice(text.as_bytes());
+        self.0.push(b'"');
+    }
+
+    /// Any string, escaped as JSON requires.
+    fn text(self, text: &str) {
+        // Writing to a Vec cannot fail, and a str is always valid JSON text.
+        let _ = serde_json::to_writer(&mut *self.0, text);
+    }
+
+    fn optional_text(self, text: Option<&str>) {
+        match text {
+            Some(text) => self.text(text),
+            None => self.null(),
+        }
+    }
+
+    fn raw(self, json: &str) {
+        self.0.extend_from_slice(json.as_bytes());
+    }
+
+    fn null(self) {
+        self.raw("null");
     }
 }
 
@@ -264,68 +377,15 @@ pub fn sequence_number(sequence: u64) -> String {
     )
 }
 
-struct StatusMessageJson<'a> {
-    message: &'a StatusMessage,
-    viewer: Viewer,
-}
-
-impl Serialize for StatusMessageJson<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let m = self.message;
-        let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry(
-            "message",
-            &ItemBodyJson {
-                content: &m.content,
-                content_type: "text",
-            },
-        )?;
-        if self.viewer == Viewer::Owner {
-            map.serialize_entry("publishedDateTime", &graph_timestamp(m.published_at))?;
-            if let Some(expiry) = &m.expiry {
-                map.serialize_entry(
-                    "expiryDateTime",
-                    &DateTimeTimeZoneJson {
-                        date_time: expiry
-                            .date_time
-                            .strftime("%Y-%m-%dT%H:%M:%S%.7f")
-                            .to_string(),
-                        time_zone: &expiry.time_zone,
-                    },
-                )?;
-            }
-        }
-        map.end()
+/// The domain's 20 fixed-width digits of `sequence`, without formatting
+/// machinery (every presence written carries one).
+fn sequence_digits(mut sequence: u64) -> [u8; 20] {
+    let mut digits = [b'0'; 20];
+    for digit in digits.iter_mut().rev() {
+        *digit = b'0' + (sequence % 10) as u8;
+        sequence /= 10;
     }
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ItemBodyJson<'a> {
-    content: &'a str,
-    content_type: &'a str,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct DateTimeTimeZoneJson<'a> {
-    date_time: String,
-    time_zone: &'a str,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct OutOfOfficeJson<'a> {
-    message: Option<&'a str>,
-    is_out_of_office: bool,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct WorkLocationJson<'a> {
-    work_location_type: &'a str,
-    source: &'a str,
-    place_id: Option<&'a str>,
+    digits
 }
 
 /// A UTC instant as Graph writes `DateTimeOffset`: 7 fractional digits and `Z`.
@@ -352,6 +412,86 @@ mod tests {
                 .unwrap_err()
                 .contains("'mood'")
         );
+    }
+
+    #[test]
+    fn presence_json_is_escaped_where_text_is_free_and_follows_select_and_viewer() {
+        use presenced_domain::{
+            Activity, Availability, StatusExpiry, WorkLocationSource, WorkLocationType,
+        };
+        let message = StatusMessage {
+            content: "Back at \"2\" \\ caf\u{e9}\n".to_owned(),
+            published_at: "2026-08-27T09:14:22.9411568Z".parse().unwrap(),
+            expiry: Some(StatusExpiry {
+                date_time: "2026-08-28T17:00:00".parse().unwrap(),
+                time_zone: "Pacific Standard Time".to_owned(),
+                at: "2026-08-29T00:00:00Z".parse().unwrap(),
+            }),
+        };
+        let view = PresenceView {
+            availability: Availability::parse("Busy").unwrap(),
+            activity: Activity::parse("InACall").unwrap(),
+            status_message: Some(&message),
+            is_out_of_office: true,
+            out_of_office_message: Some("Away \"today\""),
+            work_location_type: WorkLocationType::Remote,
+            work_location_source: WorkLocationSource::Manual,
+            place_id: None,
+            sequence: 42,
+        };
+        let json = |context, selection, viewer| {
+            let mut out = Vec::new();
+            PresenceJson {
+                context,
+                id: "00000000-0000-4000-8000-000000000001",
+                view: &view,
+                selection,
+                viewer,
+            }
+            .write(&mut out);
+            String::from_utf8(out).unwrap()
+        };
+        let owner = json(
+            Some("http://h\"x/$metadata#me"),
+            Selection::ALL,
+            Viewer::Owner,
+        );
+        assert_eq!(
+            owner,
+            concat!(
+                r#"{"@odata.context":"http://h\"x/$metadata#me","id":"00000000-0000-4000-8000-000000000001","#,
+                r#""availability":"Busy","activity":"InACall","#,
+                r#""statusMessage":{"message":{"content":"Back at \"2\" \\ café\n","contentType":"text"},"#,
+                r#""publishedDateTime":"2026-08-27T09:14:22.9411568Z","#,
+                r#""expiryDateTime":{"dateTime":"2026-08-28T17:00:00.0000000","timeZone":"Pacific Standard Time"}},"#,
+                r#""outOfOfficeSettings":{"message":"Away \"today\"","isOutOfOffice":true},"#,
+                r#""workLocation":{"workLocationType":"remote","source":"manual","placeId":null},"#,
+                r#""sequenceNumber":"A00000000000000000042"}"#
+            )
+        );
+        serde_json::from_str::<serde_json::Value>(&owner).unwrap();
+        let other = json(
+            None,
+            Selection::parse("statusMessage,id").unwrap(),
+            Viewer::Other,
+        );
+        assert_eq!(
+            other,
+            r#"{"id":"00000000-0000-4000-8000-000000000001","statusMessage":{"message":{"content":"Back at \"2\" \\ café\n","contentType":"text"}}}"#
+        );
+    }
+
+    #[test]
+    fn sequence_digits_are_the_domains_text() {
+        for sequence in [0, 1, 9, 10, 42, 1_000_000_007, u64::MAX - 1, u64::MAX] {
+            assert_eq!(
+                format!(
+                    "A{}",
+                    std::str::from_utf8(&sequence_digits(sequence)).unwrap()
+                ),
+                sequence_number(sequence)
+            );
+        }
     }
 
     #[test]

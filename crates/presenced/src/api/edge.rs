@@ -103,7 +103,8 @@ impl Edge {
     }
 }
 
-/// The middleware: head size, the authentication guard, the request timeout.
+/// Head size, the authentication guard, the request timeout: run by
+/// [`super::envelope`] around the routes.
 pub async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let edge = &state.edge;
     let limits = edge.limits;
@@ -156,16 +157,28 @@ pub async fn guard(State(state): State<Arc<AppState>>, request: Request, next: N
 
 /// The size of the request line and header fields as HTTP/1.1 sends them.
 fn head_size(request: &Request) -> usize {
-    let line = request.method().as_str().len()
-        + request.uri().to_string().len()
-        + " HTTP/1.1\r\n".len()
-        + 1;
+    let line =
+        request.method().as_str().len() + display_len(request.uri()) + " HTTP/1.1\r\n".len() + 1;
     request
         .headers()
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len() + ": \r\n".len())
         .sum::<usize>()
         + line
+}
+
+/// How many bytes `value` displays as, without building the text.
+fn display_len(value: &impl std::fmt::Display) -> usize {
+    struct Count(usize);
+    impl std::fmt::Write for Count {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0 += s.len();
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = std::fmt::write(&mut count, format_args!("{value}"));
+    count.0
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 //! (400), parse and validate the body (400/413/415), check permissions (403),
 //! find the user (404), then read or apply.
 
+use std::collections::HashSet;
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,7 +22,7 @@ use presenced_domain::{
     SessionExpiration, SessionId, SessionState, UserFacts, WorkLocationType, derive,
 };
 use presenced_identity::Principal;
-use presenced_store::{ApplyOutcome, UserKey};
+use presenced_store::{ApplyOutcome, KnownFacts, UserKey};
 use serde::de::DeserializeOwned;
 
 use super::authz::{self, Need};
@@ -143,13 +145,18 @@ fn parse_user_id(id: &str) -> Result<Guid, ApiError> {
 
 /// 404 unless the directory has `user` in the caller's tenant.
 async fn require_user(state: &AppState, key: UserKey) -> Result<(), ApiError> {
-    match state.store.user(key).await? {
-        Some(_) => Ok(()),
-        None => Err(ApiError::not_found(format!(
-            "User '{}' was not found in tenant '{}'.",
-            key.user, key.tenant
-        ))),
+    if state.store.contains_user(key).await? {
+        Ok(())
+    } else {
+        Err(user_not_found(key))
     }
+}
+
+fn user_not_found(key: UserKey) -> ApiError {
+    ApiError::not_found(format!(
+        "User '{}' was not found in tenant '{}'.",
+        key.user, key.tenant
+    ))
 }
 
 fn viewer(principal: &Principal, user: Guid) -> Viewer {
@@ -179,20 +186,20 @@ async fn get_presence(
         tenant: principal.tenant,
         user,
     };
-    require_user(state, key).await?;
-    let facts = state.store.facts(key).await?;
+    let facts = match state.store.known_facts(key).await? {
+        KnownFacts::NotInDirectory => return Err(user_not_found(key)),
+        KnownFacts::Facts(facts) => facts,
+    };
     let facts = facts.as_deref().unwrap_or(&EMPTY);
     let view = derive(facts, state.clock.now(), &state.rules);
     let id = user.to_string();
-    let entity = match target {
-        Target::Communications(_) => "communications/presences".to_string(),
-        _ => format!("users('{id}')/presence"),
+    let mut context = String::with_capacity(160);
+    write_metadata_url(&mut context, parts, version);
+    let _ = match target {
+        Target::Communications(_) => write!(context, "#communications/presences"),
+        _ => write!(context, "#users('{id}')/presence"),
     };
-    let context = format!(
-        "{}#{entity}{}/$entity",
-        metadata_url(parts, version),
-        selection.context_suffix()
-    );
+    let _ = write!(context, "{}/$entity", selection.context_suffix());
     let json = PresenceJson {
         context: Some(&context),
         id: &id,
@@ -200,7 +207,8 @@ async fn get_presence(
         selection,
         viewer: viewer(principal, user),
     };
-    let body = serde_json::to_vec(&json).map_err(ApiError::internal)?;
+    let mut body = Vec::with_capacity(512);
+    json.write(&mut body);
     Ok(json_response(StatusCode::OK, body))
 }
 
@@ -226,7 +234,15 @@ fn selection(query: Option<&str>) -> Result<Selection, ApiError> {
 
 /// `http://host/v1.0/$metadata`, from the scheme and Host the caller used.
 fn metadata_url(parts: &Parts, version: Version) -> String {
-    format!("{}/{}/$metadata", super::base_url(parts), version.as_str())
+    let mut url = String::new();
+    write_metadata_url(&mut url, parts, version);
+    url
+}
+
+/// Appends [`metadata_url`] to `out`.
+fn write_metadata_url(out: &mut String, parts: &Parts, version: Version) {
+    super::write_base_url(out, parts);
+    let _ = write!(out, "/{}/$metadata", version.as_str());
 }
 
 async fn get_presences_by_user_id(
@@ -247,33 +263,28 @@ async fn get_presences_by_user_id(
         )));
     }
     let mut users = Vec::with_capacity(ids.len());
+    let mut seen = HashSet::with_capacity(ids.len());
     for id in &ids {
         let user = Guid::parse(id).ok_or_else(|| {
             ApiError::invalid_argument(format!("[Ids]: '{id}' is not a valid user id: presence needs the user's object id (a GUID)."))
         })?;
-        if !users.contains(&user) {
+        if seen.insert(user) {
             users.push(user);
         }
     }
     authz::authorize(principal, Need::ReadAny, Guid::from_u128(0))?;
-    let mut known = Vec::with_capacity(users.len());
-    for user in users {
-        if state
-            .store
-            .user(UserKey {
-                tenant: principal.tenant,
-                user,
-            })
-            .await?
-            .is_some()
-        {
-            known.push(user);
-        }
-    }
-    let facts = state
+    let read = state
         .store
-        .facts_many(principal.tenant, known.clone())
+        .known_facts_many(principal.tenant, &users)
         .await?;
+    let (known, facts): (Vec<Guid>, Vec<Option<Arc<UserFacts>>>) = users
+        .iter()
+        .zip(read)
+        .filter_map(|(user, read)| match read {
+            KnownFacts::NotInDirectory => None,
+            KnownFacts::Facts(facts) => Some((*user, facts)),
+        })
+        .unzip();
     let now = state.clock.now();
     let mut out = Vec::with_capacity(64 + known.len() * 400);
     out.extend_from_slice(b"{\"@odata.context\":");
@@ -299,7 +310,7 @@ async fn get_presences_by_user_id(
             selection: Selection::ALL,
             viewer: viewer(principal, *user),
         };
-        serde_json::to_writer(&mut out, &json).map_err(ApiError::internal)?;
+        json.write(&mut out);
     }
     out.extend_from_slice(b"]}");
     Ok(json_response(StatusCode::OK, out))

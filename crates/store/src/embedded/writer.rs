@@ -25,7 +25,7 @@ use std::sync::{Arc, OnceLock};
 use std::thread::{self, JoinHandle};
 
 use jiff::Timestamp;
-use redb::{Database, Durability};
+use redb::{Database, Durability, Table, TableDefinition, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::StoreStats;
@@ -272,13 +272,16 @@ fn write_all(db: &Database, batch: &[(Op, Ack)]) -> Result<(), redb::Error> {
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate)?;
     {
-        let mut records = txn.open_table(USERKEY_FACTS)?;
-        let mut deadlines = txn.open_table(DEADLINE_USERKEY)?;
-        let mut tenants = txn.open_table(TENANTID_TENANT)?;
-        let mut users = txn.open_table(TENANTID_USERID_USER)?;
-        let mut meta = txn.open_table(META)?;
-        let mut subscriptions = txn.open_table(SUBSCRIPTIONID_SUBSCRIPTION)?;
-        let mut outbox_rows = txn.open_table(OUTBOX)?;
+        // Tables are opened when the batch first needs them: a batch of
+        // presence writes touches two of the seven, and every table opened
+        // costs a lookup and a root update at commit.
+        let mut records = Lazy::new(USERKEY_FACTS);
+        let mut deadlines = Lazy::new(DEADLINE_USERKEY);
+        let mut tenants = Lazy::new(TENANTID_TENANT);
+        let mut users = Lazy::new(TENANTID_USERID_USER);
+        let mut meta = Lazy::new(META);
+        let mut subscriptions = Lazy::new(SUBSCRIPTIONID_SUBSCRIPTION);
+        let mut outbox_rows = Lazy::new(OUTBOX);
         for op in batch.iter().flat_map(|(op, _)| op.parts()) {
             match op {
                 Op::UserRecord {
@@ -288,11 +291,12 @@ fn write_all(db: &Database, batch: &[(Op, Ack)]) -> Result<(), redb::Error> {
                     new_deadline,
                     outbox,
                 } => {
-                    records.insert(key, record.as_slice())?;
+                    records.get(&txn)?.insert(key, record.as_slice())?;
                     if let Some((row, body)) = outbox {
-                        outbox_rows.insert(row, body.as_slice())?;
+                        outbox_rows.get(&txn)?.insert(row, body.as_slice())?;
                     }
                     if old_deadline != new_deadline {
+                        let deadlines = deadlines.get(&txn)?;
                         if let Some(old) = old_deadline {
                             deadlines.remove(&deadline_key(*old, key))?;
                         }
@@ -306,33 +310,34 @@ fn write_all(db: &Database, batch: &[(Op, Ack)]) -> Result<(), redb::Error> {
                     users: user_rows,
                 } => {
                     for (id, record) in tenant_rows {
-                        tenants.insert(id, record.as_slice())?;
+                        tenants.get(&txn)?.insert(id, record.as_slice())?;
                     }
                     for (key, record) in user_rows {
-                        users.insert(key, record.as_slice())?;
+                        users.get(&txn)?.insert(key, record.as_slice())?;
                     }
                 }
                 Op::RemoveUser(key) => {
-                    users.remove(key)?;
+                    users.get(&txn)?.remove(key)?;
                 }
                 Op::Subscription { id, record } => match record {
                     Some(record) => {
-                        subscriptions.insert(id, record.as_slice())?;
+                        subscriptions.get(&txn)?.insert(id, record.as_slice())?;
                     }
                     None => {
-                        subscriptions.remove(id)?;
+                        subscriptions.get(&txn)?.remove(id)?;
                     }
                 },
                 Op::Outbox { remove, insert } => {
                     for row in remove {
-                        outbox_rows.remove(row)?;
+                        outbox_rows.get(&txn)?.remove(row)?;
                     }
                     for (row, body) in insert {
-                        outbox_rows.insert(row, body.as_slice())?;
+                        outbox_rows.get(&txn)?.insert(row, body.as_slice())?;
                     }
                 }
                 Op::ManualClock(at) => {
-                    meta.insert(META_MANUAL_CLOCK, codec::encode_timestamp(*at).as_slice())?;
+                    meta.get(&txn)?
+                        .insert(META_MANUAL_CLOCK, codec::encode_timestamp(*at).as_slice())?;
                 }
                 Op::Barrier | Op::Group(_) => {}
             }
@@ -340,4 +345,26 @@ fn write_all(db: &Database, batch: &[(Op, Ack)]) -> Result<(), redb::Error> {
     }
     txn.commit()?;
     Ok(())
+}
+
+/// A table of the write transaction, opened on first use.
+struct Lazy<'txn, K: redb::Key + 'static, V: redb::Value + 'static> {
+    definition: TableDefinition<'static, K, V>,
+    table: Option<Table<'txn, K, V>>,
+}
+
+impl<'txn, K: redb::Key + 'static, V: redb::Value + 'static> Lazy<'txn, K, V> {
+    fn new(definition: TableDefinition<'static, K, V>) -> Self {
+        Lazy {
+            definition,
+            table: None,
+        }
+    }
+
+    fn get(&mut self, txn: &'txn WriteTransaction) -> Result<&mut Table<'txn, K, V>, redb::Error> {
+        match &mut self.table {
+            Some(table) => Ok(table),
+            slot @ None => Ok(slot.insert(txn.open_table(self.definition)?)),
+        }
+    }
 }
