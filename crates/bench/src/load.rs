@@ -10,12 +10,11 @@
 //! Two paces:
 //! - [`Pace::Closed`]: every connection sends its next request as soon as the
 //!   previous answer arrived — the server's maximum rate.
-//! - [`Pace::Rate`]: a fixed total rate, spread over the connections, each on
-//!   its own schedule. When an answer comes after the next request was due,
-//!   that request's latency counts from when it was *due*, not when it went
-//!   out, so a server that falls behind cannot hide its queue (no
-//!   coordinated omission); the timer's own grain is not charged to the
-//!   server.
+//! - [`Pace::Rate`]: a fixed total rate: a pacing thread releases each request
+//!   at its instant to the connections in turn. A request released while its
+//!   connection still waits for the previous answer counts from its release,
+//!   not from when it went out, so a server that falls behind cannot hide its
+//!   queue (no coordinated omission).
 //!
 //! Only answers that arrive inside the measured window count; the first
 //! `warmup` is run but not counted. Connections run on `threads` OS threads,
@@ -145,38 +144,44 @@ pub fn run(
     let start = Instant::now() + Duration::from_millis(20);
     let measure_from = start + plan.warmup;
     let end = measure_from + plan.measure;
-    let interval = match plan.pace {
+    // At a fixed rate, one pacing thread releases each request at its
+    // instant, to the connections in turn.
+    let mut tickets = Vec::new();
+    let pacer = match plan.pace {
         Pace::Closed => None,
         Pace::Rate(rate) if rate > 0.0 => {
-            Some(Duration::from_secs_f64(plan.connections as f64 / rate))
+            let (senders, receivers): (Vec<_>, Vec<_>) = (0..plan.connections)
+                .map(|_| tokio::sync::mpsc::unbounded_channel())
+                .unzip();
+            tickets = receivers.into_iter().map(Some).collect();
+            Some(std::thread::spawn(move || pace(&senders, start, end, rate)))
         }
         Pace::Rate(rate) => bail!("a rate of {rate} requests/s"),
     };
     let threads = plan.threads.min(plan.connections);
     let mut handles = Vec::new();
     for thread in 0..threads {
-        let mine: Vec<usize> = (thread..plan.connections).step_by(threads).collect();
+        let mine: Vec<(usize, Option<Tickets>)> = (thread..plan.connections)
+            .step_by(threads)
+            .map(|n| (n, tickets.get_mut(n).and_then(Option::take)))
+            .collect();
         let workload = Arc::clone(&workload);
-        let (connections, seed) = (plan.connections, plan.seed);
+        let seed = plan.seed;
         handles.push(std::thread::spawn(move || -> anyhow::Result<Outcome> {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             runtime.block_on(async move {
                 let mut tasks = tokio::task::JoinSet::new();
-                for n in mine {
+                for (n, tickets) in mine {
                     let workload = Arc::clone(&workload);
-                    // Spread the connections' schedules over one interval.
-                    let offset =
-                        interval.map_or(Duration::ZERO, |i| i * n as u32 / connections as u32);
                     let window = Window {
-                        first: start + offset,
+                        first: start,
                         measure_from,
                         end,
-                        interval,
                     };
                     let rng = Rng::new(seed ^ (n as u64).wrapping_mul(0xA076_1D64_78BD_642F));
-                    tasks.spawn(connection(address, workload, rng, window));
+                    tasks.spawn(connection(address, workload, rng, window, tickets));
                 }
                 let mut total = Outcome::default();
                 while let Some(done) = tasks.join_next().await {
@@ -196,6 +201,11 @@ pub fn run(
             .map_err(|_| anyhow::anyhow!("a load thread panicked"))??;
         total.merge(outcome);
     }
+    if let Some(pacer) = pacer {
+        pacer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the pacing thread panicked"))?;
+    }
     let finished = total.finished.unwrap_or(end).min(end);
     total.elapsed = finished.saturating_duration_since(measure_from);
     Ok(total)
@@ -206,7 +216,33 @@ struct Window {
     first: Instant,
     measure_from: Instant,
     end: Instant,
-    interval: Option<Duration>,
+}
+
+/// Release instants of a connection's requests, at a fixed rate.
+type Tickets = tokio::sync::mpsc::UnboundedReceiver<Instant>;
+
+/// Releases request `i` at `start + i / rate` to connection `i mod n`,
+/// sending the instant it was released; a connection still busy with its
+/// previous request finds the ticket waiting, and the time it waited counts
+/// against the server. A thread's sleep is far finer than the async timer's
+/// millisecond, so releases are not bunched.
+fn pace(
+    senders: &[tokio::sync::mpsc::UnboundedSender<Instant>],
+    start: Instant,
+    end: Instant,
+    rate: f64,
+) {
+    for i in 0u64.. {
+        let due = start + Duration::from_secs_f64(i as f64 / rate);
+        if due >= end {
+            break;
+        }
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        let _ = senders[(i % senders.len() as u64) as usize].send(Instant::now());
+    }
 }
 
 async fn connection(
@@ -214,6 +250,7 @@ async fn connection(
     workload: Arc<dyn Workload>,
     mut rng: Rng,
     window: Window,
+    mut tickets: Option<Tickets>,
 ) -> anyhow::Result<Outcome> {
     let mut outcome = Outcome {
         kinds: vec![0; workload.kinds().len()],
@@ -223,8 +260,6 @@ async fn connection(
     let mut request = Vec::with_capacity(4096);
     let mut answer = Vec::with_capacity(16 * 1024);
     tokio::time::sleep_until(window.first.into()).await;
-    let mut due = window.first;
-    let mut last_done = window.first;
     loop {
         if Instant::now() >= window.end {
             break;
@@ -233,21 +268,11 @@ async fn connection(
         let Some(kind) = workload.next(&mut rng, &mut request) else {
             break;
         };
-        let sent = match window.interval {
-            Some(interval) => {
-                if due >= window.end {
-                    break;
-                }
-                tokio::time::sleep_until(due.into()).await;
-                let now = Instant::now();
-                // Behind schedule because the previous answer came late:
-                // the wait counts against the server. Otherwise the timer's
-                // own lateness (a millisecond's grain) is the generator's,
-                // not the server's.
-                let at = if last_done > due { due } else { now };
-                due += interval;
-                at
-            }
+        let sent = match &mut tickets {
+            Some(tickets) => match tickets.recv().await {
+                Some(released) => released,
+                None => break,
+            },
             None => Instant::now(),
         };
         let open = match &mut stream {
@@ -267,7 +292,6 @@ async fn connection(
             .await
             .context("no answer within a minute")??;
         let done = Instant::now();
-        last_done = done;
         if head.close {
             stream = None;
         }

@@ -355,6 +355,12 @@ fn sizes_of(address: SocketAddr, workload: &dyn Workload) -> anyhow::Result<Size
     })
 }
 
+fn baseline_args(sizes: Sizes) -> Vec<String> {
+    let mut args = vec!["baseline".to_string()];
+    args.extend(sizes.to_args());
+    args
+}
+
 /// The same load against the baseline and then against presenced.
 fn versus(
     binaries: &Binaries,
@@ -363,10 +369,10 @@ fn versus(
     plan: &Plan,
     what: &str,
 ) -> anyhow::Result<(Outcome, Outcome)> {
-    let sizes = sizes_of(server.address, &*workload)?;
-    let mut args = vec!["baseline".to_string()];
-    args.extend(sizes.to_args());
-    let baseline = Process::start(&binaries.bench, &args)?;
+    let baseline = Process::start(
+        &binaries.bench,
+        &baseline_args(sizes_of(server.address, &*workload)?),
+    )?;
     let base = load::run(baseline.address, Arc::clone(&workload), plan)?;
     succeeded(&format!("{what} (baseline)"), &base)?;
     drop(baseline);
@@ -419,15 +425,28 @@ fn main_phase(
                 )),
         );
         let half = ours.rate() / 2.0;
-        let paced = load::run(
-            server.address,
-            Arc::new(Get(fleet.clone())),
-            &settings.plan(settings.measure, Pace::Rate(half)),
+        let paced_plan = settings.plan(settings.measure, Pace::Rate(half));
+        let get = Arc::new(Get(fleet.clone()));
+        let baseline = Process::start(
+            &binaries.bench,
+            &baseline_args(sizes_of(server.address, &*get)?),
         )?;
+        let paced_base = load::run(baseline.address, get.clone(), &paced_plan)?;
+        succeeded("get at half rate (baseline)", &paced_base)?;
+        drop(baseline);
+        let paced = load::run(server.address, get, &paced_plan)?;
         succeeded("get at half rate", &paced)?;
         report.rows.push(
+            Row::measured(
+                format!("get at half rate ({}) — baseline", per_second(half)),
+                &paced_base,
+                None,
+            )
+            .note("the baseline at presenced's half rate: the machine's own latency at this load"),
+        );
+        report.rows.push(
             Row::measured(format!("get at half rate ({})", per_second(half)), &paced, None)
-                .note("fixed rate, spread over the connections; a request held up by a late answer counts from when it was due"),
+                .note("a fixed rate; a request released while its connection still waited for an answer counts from its release"),
         );
         report.verdicts.push(Verdict {
             target: "get: at least 0.6 × baseline requests/s".into(),

@@ -19,6 +19,7 @@ fn every_scenario_runs_and_reports_its_rows() {
         "| get — baseline |",
         "| get |",
         "| get at half rate (",
+        ") — baseline |",
         "| set — baseline |",
         "| set (durable) |",
         "| bulk (650 ids) |",
