@@ -315,7 +315,7 @@ async fn load_directory(
 ) -> anyhow::Result<()> {
     let declarations = match file {
         Some(path) => directory::read(path)?,
-        None if store.directory().await?.is_empty() => {
+        None if !store.has_directory().await? => {
             let demo = directory::demo();
             print_demo(&demo);
             vec![demo]

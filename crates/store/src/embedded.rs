@@ -481,6 +481,17 @@ impl Store for EmbeddedStore {
         })
     }
 
+    fn has_directory(&self) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(async move {
+            self.shared.check()?;
+            Ok(!self
+                .tenants
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_empty())
+        })
+    }
+
     fn contains_user(&self, key: UserKey) -> BoxFuture<'_, Result<bool, StoreError>> {
         Box::pin(async move {
             self.shared.check()?;

@@ -194,6 +194,12 @@ pub trait Store: Send + Sync + 'static {
         Box::pin(async move { Ok(self.user(key).await?.is_some()) })
     }
 
+    /// Whether the directory has any tenant: [`Store::directory`] without
+    /// reading every user (start-up asks it of stores holding millions).
+    fn has_directory(&self) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(async move { Ok(!self.directory().await?.is_empty()) })
+    }
+
     /// Applies `mutation` at `now` to the user's facts atomically, together
     /// with the user's new "next change" deadline, and makes it durable.
     fn apply(

@@ -247,7 +247,9 @@ async fn directory_loads_add_and_update_and_keep_unnamed_users() {
         ),
         tenant(other, "Fabrikam", vec![]),
     ];
+    assert!(!store.has_directory().await.unwrap());
     let change = store.load_directory(first).await.unwrap();
+    assert!(store.has_directory().await.unwrap());
     assert_eq!(
         change,
         DirectoryChange {
