@@ -227,7 +227,7 @@ const FINDINGS: [(&str, &str); 3] = [
         "bulk",
         "this ratio sits near the target and moves by about ±15 % from run to run on this shared machine, \
          since both of its terms (bulk and get) are measured separately. Under callgrind a 650-id read costs \
-         about 2.6M instructions (4,000 per presence, against 115k for one GET): decoding each user's whole \
+         about 8.5M instructions with every user holding presence facts (13,000 per presence, against 115k for one GET): decoding each user's whole \
          stored record takes about a quarter (varints, instants, session ids, strings), the 650 lookups at \
          random places in memory stall on cache misses (about 18 %), deriving presence about 8 % and writing \
          JSON about 5 %. Decoding only what a presence needs is the next step.",
