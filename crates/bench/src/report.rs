@@ -132,7 +132,9 @@ impl Report {
             "Written by the benchmark command; do not edit by hand. Every figure is from one run on one machine: \
              rates are requests per second over loopback, ratios are to the baseline server measured in the same run \
              with the same requests and connections, latencies run from sending a request until its whole answer \
-             arrived (at a fixed rate, from when it was due if a late answer held it up).\n"
+             arrived (at a fixed rate, from when it was due if a late answer held it up). \
+             Absolute figures move with the machine's other load between runs; the ratios, \
+             taken within one run, move much less.\n"
         );
         let _ = writeln!(out, "- Machine: {}", self.machine);
         let _ = writeln!(out, "- Command: `{}`", self.command);
