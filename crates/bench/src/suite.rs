@@ -228,7 +228,7 @@ const FINDINGS: [(&str, &str); 4] = [
         "GET's ratio sits a little above the target on a quiet machine and moves with the machine's load from \
          run to run. Under callgrind a GET costs about 115k instructions in presenced (user space); about 42 % \
          of its CPU is the kernel's loopback networking, which the baseline pays too. The rest is spread thin: \
-         hyper and axum moving request structures (the largest share), formatting the access-log line (~7 %), \
+         hyper and axum moving request structures, formatting the access-log line (~7 %), \
          about 60 small allocations, and hashing the bearer token for the validated-token cache (~2 %).",
     ),
     (
