@@ -10,8 +10,8 @@
 //! Nothing here knows presenced's internals: it uses the binary, the
 //! configuration file, the Graph API and the admin clock, like any client.
 
+use crate::process::Process;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -83,7 +83,29 @@ pub async fn notify_fade(presenced: &Path, users: usize) -> anyhow::Result<FadeR
         "[notifications]\napp_subscriptions = true\nunlimited_ids = true\n",
     )?;
 
-    let server = Server::start(presenced, &data_dir, &directory_file, &config)?;
+    let args: Vec<String> = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--clock",
+        "manual",
+        "--throttle",
+        "off",
+        "--webhooks-allow-loopback-http",
+    ]
+    .map(String::from)
+    .into_iter()
+    .chain([
+        "--data-dir".into(),
+        data_dir.display().to_string(),
+        "--directory".into(),
+        directory_file.display().to_string(),
+        "--config".into(),
+        config.display().to_string(),
+    ])
+    .collect();
+    let server = Process::start(presenced, &args)?;
+    let base = format!("http://{}", server.address);
     let token = key.mint(
         &TokenRequest {
             tenant: guid(TENANT)?,
@@ -108,7 +130,7 @@ pub async fn notify_fade(presenced: &Path, users: usize) -> anyhow::Result<FadeR
         "expirationDateTime": "2000-01-01T00:00:00Z",
     });
     let created = client
-        .post(format!("{}/v1.0/subscriptions", server.base))
+        .post(format!("{}/v1.0/subscriptions", base))
         .bearer_auth(&token)
         .json(&subscription)
         .send()
@@ -119,13 +141,13 @@ pub async fn notify_fade(presenced: &Path, users: usize) -> anyhow::Result<FadeR
 
     // Every user gets an Available session at the same presence instant
     // (the manual clock does not move meanwhile).
-    set_sessions(&client, &server.base, &token, &ids).await?;
+    set_sessions(&client, &base, &token, &ids).await?;
     receiver.wait_for(users, PHASE_LIMIT).await?;
     receiver.reset();
 
     let started = Instant::now();
     let moved = client
-        .post(format!("{}/admin/clock", server.base))
+        .post(format!("{}/admin/clock", base))
         .json(&json!({"advance": "PT5M"}))
         .send()
         .await?;
@@ -177,72 +199,6 @@ async fn set_sessions(
         done??;
     }
     Ok(())
-}
-
-/// The presenced process; killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(
-        binary: &Path,
-        data_dir: &Path,
-        directory: &Path,
-        config: &Path,
-    ) -> anyhow::Result<Server> {
-        use std::io::{BufRead, BufReader};
-        let mut child = Command::new(binary)
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--clock",
-                "manual",
-                "--throttle",
-                "off",
-            ])
-            .arg("--webhooks-allow-loopback-http")
-            .arg("--directory")
-            .arg(directory)
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            for line in lines.by_ref().map_while(Result::ok) {
-                if let Some(address) = line.strip_prefix("presenced listening on ") {
-                    let _ = sender.send(address.to_string());
-                    break;
-                }
-            }
-            for _ in lines {}
-        });
-        let mut server = Server {
-            child,
-            base: String::new(),
-        };
-        server.base = receiver
-            .recv_timeout(Duration::from_secs(60))
-            .context("presenced did not start within 60 s")?;
-        Ok(server)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A webhook endpoint on loopback that counts notification items.

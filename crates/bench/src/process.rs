@@ -117,3 +117,20 @@ pub struct Binaries {
     /// The `presenced-bench` binary, for its `baseline` command.
     pub bench: PathBuf,
 }
+
+/// `target/<profile>/presenced` as seen from a test binary in
+/// `target/<profile>/deps/`: what the workspace's tests run against.
+pub fn presenced_beside_tests() -> PathBuf {
+    let exe = std::env::current_exe().expect("the running test has a path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("a test binary lives in target/<profile>/deps");
+    let binary = profile_dir.join("presenced");
+    assert!(
+        binary.exists(),
+        "{} is missing: build it first (cargo test --workspace builds it)",
+        binary.display()
+    );
+    binary
+}

@@ -19,8 +19,8 @@
 //! handled once its notifications are queued and its move is durable, and
 //! the lag is from the deadline until that point.
 
+use crate::process::Process;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -114,7 +114,20 @@ pub async fn timers(
     let seeding = seeding_started.elapsed();
 
     let starting = Instant::now();
-    let server = Server::start(presenced, &data_dir)?;
+    let server = Process::start(
+        presenced,
+        &[
+            "serve".into(),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--clock".into(),
+            "system".into(),
+            "--throttle".into(),
+            "off".into(),
+        ],
+    )?;
     let start_up = starting.elapsed();
     let ready_at = Timestamp::now();
     if ready_at >= first_due {
@@ -129,7 +142,7 @@ pub async fn timers(
     // The workspace builds reqwest with rustls on the process's one provider.
     presenced_identity::install_crypto_provider();
     let client = reqwest::Client::new();
-    let url = format!("{}/admin/scheduler", server.base);
+    let url = format!("http://{}/admin/scheduler", server.address);
     let limit = Instant::now()
         + Duration::try_from(first_due.duration_since(Timestamp::now())).unwrap_or_default()
         + window
@@ -242,60 +255,4 @@ async fn seed(
     }
     store.close().await?;
     Ok(())
-}
-
-/// The presenced process on the system clock; killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(binary: &Path, data_dir: &Path) -> anyhow::Result<Server> {
-        use std::io::{BufRead, BufReader};
-        let mut child = Command::new(binary)
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--clock",
-                "system",
-                "--throttle",
-                "off",
-            ])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            for line in lines.by_ref().map_while(Result::ok) {
-                if let Some(address) = line.strip_prefix("presenced listening on ") {
-                    let _ = sender.send(address.to_string());
-                    break;
-                }
-            }
-            for _ in lines {}
-        });
-        let mut server = Server {
-            child,
-            base: String::new(),
-        };
-        server.base = receiver
-            .recv_timeout(Duration::from_secs(120))
-            .context("presenced did not start within 120 s")?;
-        Ok(server)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

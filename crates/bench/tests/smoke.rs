@@ -9,7 +9,7 @@ use presenced_bench::suite::{self, Settings};
 #[test]
 fn every_scenario_runs_and_reports_its_rows() {
     let binaries = Binaries {
-        presenced: presenced_binary(),
+        presenced: presenced_bench::process::presenced_beside_tests(),
         bench: PathBuf::from(env!("CARGO_BIN_EXE_presenced-bench")),
     };
     let report = suite::run(&binaries, &Settings::smoke()).unwrap();
@@ -50,17 +50,4 @@ fn every_scenario_runs_and_reports_its_rows() {
             .all(|row| row.rate.is_none_or(|rate| rate > 0.0)),
         "{text}"
     );
-}
-
-/// `target/<profile>/presenced`, next to this test's `deps/` directory.
-fn presenced_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let binary = profile_dir.join("presenced");
-    assert!(
-        binary.exists(),
-        "{} is missing: build it first (cargo test --workspace builds it)",
-        binary.display()
-    );
-    binary
 }

@@ -1,12 +1,11 @@
 //! A small run of the `timers` scenario, so that it cannot rot: the debug
 //! `presenced` binary, 3,000 session expiries within 3 seconds.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_thousand_expiries_within_three_seconds_are_all_handled() {
-    let binary = presenced_binary();
+    let binary = presenced_bench::process::presenced_beside_tests();
     let window = Duration::from_secs(3);
     let report = presenced_bench::timers::timers(&binary, 3000, window)
         .await
@@ -25,17 +24,4 @@ async fn three_thousand_expiries_within_three_seconds_are_all_handled() {
         "{}",
         report.markdown()
     );
-}
-
-/// `target/<profile>/presenced`, next to this test's `deps/` directory.
-fn presenced_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let binary = profile_dir.join("presenced");
-    assert!(
-        binary.exists(),
-        "{} is missing: build it first (cargo test --workspace builds it)",
-        binary.display()
-    );
-    binary
 }
