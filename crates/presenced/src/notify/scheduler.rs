@@ -67,13 +67,17 @@ impl Progress {
 
 pub async fn run(notifier: Arc<Notifier>) {
     loop {
+        // A closed store means the server is shutting down: end quietly.
         match step(&notifier).await {
             Ok(true) => continue,
             Ok(false) => {}
+            Err(StoreError::Closed) => return,
             Err(error) => tracing::warn!(%error, "scheduler step failed"),
         }
-        if let Err(error) = sweep(&notifier).await {
-            tracing::warn!(%error, "subscription sweep failed");
+        match sweep(&notifier).await {
+            Ok(()) => {}
+            Err(StoreError::Closed) => return,
+            Err(error) => tracing::warn!(%error, "subscription sweep failed"),
         }
         let wait = if notifier.clock.is_manual() {
             Duration::from_secs(1)
