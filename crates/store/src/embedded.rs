@@ -15,9 +15,11 @@
 //! answers may rest on one of them.
 //!
 //! Reads see the newest state in memory, which may run a commit ahead of the
-//! file. If a commit fails, the store turns failed and every later call —
-//! reads included — returns [`StoreError::Io`], so state that never reached
-//! the file is not served.
+//! file. If a commit fails (a full disk), the writer fails that write and
+//! every one queued behind it, puts memory back to what the file holds, and
+//! keeps refusing writes ([`StoreError::Io`]) while reads are served, until
+//! the disk takes writes again; then the store is open as before, without a
+//! restart (see `recovery`). A write that failed is never served.
 //!
 //! `due()` scans the `deadline_userkey` table in a read transaction rather
 //! than a mirror in memory: it costs no memory per user and never waits for
@@ -30,6 +32,8 @@
 //! - `directory`: loading and listing the directory.
 //! - `memory`: the sharded sets of encoded records, and the lock choice.
 //! - `notify`: subscriptions, the user → subscriptions index, the outbox.
+//! - `recovery`: after a failed commit: reopening the file, putting memory
+//!   back, probing the disk.
 //! - `tables`: the redb tables, their keys, and start-up loading.
 //! - `writer`: the writer thread (group commit).
 //!
@@ -40,6 +44,7 @@ mod deadlines;
 mod directory;
 mod memory;
 mod notify;
+mod recovery;
 mod tables;
 #[cfg(test)]
 mod tests;
@@ -57,8 +62,9 @@ use redb::{Database, ReadableDatabase};
 use tokio::sync::oneshot;
 
 use self::memory::{Memory, Resident};
+use self::recovery::{Reopen, Views};
 use self::tables::{DEADLINE_USERKEY, io, user_key_bytes};
-use self::writer::{Message, Op, Shared};
+use self::writer::{Message, Op, Shared, Writer};
 use crate::{
     ApplyOutcome, BoxFuture, DirectoryChange, DirectoryUser, KnownFacts, OutboxBody, OutboxEntry,
     OutboxId, OutboxSettlement, Store, StoreError, SubscriptionRecord, Tenant, TenantRecord,
@@ -103,28 +109,28 @@ type Pending = oneshot::Receiver<Result<(), StoreError>>;
 /// The embedded store. Open it with [`EmbeddedStore::open`].
 pub struct EmbeddedStore {
     /// Every user's record and directory entry, encoded; what reads use.
-    memory: Memory,
+    /// The parts of memory behind an `Arc` are shared with the writer
+    /// thread, which puts them back after a failed commit.
+    memory: Arc<Memory>,
     /// The directory's tenants: few, read by `directory()` only.
-    tenants: RwLock<BTreeMap<Guid, Tenant>>,
+    tenants: Arc<RwLock<BTreeMap<Guid, Tenant>>>,
     /// Serialises directory loads, so that the counts each one reports and
     /// the order its rows reach the writer agree with memory.
     directory_writes: Mutex<()>,
     /// The manual clock's last recorded reading; the lock also orders the
     /// readings sent to the writer.
-    manual_clock: Mutex<Option<Timestamp>>,
+    manual_clock: Arc<Mutex<Option<Timestamp>>>,
     /// Subscriptions and the index from user to subscriptions.
-    subscriptions: RwLock<notify::Subscriptions>,
+    subscriptions: Arc<RwLock<notify::Subscriptions>>,
     /// The outbox of notification work.
-    outbox: Mutex<notify::Outbox>,
+    outbox: Arc<Mutex<notify::Outbox>>,
     /// The presence rules that `apply` and `next_change` need.
     rules: Rules,
     /// The writer's queue; `None` only while the store is being dropped.
     queue: Option<Sender<Message>>,
-    /// Open/closed/failed state and counters, shared with the writer.
+    /// Open/closed/failed state, counters and the file's handle (for
+    /// `due()`'s read transactions), shared with the writer.
     shared: Arc<Shared>,
-    /// The file, for `due()`'s read transactions; taken out by `close()` so
-    /// the file is released even while handles to the store remain.
-    db: RwLock<Option<Arc<Database>>>,
     /// The writer thread, joined by `close()` or on drop.
     writer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -157,33 +163,54 @@ impl EmbeddedStore {
         config: EmbeddedConfig,
     ) -> Result<Arc<EmbeddedStore>, StoreError> {
         std::fs::create_dir_all(dir).map_err(io)?;
-        let db = Database::builder()
-            .set_cache_size(config.cache_bytes)
-            .create(dir.join(FILE_NAME))
-            .map_err(io)?;
+        let reopen = Reopen {
+            path: dir.join(FILE_NAME),
+            cache_bytes: config.cache_bytes,
+        };
+        let db = reopen.open()?;
         tables::prepare(&db)?;
-        let memory = Memory::new();
+        let memory = Arc::new(Memory::new());
         let loaded = tables::load(&db, &memory)?;
-        let db = Arc::new(db);
         let shared = Arc::new(Shared::default());
+        *shared.db.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(db));
+        let views = Views {
+            memory,
+            tenants: Arc::new(RwLock::new(loaded.tenants)),
+            manual_clock: Arc::new(Mutex::new(loaded.manual_clock)),
+            subscriptions: Arc::new(RwLock::new(loaded.subscriptions)),
+            outbox: Arc::new(Mutex::new(loaded.outbox)),
+        };
+        let (memory, tenants, manual_clock, subscriptions, outbox) = (
+            Arc::clone(&views.memory),
+            Arc::clone(&views.tenants),
+            Arc::clone(&views.manual_clock),
+            Arc::clone(&views.subscriptions),
+            Arc::clone(&views.outbox),
+        );
         let (queue, receiver) = mpsc::channel();
-        let writer = writer::spawn(Arc::clone(&db), receiver, Arc::clone(&shared)).map_err(io)?;
+        let writer = writer::spawn(Writer {
+            queue: receiver,
+            shared: Arc::clone(&shared),
+            views,
+            reopen,
+        })
+        .map_err(io)?;
         Ok(Arc::new(EmbeddedStore {
             memory,
-            tenants: RwLock::new(loaded.tenants),
+            tenants,
             directory_writes: Mutex::new(()),
-            manual_clock: Mutex::new(loaded.manual_clock),
-            subscriptions: RwLock::new(loaded.subscriptions),
-            outbox: Mutex::new(loaded.outbox),
+            manual_clock,
+            subscriptions,
+            outbox,
             rules,
             queue: Some(queue),
             shared,
-            db: RwLock::new(Some(db)),
             writer: Mutex::new(Some(writer)),
         }))
     }
 
-    /// True while the store accepts calls: not closed, no commit failed.
+    /// True while the store takes writes: open, not closed, and not
+    /// refusing writes after a failed commit.
     pub fn is_ready(&self) -> bool {
         self.shared.is_open()
     }
@@ -254,7 +281,7 @@ impl EmbeddedStore {
         mutation: Mutation,
         now: Timestamp,
     ) -> Result<Step<ApplyOutcome>, StoreError> {
-        self.shared.check()?;
+        let _admitted = self.shared.admit()?;
         let user = key;
         let key = user_key_bytes(key);
         let mut residents = memory::write(self.memory.shard(&key));
@@ -311,7 +338,7 @@ impl EmbeddedStore {
         handled: Timestamp,
         now: Timestamp,
     ) -> Result<Step<Option<Timestamp>>, StoreError> {
-        self.shared.check()?;
+        let _admitted = self.shared.admit()?;
         let key = user_key_bytes(key);
         let mut residents = memory::write(self.memory.shard(&key));
         let current = residents.get(&key);
@@ -338,7 +365,7 @@ impl EmbeddedStore {
     }
 
     fn set_manual_clock_in_memory(&self, now: Timestamp) -> Result<Step<()>, StoreError> {
-        self.shared.check()?;
+        let _admitted = self.shared.admit()?;
         let mut reading = self
             .manual_clock
             .lock()
@@ -349,8 +376,15 @@ impl EmbeddedStore {
     }
 
     fn database(&self) -> Result<Arc<Database>, StoreError> {
-        let db = self.db.read().unwrap_or_else(PoisonError::into_inner);
-        db.clone().ok_or_else(|| self.shared.unavailable())
+        self.shared
+            .database()
+            .ok_or_else(|| match self.shared.unavailable() {
+                // Open, but the writer is reopening the file: try again shortly.
+                StoreError::Closed if self.shared.is_open() => {
+                    StoreError::Io("the store's file is being reopened".to_owned())
+                }
+                other => other,
+            })
     }
 
     async fn due_now(
@@ -404,7 +438,8 @@ impl EmbeddedStore {
         if handle.join().is_err() {
             tracing::error!("the store writer thread panicked");
         }
-        self.db
+        self.shared
+            .db
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .take();

@@ -4,6 +4,7 @@
 mod actions;
 mod captures;
 mod cli;
+mod diskfull;
 mod durability;
 mod edge;
 mod errors;

@@ -99,6 +99,13 @@ impl Outbox {
         (id, outbox_key(due, id), encode_body(body))
     }
 
+    /// Takes `loaded`'s entries (all unclaimed), keeping ids unique.
+    pub(super) fn replace_with(&mut self, loaded: Outbox) {
+        let next_id = self.next_id.max(loaded.next_id);
+        *self = loaded;
+        self.next_id = next_id;
+    }
+
     /// Makes a reserved entry claimable, once its row is queued to the writer.
     pub(super) fn commit(&mut self, due: Timestamp, id: OutboxId, body: OutboxBody) {
         self.queue.insert((due, id), body);
@@ -218,7 +225,7 @@ impl EmbeddedStore {
         &self,
         record: SubscriptionRecord,
     ) -> Result<Step<()>, StoreError> {
-        self.shared.check()?;
+        let _admitted = self.shared.admit()?;
         let mut subscriptions = self
             .subscriptions
             .write()
@@ -232,7 +239,7 @@ impl EmbeddedStore {
     }
 
     pub(super) fn delete_subscription_in_memory(&self, id: Guid) -> Result<Step<bool>, StoreError> {
-        self.shared.check()?;
+        let _admitted = self.shared.admit()?;
         let mut subscriptions = self
             .subscriptions
             .write()
@@ -276,7 +283,7 @@ impl EmbeddedStore {
         &self,
         settlement: OutboxSettlement,
     ) -> Result<Step<Vec<OutboxId>>, StoreError> {
-        self.shared.check()?;
+        let _admitted = self.shared.admit()?;
         let mut outbox = self.outbox.lock().unwrap_or_else(PoisonError::into_inner);
         let mut remove = Vec::new();
         let mut insert = Vec::new();
@@ -328,7 +335,9 @@ impl EmbeddedStore {
         until: Timestamp,
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
-        self.shared.check()?;
+        // A claim is memory only, but it is work whose settlement is a
+        // write: none is handed out while writes are refused.
+        let _admitted = self.shared.admit()?;
         let mut outbox = self.outbox.lock().unwrap_or_else(PoisonError::into_inner);
         let keys: Vec<_> = outbox
             .queue
