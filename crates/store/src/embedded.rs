@@ -57,7 +57,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 
 use jiff::Timestamp;
-use presenced_domain::{Guid, Mutation, Rules, UserFacts};
+use presenced_domain::{Guid, Mutation, MutationError, Rules, UserFacts};
 use redb::{Database, ReadableDatabase};
 use tokio::sync::oneshot;
 
@@ -93,12 +93,17 @@ pub struct EmbeddedConfig {
     /// redb's own default (1 GiB) would keep most of the file resident after
     /// start-up, which reads every page once.
     pub cache_bytes: usize,
+    /// The most bytes one user's encoded record may take; a mutation that
+    /// would make it larger is refused ([`MutationError::RecordTooLarge`]).
+    /// A backstop: the domain bounds each part (sessions, status message).
+    pub max_record_bytes: usize,
 }
 
 impl Default for EmbeddedConfig {
     fn default() -> Self {
         EmbeddedConfig {
             cache_bytes: 16 * 1024 * 1024,
+            max_record_bytes: 64 * 1024,
         }
     }
 }
@@ -126,6 +131,8 @@ pub struct EmbeddedStore {
     outbox: Arc<Mutex<notify::Outbox>>,
     /// The presence rules that `apply` and `next_change` need.
     rules: Rules,
+    /// The bound on one user's encoded record.
+    max_record_bytes: usize,
     /// The writer's queue; `None` only while the store is being dropped.
     queue: Option<Sender<Message>>,
     /// Open/closed/failed state, counters and the file's handle (for
@@ -203,6 +210,7 @@ impl EmbeddedStore {
             subscriptions,
             outbox,
             rules,
+            max_record_bytes: config.max_record_bytes,
             queue: Some(queue),
             shared,
             writer: Mutex::new(Some(writer)),
@@ -303,6 +311,14 @@ impl EmbeddedStore {
         }
         let new_deadline = presenced_domain::next_change(&facts, now, &self.rules);
         let record = codec::encode_user_record(&facts, new_deadline);
+        if record.len() > self.max_record_bytes {
+            return Ok(Step::Done(ApplyOutcome::Refused(
+                MutationError::RecordTooLarge {
+                    size: record.len(),
+                    limit: self.max_record_bytes,
+                },
+            )));
+        }
         let resident = Resident::new(&key, current.and_then(Resident::directory), Some(&record));
         // A visible change of a subscribed user is announced in the same commit.
         let subscribed = applied.visible_change

@@ -11,6 +11,7 @@ mod errors;
 mod extensions;
 mod helpers;
 mod issuers;
+mod limits;
 mod notifications;
 mod oauth;
 mod provider;
