@@ -28,6 +28,7 @@
 //! write is moving, which [`Store::advance_deadline`] tolerates).
 //!
 //! # Files
+//! - `compaction`: giving space back to the file system after deletes.
 //! - `deadlines`: moving many users' deadlines on at once.
 //! - `directory`: loading and listing the directory.
 //! - `memory`: the sharded sets of encoded records, and the lock choice.
@@ -40,6 +41,7 @@
 //! This module knows no HTTP and no JSON; the meaning of facts is the
 //! domain's, the meaning of bytes the codec's.
 
+mod compaction;
 mod deadlines;
 mod directory;
 mod memory;
@@ -174,8 +176,16 @@ impl EmbeddedStore {
             path: dir.join(FILE_NAME),
             cache_bytes: config.cache_bytes,
         };
-        let db = reopen.open()?;
+        let mut db = reopen.open()?;
         tables::prepare(&db)?;
+        // Space freed by deletes before the last stop is given back first.
+        // A failure leaves the file as it was (compaction commits as it
+        // goes); the handle is reopened in case the failure latched it.
+        if let Err(error) = compaction::compact_if_worth_it(&mut db, &reopen.path) {
+            tracing::warn!(%error, "compacting the store's file at start-up failed");
+            drop(db);
+            db = reopen.open()?;
+        }
         let memory = Arc::new(Memory::new());
         let loaded = tables::load(&db, &memory)?;
         let shared = Arc::new(Shared::default());

@@ -323,3 +323,99 @@ async fn settled_outbox_entries_stay_settled_across_a_restart() {
             .is_ok_and(|gone| !gone)
     );
 }
+
+fn file_len(dir: &std::path::Path) -> u64 {
+    std::fs::metadata(dir.join(FILE_NAME)).unwrap().len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn space_freed_by_deletes_is_given_back_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), Rules::default()).unwrap();
+    let empty = file_len(dir.path());
+    // 600 subscriptions of 20 KB each, written concurrently so they share
+    // commits, then all deleted.
+    let mut writes = tokio::task::JoinSet::new();
+    for id in 0..600u128 {
+        let store = Arc::clone(&store);
+        let mut record = subscription_of(id, &[1, 2]);
+        record.body = vec![b'x'; 20 * 1024];
+        writes.spawn(async move { store.put_subscription(record).await });
+    }
+    while let Some(done) = writes.join_next().await {
+        done.unwrap().unwrap();
+    }
+    let full = file_len(dir.path());
+    for id in 0..600u128 {
+        let store = Arc::clone(&store);
+        writes.spawn(async move {
+            store
+                .delete_subscription(Guid::from_u128(id))
+                .await
+                .map(|_| ())
+        });
+    }
+    while let Some(done) = writes.join_next().await {
+        done.unwrap().unwrap();
+    }
+    store.close().await.unwrap();
+    drop(store);
+    let deleted = file_len(dir.path());
+    assert!(full > empty + 10 * 1024 * 1024, "{empty} → {full}");
+
+    let store = EmbeddedStore::open(dir.path(), Rules::default()).unwrap();
+    let reopened = file_len(dir.path());
+    assert!(store.subscriptions().await.unwrap().is_empty());
+    // Most of the growth is given back.
+    assert!(
+        reopened.saturating_sub(empty) < (full - empty) / 10,
+        "empty {empty}, full {full}, after deletes {deleted}, after restart {reopened}"
+    );
+    store.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn space_freed_by_deletes_is_given_back_once_the_store_is_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), Rules::default()).unwrap();
+    let mut writes = tokio::task::JoinSet::new();
+    for id in 0..600u128 {
+        let store = Arc::clone(&store);
+        let mut record = subscription_of(id, &[1, 2]);
+        record.body = vec![b'x'; 20 * 1024];
+        writes.spawn(async move { store.put_subscription(record).await });
+    }
+    while let Some(done) = writes.join_next().await {
+        done.unwrap().unwrap();
+    }
+    let full = file_len(dir.path());
+    for id in 0..600u128 {
+        let store = Arc::clone(&store);
+        writes.spawn(async move {
+            store
+                .delete_subscription(Guid::from_u128(id))
+                .await
+                .map(|_| ())
+        });
+    }
+    while let Some(done) = writes.join_next().await {
+        done.unwrap().unwrap();
+    }
+    // Tests use a short idle time (`writer::IDLE_AFTER`); the store stays
+    // open and keeps serving.
+    let since = Instant::now();
+    while file_len(dir.path()) > full / 10 {
+        assert!(
+            since.elapsed().as_secs() < 10,
+            "the file was not compacted while idle"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    store.apply(key(1), prefer_away(), now()).await.unwrap();
+    assert!(store.due(Timestamp::MAX, 10).await.is_ok());
+    store.close().await.unwrap();
+    drop(store);
+    let store = EmbeddedStore::open(dir.path(), Rules::default()).unwrap();
+    assert!(store.facts(key(1)).await.unwrap().is_some());
+    assert!(store.subscriptions().await.unwrap().is_empty());
+}

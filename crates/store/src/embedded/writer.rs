@@ -28,13 +28,14 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use redb::{Database, Durability, Table, TableDefinition, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::StoreStats;
+use super::compaction;
 use super::recovery::{self, Reopen, Views};
 use super::tables::{
     DEADLINE_USERKEY, META, META_MANUAL_CLOCK, OUTBOX, SUBSCRIPTIONID_SUBSCRIPTION,
@@ -283,9 +284,18 @@ impl Drop for FailOnPanic<'_> {
 fn run(writer: Writer) {
     let _fail_on_panic = FailOnPanic(&writer.shared);
     let mut batch = Vec::new();
+    let mut idle = Idle::new();
     // Ends when every sender is gone (the store was dropped): by then
     // everything queued has been taken and committed.
-    while let Ok(first) = writer.queue.recv() {
+    loop {
+        let first = match writer.queue.recv_timeout(IDLE_AFTER) {
+            Ok(first) => first,
+            Err(RecvTimeoutError::Timeout) => {
+                idle.quiet(&writer);
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
         let mut shutdown = None;
         let mut next = Some(first);
         while let Some(message) = next.take() {
@@ -300,6 +310,7 @@ fn run(writer: Writer) {
                 next = writer.queue.try_recv().ok();
             }
         }
+        idle.note(&batch);
         if let Err(why) = write_batch(&writer.shared, &mut batch) {
             let failed = std::mem::take(&mut batch);
             match recover(&writer, failed, why, shutdown) {
@@ -319,6 +330,62 @@ fn run(writer: Writer) {
                 .take();
             let _ = done.send(());
             return;
+        }
+    }
+}
+
+/// How long without a write before the writer looks at compacting the file
+/// (short in unit tests, so that they can see it happen).
+const IDLE_AFTER: Duration = if cfg!(test) {
+    Duration::from_millis(200)
+} else {
+    Duration::from_secs(30)
+};
+/// The least time between two looks (each one walks redb's trees).
+const COMPACT_CHECK_EVERY: Duration = if cfg!(test) {
+    Duration::ZERO
+} else {
+    Duration::from_secs(600)
+};
+
+/// When the writer last looked at compacting, and whether rows were
+/// removed since (without removals the file has not become sparser).
+struct Idle {
+    last_check: Instant,
+    removed: bool,
+}
+
+impl Idle {
+    fn new() -> Idle {
+        Idle {
+            last_check: Instant::now(),
+            removed: false,
+        }
+    }
+
+    /// Notes whether a batch removes rows.
+    fn note(&mut self, batch: &[(Op, Ack)]) {
+        self.removed |= batch.iter().flat_map(|(op, _)| op.parts()).any(|op| {
+            matches!(
+                op,
+                Op::Subscription { record: None, .. } | Op::RemoveUser(_)
+            ) || matches!(op, Op::Outbox { remove, .. } if !remove.is_empty())
+        });
+    }
+
+    /// The queue has been empty for [`IDLE_AFTER`]: compact if rows were
+    /// removed since the last look, at most every [`COMPACT_CHECK_EVERY`].
+    fn quiet(&mut self, writer: &Writer) {
+        if !self.removed
+            || self.last_check.elapsed() < COMPACT_CHECK_EVERY
+            || !writer.shared.is_open()
+        {
+            return;
+        }
+        self.last_check = Instant::now();
+        self.removed = false;
+        if let Err(error) = compaction::compact_in_place(&writer.shared, &writer.reopen.path) {
+            tracing::warn!(%error, "compacting the store's file failed");
         }
     }
 }
