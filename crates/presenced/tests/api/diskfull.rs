@@ -1,8 +1,9 @@
 //! A full disk, for real: the data directory is a small tmpfs, filled with a
 //! ballast file until the store's commits fail. Writes are refused with 503
 //! and `Retry-After` while reads are served; once the ballast is deleted the
-//! store takes writes again by itself; nothing acknowledged is lost across a
-//! restart, and SIGTERM after the episode exits 0.
+//! store takes writes again by itself (change notifications resume); nothing
+//! acknowledged is lost across a restart, and SIGTERM after the episode
+//! exits 0.
 //!
 //! Needs root (to mount the tmpfs), as CI runs.
 
@@ -14,6 +15,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::helpers::*;
+use crate::notifications::{WAIT, subscribe_to};
+use crate::receiver::{Behaviour, Receiver};
 
 /// A tmpfs mounted on a directory, unmounted when dropped (even when the
 /// test fails).
@@ -68,7 +71,20 @@ async fn a_full_disk_refuses_writes_serves_reads_and_recovers_without_a_restart(
     let dir = tempfile::tempdir().unwrap();
     // Dropped after the server (declared before it): unmounts last.
     let _mount = Mount::tmpfs(dir.path(), "24m");
-    let mut server = TestServer::start_in(dir, &["--clock", "manual", "--throttle", "off"]).await;
+    let mut server = TestServer::start_in(
+        dir,
+        &[
+            "--clock",
+            "manual",
+            "--throttle",
+            "off",
+            "--webhooks-allow-loopback-http",
+        ],
+    )
+    .await;
+    // Notifications resume after the episode.
+    let hook = Receiver::start(Behaviour::Healthy).await;
+    subscribe_to(&server, &hook, MEGAN).await;
     let app = server.app();
     let data_dir = server.data_dir.path().to_owned();
 
@@ -183,6 +199,10 @@ async fn a_full_disk_refuses_writes_serves_reads_and_recovers_without_a_restart(
         )
         .await
         .assert_done();
+    // Megan's change after the episode is delivered; her refused one never was.
+    let items = hook.wait_for(1, WAIT).await;
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["resourceData"]["id"], MEGAN, "{items:?}");
 
     // A clean shutdown after the episode, then every acknowledged write is
     // in the file.
