@@ -53,6 +53,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let trusted = config.file.auth.issuers()?;
     tls::install_provider();
     let (edge_limits, connection_limits) = limits(&config)?;
+    let cors = config.file.cors.cors()?;
     let tls = match config.tls_listen {
         Some(_) => Some(tls::load(
             &certificate_source(&config)?,
@@ -110,6 +111,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         durations: config.durations,
         throttle: throttle(&config)?,
         edge: Edge::new(edge_limits),
+        cors: Arc::new(cors),
     });
 
     let mut listeners = Vec::new();

@@ -8,12 +8,13 @@
 //! [`presence`] the Graph handlers, [`admin`] the non-Graph calls,
 //! [`authz`] the permission model, [`live`] the live stream (an extension),
 //! [`error`] the one error type, [`edge`] the size, time and
-//! authentication-flood limits answered in the envelope, and
-//! [`envelope`] the outermost middleware (request ids, error bodies, the
-//! access log).
+//! authentication-flood limits answered in the envelope,
+//! [`envelope`] the middleware that gives requests their ids, error bodies
+//! and access-log line, and [`cors`] the cross-origin layer outside it.
 
 pub mod admin;
 pub mod authz;
+pub mod cors;
 pub mod dto;
 pub mod edge;
 pub mod error;
@@ -59,6 +60,8 @@ pub struct AppState {
     pub notifier: Arc<crate::notify::Notifier>,
     /// Head size, request time and per-address authentication limits.
     pub edge: edge::Edge,
+    /// Which origins browser apps may call from.
+    pub cors: Arc<cors::Cors>,
 }
 
 /// The route template a response was produced for, for the access log.
@@ -104,6 +107,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             envelope,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.cors.clone(),
+            cors::apply,
         ))
         .with_state(state)
 }

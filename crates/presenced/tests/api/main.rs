@@ -4,6 +4,7 @@
 mod actions;
 mod captures;
 mod cli;
+mod cors;
 mod durability;
 mod edge;
 mod errors;
