@@ -5,7 +5,8 @@
 //! mutations and views into JSON; it holds no presence rule itself.
 //!
 //! Layout: [`route`] parses Graph URLs, [`dto`] holds the wire shapes,
-//! [`presence`] the Graph handlers, [`admin`] the non-Graph calls,
+//! [`presence`] the Graph handlers, [`users`] the directory reads (`/me`,
+//! `/users`), [`admin`] the non-Graph calls,
 //! [`authz`] the permission model, [`live`] the live stream (an extension),
 //! [`error`] the one error type, [`edge`] the size, time and
 //! authentication-flood limits answered in the envelope,
@@ -24,6 +25,7 @@ pub mod presence;
 pub mod route;
 pub mod subscriptions;
 pub mod throttle;
+pub mod users;
 
 use std::sync::Arc;
 use std::time::Instant;

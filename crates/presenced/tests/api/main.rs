@@ -24,3 +24,4 @@ mod sdk_env;
 mod seed;
 mod slow;
 mod tls;
+mod users;
