@@ -6,7 +6,7 @@
 //!
 //! Layout: [`route`] parses Graph URLs, [`dto`] holds the wire shapes,
 //! [`presence`] the Graph handlers, [`users`] the directory reads (`/me`,
-//! `/users`), [`admin`] the non-Graph calls,
+//! `/users`), [`batch`] JSON batching, [`admin`] the non-Graph calls,
 //! [`authz`] the permission model, [`live`] the live stream (an extension),
 //! [`error`] the one error type, [`edge`] the size, time and
 //! authentication-flood limits answered in the envelope,
@@ -15,6 +15,7 @@
 
 pub mod admin;
 pub mod authz;
+pub mod batch;
 pub mod cors;
 pub mod dto;
 pub mod edge;
@@ -72,6 +73,38 @@ pub struct RouteName(pub &'static str);
 
 /// The whole HTTP surface; tests drive it with `oneshot`, the server serves it.
 pub fn router(state: Arc<AppState>) -> Router {
+    // `$batch` sub-requests go through the same routes inside the envelope,
+    // without CORS (the batch has it) and without `$batch` itself.
+    let inner = routes()
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            envelope,
+        ))
+        .with_state(state.clone());
+    let batch = |version: route::Version| {
+        let inner = inner.clone();
+        axum::routing::post(move |state: State<Arc<AppState>>, request: Request| {
+            batch::handle(state, inner.clone(), version, request)
+        })
+    };
+    routes()
+        .route("/v1.0/$batch", batch(route::Version::V1))
+        .route("/v1.0/%24batch", batch(route::Version::V1))
+        .route("/beta/$batch", batch(route::Version::Beta))
+        .route("/beta/%24batch", batch(route::Version::Beta))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            envelope,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.cors.clone(),
+            cors::apply,
+        ))
+        .with_state(state)
+}
+
+/// Every route but `$batch`.
+fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))
@@ -106,15 +139,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1.0/{*rest}", any(presence::dispatch))
         .route("/beta/{*rest}", any(presence::dispatch))
         .fallback(|| async { ApiError::for_status(StatusCode::NOT_FOUND) })
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            envelope,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.cors.clone(),
-            cors::apply,
-        ))
-        .with_state(state)
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");

@@ -2,6 +2,7 @@
 //! Graph clients drive it. One test binary; `helpers` has `TestServer`.
 
 mod actions;
+mod batch;
 mod captures;
 mod cli;
 mod cors;
