@@ -417,6 +417,19 @@ async fn dispatch(inner: &Router, batch: &Parts, version: Version, item: &Item) 
         Ok(response) => response,
         Err(never) => match never {},
     };
+    let streams = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if streams {
+        // A stream never ends: it cannot be an answer inside a batch.
+        return sub_error(
+            item,
+            "BadRequest",
+            "The live stream cannot be read inside a batch; open it on its own.",
+        );
+    }
     answer(item, response).await
 }
 

@@ -244,3 +244,20 @@ async fn each_sub_request_is_throttled_on_its_own_with_its_own_retry_after() {
     .await;
     assert_eq!(by_id(&again)["1"]["status"], 429);
 }
+
+#[tokio::test]
+async fn the_live_stream_is_refused_inside_a_batch_rather_than_held_open() {
+    let server = TestServer::start_with_config(
+        "[notifications]\nlive_stream = true\n",
+        &["--clock", "manual", "--throttle", "off"],
+    )
+    .await;
+    let token = server.adele();
+    let body = json!({"requests": [
+        get("stream", &format!("/presences/stream?ids={MEGAN}")),
+        get("read", &format!("/users/{MEGAN}/presence")),
+    ]});
+    let responses = by_id(&batch(&server, "/v1.0/$batch", &token, body).await);
+    assert_eq!(responses["stream"]["status"], 400);
+    assert_eq!(responses["read"]["status"], 200);
+}
