@@ -207,6 +207,7 @@ async fn seed(
             id: user(n),
             user_principal_name: format!("user{n}@timers.example"),
             display_name: format!("User {n}"),
+            profile: Default::default(),
         })
         .collect();
     store

@@ -2,13 +2,17 @@
 //!
 //! Rules (decisions.md rule 11): only `text` content, at most 280 characters;
 //! `expiryDateTime.timeZone` takes IANA names, `UTC`, and Windows names such as
-//! `Pacific Standard Time`; `dateTime` has no offset and up to 7 fractional
-//! digits. Empty content clears the message.
+//! `Pacific Standard Time`; `dateTime` has up to 7 fractional digits and
+//! normally no offset. Empty content clears the message.
 //!
 //! Choices where Graph is silent:
 //! - Length counts Unicode scalar values (`char`s), not UTF-16 units or bytes.
-//! - `dateTime` is strictly `YYYY-MM-DDTHH:MM:SS[.fffffff]`: a trailing `Z` or
-//!   offset is refused, since the zone belongs in `timeZone`.
+//! - `dateTime` is strictly `YYYY-MM-DDTHH:MM:SS[.fffffff]`, optionally
+//!   followed by `Z` or `±HH:MM`. An offset is only a restatement: it is
+//!   accepted when it equals `timeZone`'s offset at the instant it names
+//!   (which also picks the instant of a time a DST change repeats), and
+//!   refused, naming both, when it contradicts it. The self view echoes the
+//!   civil part without the offset, as Graph writes `dateTimeTimeZone`.
 //! - A civil time that a DST change skips or repeats resolves with jiff's
 //!   "compatible" rule (as RFC 5545 and Temporal): a skipped time moves forward
 //!   by the gap, a repeated time takes the earlier instant.
@@ -21,7 +25,7 @@ use std::sync::OnceLock;
 
 use jiff::Timestamp;
 use jiff::civil::DateTime;
-use jiff::tz::{TimeZone, TimeZoneDatabase};
+use jiff::tz::{Offset, TimeZone, TimeZoneDatabase};
 
 use crate::windows_zones::iana_for_windows;
 
@@ -63,8 +67,19 @@ pub enum StatusMessageError {
         "'{0}' is not a time zone: use an IANA name (Europe/Paris), UTC, or a Windows name (Pacific Standard Time)."
     )]
     UnknownTimeZone(String),
-    #[error("'{0}' is not a date and time without offset such as 2026-01-01T17:00:00.0000000.")]
+    #[error(
+        "'{0}' is not a date and time such as 2026-01-01T17:00:00.0000000 (an offset such as +01:00 or Z may follow)."
+    )]
     DateTime(String),
+    #[error(
+        "dateTime '{date_time}' has the offset {offset}, but timeZone '{time_zone}' is at {zone_offset} at that instant; send the time without an offset, or with the time zone's own."
+    )]
+    OffsetContradictsTimeZone {
+        date_time: String,
+        offset: String,
+        time_zone: String,
+        zone_offset: String,
+    },
 }
 
 /// The longest content accepted, in characters.
@@ -106,14 +121,30 @@ impl NewStatusMessage {
 impl StatusExpiry {
     /// Reads `dateTime` and `timeZone` and finds the instant they name.
     pub fn parse(date_time: &str, time_zone: &str) -> Result<StatusExpiry, StatusMessageError> {
-        let civil = parse_date_time(date_time)
-            .ok_or_else(|| StatusMessageError::DateTime(date_time.to_owned()))?;
+        let bad = || StatusMessageError::DateTime(date_time.to_owned());
+        let (civil_text, offset) = split_offset(date_time).ok_or_else(bad)?;
+        let civil = parse_date_time(civil_text).ok_or_else(bad)?;
         let zone = resolve_time_zone(time_zone)
             .ok_or_else(|| StatusMessageError::UnknownTimeZone(time_zone.to_owned()))?;
-        let at = zone
-            .to_ambiguous_timestamp(civil)
-            .compatible()
-            .map_err(|_| StatusMessageError::DateTime(date_time.to_owned()))?;
+        let at = match offset {
+            None => zone
+                .to_ambiguous_timestamp(civil)
+                .compatible()
+                .map_err(|_| bad())?,
+            Some(offset) => {
+                let at = offset.to_timestamp(civil).map_err(|_| bad())?;
+                let zone_offset = zone.to_offset(at);
+                if zone_offset != offset {
+                    return Err(StatusMessageError::OffsetContradictsTimeZone {
+                        date_time: date_time.to_owned(),
+                        offset: offset_text(offset),
+                        time_zone: time_zone.to_owned(),
+                        zone_offset: offset_text(zone_offset),
+                    });
+                }
+                at
+            }
+        };
         Ok(StatusExpiry {
             date_time: civil,
             time_zone: time_zone.to_owned(),
@@ -152,6 +183,42 @@ pub fn resolve_time_zone(name: &str) -> Option<TimeZone> {
         return None;
     }
     tzdb().get(iana).ok()
+}
+
+/// Splits a trailing `Z` (or `z`) or `±HH:MM` off a `dateTime`; `None` when
+/// what follows the seconds is neither a fraction nor a valid offset.
+fn split_offset(text: &str) -> Option<(&str, Option<Offset>)> {
+    if let Some(civil) = text.strip_suffix(['Z', 'z']) {
+        return Some((civil, Some(Offset::UTC)));
+    }
+    let b = text.as_bytes();
+    if b.len() < 19 + 6 || !matches!(b[b.len() - 6], b'+' | b'-') || b[b.len() - 3] != b':' {
+        return Some((text, None));
+    }
+    let (civil, offset) = text.split_at(text.len() - 6);
+    let digits = |part: &str| -> Option<i32> {
+        (part.len() == 2 && part.bytes().all(|c| c.is_ascii_digit())).then(|| part.parse().ok())?
+    };
+    let (hours, minutes) = (digits(&offset[1..3])?, digits(&offset[4..6])?);
+    if hours > 18 || minutes > 59 {
+        return None;
+    }
+    let sign = if offset.starts_with('-') { -1 } else { 1 };
+    let offset = Offset::from_seconds(sign * (hours * 3600 + minutes * 60)).ok()?;
+    Some((civil, Some(offset)))
+}
+
+/// `+HH:MM`, or `+HH:MM:SS` for the odd historical offset with seconds.
+fn offset_text(offset: Offset) -> String {
+    let seconds = offset.seconds();
+    let sign = if seconds < 0 { '-' } else { '+' };
+    let seconds = seconds.unsigned_abs();
+    let (hours, minutes, rest) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+    if rest == 0 {
+        format!("{sign}{hours:02}:{minutes:02}")
+    } else {
+        format!("{sign}{hours:02}:{minutes:02}:{rest:02}")
+    }
 }
 
 /// Strictly `YYYY-MM-DDTHH:MM:SS` with an optional `.` and 1 to 7 digits.

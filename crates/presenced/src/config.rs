@@ -31,6 +31,7 @@ pub struct FileConfig {
     pub notifications: NotificationsConfig,
     pub tls: TlsConfig,
     pub limits: LimitsConfig,
+    pub cors: CorsConfig,
 }
 
 /// Token validation: clock skew, the validated-token cache, and the issuers
@@ -269,6 +270,41 @@ impl Default for LimitsConfig {
     }
 }
 
+/// Cross-origin requests from browser apps (`[cors]`), on every Graph,
+/// identity-provider and extension path.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorsConfig {
+    /// `["*"]` (the default: any origin, as Graph, since credentials are
+    /// bearer tokens), or origins such as `"https://app.example"`.
+    pub allowed_origins: Vec<String>,
+    /// How long browsers may cache a preflight's answer, ISO 8601 (default `PT1H`).
+    pub max_age: Option<String>,
+}
+
+impl Default for CorsConfig {
+    fn default() -> CorsConfig {
+        CorsConfig {
+            allowed_origins: vec!["*".into()],
+            max_age: None,
+        }
+    }
+}
+
+impl CorsConfig {
+    /// The CORS answers these settings ask for, or why they are wrong.
+    pub fn cors(&self) -> anyhow::Result<crate::api::cors::Cors> {
+        use crate::api::cors::{Cors, DEFAULT_MAX_AGE, Origins};
+        let origins = Origins::parse(&self.allowed_origins)
+            .map_err(|e| anyhow::anyhow!("cors.allowed_origins: {e}"))?;
+        let max_age = match &self.max_age {
+            None => DEFAULT_MAX_AGE,
+            Some(text) => iso_duration("cors.max_age", text)?.unsigned_abs(),
+        };
+        Ok(Cors::new(origins, max_age))
+    }
+}
+
 impl FileConfig {
     /// Reads `file` (if any) and the `PRESENCED_<SECTION>__<KEY>` variables.
     pub fn load(file: Option<&Path>) -> anyhow::Result<FileConfig> {
@@ -306,6 +342,8 @@ mod tests {
             assert_eq!(config.limits.max_subscriptions_per_app, 1000);
             assert_eq!(config.limits.max_subscriptions, 100_000);
             assert_eq!(config.limits.max_user_record_bytes, 65536);
+            assert_eq!(config.cors.allowed_origins, ["*"]);
+            assert!(config.cors.cors().is_ok());
             Ok(())
         });
     }
@@ -331,6 +369,27 @@ mod tests {
             assert_eq!(config.limits.request_timeout, "PT5S");
             assert_eq!(config.limits.idle_timeout, "PT60S");
             assert_eq!(config.limits.max_sessions_per_user, 8);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn cors_origins_are_checked() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "presenced.toml",
+                "[cors]\nallowed_origins = [\"https://app.example\"]\nmax_age = \"PT10M\"\n",
+            )?;
+            let config = FileConfig::load(Some(Path::new("presenced.toml"))).unwrap();
+            assert_eq!(config.cors.allowed_origins, ["https://app.example"]);
+            assert!(config.cors.cors().is_ok());
+            jail.create_file(
+                "presenced.toml",
+                "[cors]\nallowed_origins = [\"https://app.example/home\"]\n",
+            )?;
+            let config = FileConfig::load(Some(Path::new("presenced.toml"))).unwrap();
+            let error = config.cors.cors().unwrap_err();
+            assert!(format!("{error:#}").contains("/home"), "{error:#}");
             Ok(())
         });
     }

@@ -1,7 +1,10 @@
 //! The directory file: tenants and their users, as JSON.
 //!
 //! `{"tenants":[{"id":"<guid>","displayName":"...","users":[{"id":"<guid>",
-//! "userPrincipalName":"...","displayName":"...","password":"..."}],
+//! "userPrincipalName":"...","displayName":"...","password":"...",
+//! "mail":"...","givenName":"...","surname":"...","jobTitle":"...",
+//! "mobilePhone":"...","officeLocation":"...","preferredLanguage":"...",
+//! "businessPhones":["..."]}],
 //! "applications":[{"appId":"<guid>","displayName":"...","secrets":["..."],
 //! "roles":["Presence.ReadWrite.All"],"scopes":["Presence.ReadWrite"]}]}]}`.
 //! Loading it again updates and adds; users missing from it are kept.
@@ -14,7 +17,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use presenced_domain::Guid;
 use presenced_identity::NewApplication;
-use presenced_store::{DirectoryUser, Tenant, TenantRecord};
+use presenced_store::{DirectoryUser, Tenant, TenantRecord, UserProfile};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -57,6 +60,15 @@ struct UserEntry {
     #[serde(default)]
     display_name: String,
     password: Option<String>,
+    mail: Option<String>,
+    given_name: Option<String>,
+    surname: Option<String>,
+    job_title: Option<String>,
+    mobile_phone: Option<String>,
+    office_location: Option<String>,
+    preferred_language: Option<String>,
+    #[serde(default)]
+    business_phones: Vec<String>,
 }
 
 /// One tenant of a directory file: its directory record and its
@@ -98,8 +110,19 @@ pub fn parse(text: &str) -> anyhow::Result<Vec<TenantDeclaration>> {
                 }
                 passwords.push((id, user.user_principal_name.clone(), password));
             }
+            let text = |t: Option<String>| t.filter(|t| !t.is_empty());
             users.push(DirectoryUser {
                 id,
+                profile: UserProfile {
+                    mail: text(user.mail),
+                    given_name: text(user.given_name),
+                    surname: text(user.surname),
+                    job_title: text(user.job_title),
+                    mobile_phone: text(user.mobile_phone),
+                    office_location: text(user.office_location),
+                    preferred_language: text(user.preferred_language),
+                    business_phones: user.business_phones,
+                },
                 user_principal_name: user.user_principal_name,
                 display_name: user.display_name,
             });
@@ -143,17 +166,25 @@ pub const DEMO_APP: Guid = Guid::from_u128(0x11111111_1111_1111_1111_11111111111
 pub fn demo() -> TenantDeclaration {
     let guid = || Guid::from_u128(uuid::Uuid::new_v4().as_u128());
     let users = [
-        ("adele.vance", "Adele Vance"),
-        ("alex.wilber", "Alex Wilber"),
-        ("megan.bowen", "Megan Bowen"),
-        ("lee.gu", "Lee Gu"),
-        ("nestor.wilke", "Nestor Wilke"),
+        ("adele.vance", "Adele", "Vance", "Retail Manager"),
+        ("alex.wilber", "Alex", "Wilber", "Marketing Assistant"),
+        ("megan.bowen", "Megan", "Bowen", "Marketing Manager"),
+        ("lee.gu", "Lee", "Gu", "Director"),
+        ("nestor.wilke", "Nestor", "Wilke", "Director"),
     ]
     .into_iter()
-    .map(|(name, display)| DirectoryUser {
+    .map(|(name, given, surname, job)| DirectoryUser {
         id: guid(),
         user_principal_name: format!("{name}@contoso.example"),
-        display_name: display.to_string(),
+        display_name: format!("{given} {surname}"),
+        profile: UserProfile {
+            mail: Some(format!("{name}@contoso.example")),
+            given_name: Some(given.to_string()),
+            surname: Some(surname.to_string()),
+            job_title: Some(job.to_string()),
+            preferred_language: Some("en-US".to_string()),
+            ..UserProfile::default()
+        },
     })
     .collect();
     let application = NewApplication {
@@ -163,11 +194,14 @@ pub fn demo() -> TenantDeclaration {
         roles: vec![
             "Presence.Read.All".to_string(),
             "Presence.ReadWrite.All".to_string(),
+            "User.Read.All".to_string(),
         ],
         scopes: vec![
             "Presence.Read".to_string(),
             "Presence.Read.All".to_string(),
             "Presence.ReadWrite".to_string(),
+            "User.Read".to_string(),
+            "User.ReadBasic.All".to_string(),
         ],
     };
     TenantDeclaration {
@@ -199,6 +233,26 @@ mod tests {
         assert_eq!(declarations[0].record.users[0].user_principal_name, "a@t");
         assert_eq!(declarations[0].applications[0].roles, ["Presence.Read.All"]);
         assert_eq!(declarations[0].passwords[0].2, "x");
+        assert_eq!(
+            declarations[0].record.users[0].profile,
+            UserProfile::default()
+        );
+    }
+
+    #[test]
+    fn a_users_optional_profile_is_read() {
+        let declarations = parse(
+            r#"{"tenants":[{"id":"11111111-1111-1111-1111-111111111111","users":[
+                {"id":"22222222-2222-2222-2222-222222222222","userPrincipalName":"a@t","displayName":"A",
+                 "mail":"a@t","givenName":"Ada","surname":"Lovelace","jobTitle":"Analyst","mobilePhone":"",
+                 "officeLocation":"18/2111","preferredLanguage":"en-GB","businessPhones":["+44 20 7946 0000"]}]}]}"#,
+        )
+        .unwrap();
+        let profile = &declarations[0].record.users[0].profile;
+        assert_eq!(profile.given_name.as_deref(), Some("Ada"));
+        assert_eq!(profile.office_location.as_deref(), Some("18/2111"));
+        assert_eq!(profile.mobile_phone, None);
+        assert_eq!(profile.business_phones, ["+44 20 7946 0000"]);
     }
 
     #[test]

@@ -60,6 +60,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         },
         ..config
     };
+    let cors = config.file.cors.cors()?;
     let tls = match config.tls_listen {
         Some(_) => Some(tls::load(
             &certificate_source(&config)?,
@@ -123,6 +124,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         durations: config.durations,
         throttle: throttle(&config)?,
         edge: Edge::new(edge_limits),
+        cors: Arc::new(cors),
     });
 
     let mut listeners = Vec::new();

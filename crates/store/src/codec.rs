@@ -20,7 +20,7 @@ use presenced_domain::{
     StatusExpiry, StatusMessage, UserFacts, WorkLocationLayers, WorkLocationType,
 };
 
-use crate::{DirectoryUser, StoreError, Tenant};
+use crate::{DirectoryUser, StoreError, Tenant, UserProfile};
 
 /// The version byte every record written by this code starts with.
 pub const FORMAT_VERSION: u8 = 1;
@@ -99,13 +99,48 @@ pub fn decode_tenant(id: Guid, bytes: &[u8]) -> Result<Tenant, StoreError> {
 }
 
 /// Encodes a directory user; the id is not included (it is part of the key).
+///
+/// The profile follows the names only when it says something, so a user
+/// without one is written exactly as before profiles existed, and records
+/// written before them (ending after the display name) read as users with
+/// an empty profile.
 pub fn encode_directory_user(user: &DirectoryUser) -> Vec<u8> {
     let mut out =
         Encoder::with_capacity(3 + user.user_principal_name.len() + user.display_name.len());
     out.u8(FORMAT_VERSION);
     out.str(&user.user_principal_name);
     out.str(&user.display_name);
+    let profile = &user.profile;
+    if *profile != UserProfile::default() {
+        for field in profile_texts(profile) {
+            match field {
+                None => out.u8(0),
+                Some(text) => {
+                    out.u8(1);
+                    out.str(text);
+                }
+            }
+        }
+        out.varint(profile.business_phones.len() as u128);
+        for phone in &profile.business_phones {
+            out.str(phone);
+        }
+    }
     out.0
+}
+
+/// The optional texts of a profile, in their stored order.
+fn profile_texts(profile: &UserProfile) -> [Option<&str>; 7] {
+    [
+        &profile.mail,
+        &profile.given_name,
+        &profile.surname,
+        &profile.job_title,
+        &profile.mobile_phone,
+        &profile.office_location,
+        &profile.preferred_language,
+    ]
+    .map(Option::as_deref)
 }
 
 /// Decodes a directory user written by [`encode_directory_user`], given its id.
@@ -114,11 +149,38 @@ pub fn decode_directory_user(id: Guid, bytes: &[u8]) -> Result<DirectoryUser, St
     input.version()?;
     let user_principal_name = input.string()?;
     let display_name = input.string()?;
+    let mut profile = UserProfile::default();
+    if input.pos < bytes.len() {
+        let mut text = || -> Result<Option<String>, StoreError> {
+            if input.tag()? {
+                input.string().map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        profile.mail = text()?;
+        profile.given_name = text()?;
+        profile.surname = text()?;
+        profile.job_title = text()?;
+        profile.mobile_phone = text()?;
+        profile.office_location = text()?;
+        profile.preferred_language = text()?;
+        let count = input.varint()?;
+        // Each phone takes at least its length byte: a count beyond the
+        // bytes left is corrupt, and is never used to size an allocation.
+        if count > (bytes.len() - input.pos) as u128 {
+            return Err(input.corrupt("too many business phones"));
+        }
+        for _ in 0..count {
+            profile.business_phones.push(input.string()?);
+        }
+    }
     input.finish()?;
     Ok(DirectoryUser {
         id,
         user_principal_name,
         display_name,
+        profile,
     })
 }
 

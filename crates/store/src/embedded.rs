@@ -642,6 +642,13 @@ impl Store for EmbeddedStore {
         })
     }
 
+    fn tenant_users(&self, tenant: Guid) -> BoxFuture<'_, Result<Vec<DirectoryUser>, StoreError>> {
+        Box::pin(async move {
+            self.shared.check()?;
+            self.tenant_users_now(tenant)
+        })
+    }
+
     fn manual_clock(&self) -> BoxFuture<'_, Result<Option<Timestamp>, StoreError>> {
         Box::pin(async move {
             self.shared.check()?;

@@ -53,6 +53,21 @@ pub struct DirectoryUser {
     pub id: Guid,
     pub user_principal_name: String,
     pub display_name: String,
+    /// What else the directory says of the user; all optional.
+    pub profile: UserProfile,
+}
+
+/// The optional parts of a directory user (Graph's basic user properties).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UserProfile {
+    pub mail: Option<String>,
+    pub given_name: Option<String>,
+    pub surname: Option<String>,
+    pub job_title: Option<String>,
+    pub mobile_phone: Option<String>,
+    pub office_location: Option<String>,
+    pub preferred_language: Option<String>,
+    pub business_phones: Vec<String>,
 }
 
 /// A tenant with its users, as a directory file declares it.
@@ -266,6 +281,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// A user of a tenant, if the directory has it.
     fn user(&self, key: UserKey) -> BoxFuture<'_, Result<Option<DirectoryUser>, StoreError>>;
+
+    /// The users of one tenant, by id; empty for a tenant the directory
+    /// does not have. The default reads the whole directory.
+    fn tenant_users(&self, tenant: Guid) -> BoxFuture<'_, Result<Vec<DirectoryUser>, StoreError>> {
+        Box::pin(async move {
+            Ok(self
+                .directory()
+                .await?
+                .into_iter()
+                .find(|record| record.tenant.id == tenant)
+                .map(|record| record.users)
+                .unwrap_or_default())
+        })
+    }
 
     /// Every tenant with its users.
     fn directory(&self) -> BoxFuture<'_, Result<Vec<TenantRecord>, StoreError>>;

@@ -12,7 +12,7 @@ use presenced_store::codec::{
     encode_directory_user, encode_tenant, encode_timestamp, encode_user_record,
     replace_user_record_deadline, user_record_deadline,
 };
-use presenced_store::{DirectoryUser, StoreError, Tenant};
+use presenced_store::{DirectoryUser, StoreError, Tenant, UserProfile};
 use proptest::collection::vec;
 use proptest::option;
 use proptest::prelude::*;
@@ -220,16 +220,63 @@ proptest! {
     #[test]
     fn directory_records_round_trip(id in any::<u128>(), upn in text(), name in text()) {
         let id = Guid::from_u128(id);
-        let user = DirectoryUser { id, user_principal_name: upn, display_name: name.clone() };
+        let user = DirectoryUser { id, user_principal_name: upn, display_name: name.clone(), profile: Default::default() };
         prop_assert_eq!(decode_directory_user(id, &encode_directory_user(&user)).unwrap(), user);
         let tenant = Tenant { id, display_name: name };
         prop_assert_eq!(decode_tenant(id, &encode_tenant(&tenant)).unwrap(), tenant);
     }
 
     #[test]
+    fn directory_profiles_round_trip(
+        texts in vec(option::of(text()), 7),
+        phones in vec(text(), 0..4),
+    ) {
+        let id = Guid::from_u128(7);
+        let profile = UserProfile {
+            mail: texts[0].clone(),
+            given_name: texts[1].clone(),
+            surname: texts[2].clone(),
+            job_title: texts[3].clone(),
+            mobile_phone: texts[4].clone(),
+            office_location: texts[5].clone(),
+            preferred_language: texts[6].clone(),
+            business_phones: phones,
+        };
+        let user = DirectoryUser {
+            id,
+            user_principal_name: "a@b".into(),
+            display_name: "A".into(),
+            profile,
+        };
+        prop_assert_eq!(decode_directory_user(id, &encode_directory_user(&user)).unwrap(), user);
+    }
+
+    #[test]
     fn instants_round_trip(at in timestamp()) {
         prop_assert_eq!(decode_timestamp(&encode_timestamp(at)).unwrap(), at);
     }
+}
+
+#[test]
+fn a_directory_user_without_a_profile_is_written_as_before_profiles_existed() {
+    // Version 1, "a@b", "A": the record every earlier version wrote.
+    let old = [1, 3, b'a', b'@', b'b', 1, b'A'];
+    let id = Guid::from_u128(7);
+    let user = DirectoryUser {
+        id,
+        user_principal_name: "a@b".into(),
+        display_name: "A".into(),
+        profile: UserProfile::default(),
+    };
+    assert_eq!(decode_directory_user(id, &old).unwrap(), user);
+    assert_eq!(encode_directory_user(&user), old);
+    // A phone count larger than the bytes left is corrupt, not an allocation.
+    let mut bad = old.to_vec();
+    bad.extend([0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f]);
+    assert!(matches!(
+        decode_directory_user(id, &bad),
+        Err(StoreError::Corrupt(_))
+    ));
 }
 
 #[test]

@@ -13,7 +13,7 @@ use presenced_domain::{
 use presenced_store::embedded::{EmbeddedStore, FILE_NAME};
 use presenced_store::{
     ApplyOutcome, DirectoryChange, DirectoryUser, KnownFacts, Store, StoreError, Tenant,
-    TenantRecord, UserKey,
+    TenantRecord, UserKey, UserProfile,
 };
 use redb::{Database, TableDefinition};
 
@@ -221,6 +221,7 @@ fn directory_user(n: u128, name: &str) -> DirectoryUser {
         id: user(n).user,
         user_principal_name: format!("u{n}@contoso.example"),
         display_name: name.into(),
+        profile: Default::default(),
     }
 }
 
@@ -318,6 +319,46 @@ async fn directory_loads_add_and_update_and_keep_unnamed_users() {
     let mut reopened = store.directory().await.unwrap();
     reopened.sort_by_key(|record| record.tenant.id);
     assert_eq!(reopened, sorted);
+    assert_eq!(store.tenant_users(TENANT).await.unwrap(), expected[1].users);
+    assert_eq!(store.tenant_users(other).await.unwrap(), vec![]);
+    assert_eq!(
+        store.tenant_users(Guid::from_u128(0xf00)).await.unwrap(),
+        vec![]
+    );
+}
+
+#[tokio::test]
+async fn a_users_profile_is_kept_and_updated_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut ada = directory_user(1, "Ada");
+    ada.profile = UserProfile {
+        mail: Some("ada@contoso.example".into()),
+        job_title: Some("Engineer".into()),
+        business_phones: vec!["+1 425 555 0100".into()],
+        ..UserProfile::default()
+    };
+    store
+        .load_directory(vec![tenant(
+            TENANT,
+            "Contoso",
+            vec![ada.clone(), directory_user(2, "Bo")],
+        )])
+        .await
+        .unwrap();
+    assert_eq!(store.user(user(1)).await.unwrap(), Some(ada.clone()));
+    ada.profile.job_title = Some("Architect".into());
+    let change = store
+        .load_directory(vec![tenant(TENANT, "Contoso", vec![ada.clone()])])
+        .await
+        .unwrap();
+    assert_eq!(change.users_updated, 1);
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(
+        store.tenant_users(TENANT).await.unwrap(),
+        vec![ada, directory_user(2, "Bo")]
+    );
 }
 
 #[tokio::test]

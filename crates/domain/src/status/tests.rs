@@ -276,3 +276,125 @@ fn a_date_time_beyond_the_representable_range_is_refused() {
         Err(StatusMessageError::DateTime("9999-12-31T23:59:59".into()))
     );
 }
+
+#[test]
+fn an_offset_that_agrees_with_the_time_zone_is_accepted() {
+    fn check(date_time: &str, time_zone: &str, at: &str, civil: &str) {
+        let expiry = StatusExpiry::parse(date_time, time_zone)
+            .unwrap_or_else(|e| panic!("{date_time} {time_zone}: {e}"));
+        assert_eq!(expiry.at, ts(at), "{date_time} {time_zone}");
+        assert_eq!(expiry.date_time_text(), civil, "{date_time} {time_zone}");
+        assert_eq!(expiry.time_zone, time_zone);
+    }
+    // What office365-rest-python-client sends.
+    check(
+        "2026-12-04T02:29:10+00:00",
+        "UTC",
+        "2026-12-04T02:29:10Z",
+        "2026-12-04T02:29:10.0000000",
+    );
+    check(
+        "2026-12-04T02:29:10Z",
+        "UTC",
+        "2026-12-04T02:29:10Z",
+        "2026-12-04T02:29:10.0000000",
+    );
+    check(
+        "2026-12-04T02:29:10.5z",
+        "Etc/UTC",
+        "2026-12-04T02:29:10.5Z",
+        "2026-12-04T02:29:10.5000000",
+    );
+    check(
+        "2026-07-01T09:00:00-07:00",
+        "Pacific Standard Time",
+        "2026-07-01T16:00:00Z",
+        "2026-07-01T09:00:00.0000000",
+    );
+    check(
+        "2026-01-15T09:00:00-08:00",
+        "America/Los_Angeles",
+        "2026-01-15T17:00:00Z",
+        "2026-01-15T09:00:00.0000000",
+    );
+    check(
+        "2026-01-15T12:00:00+05:30",
+        "India Standard Time",
+        "2026-01-15T06:30:00Z",
+        "2026-01-15T12:00:00.0000000",
+    );
+    // A time the autumn change repeats: the offset picks which one.
+    check(
+        "2026-10-25T02:30:00+02:00",
+        "Europe/Paris",
+        "2026-10-25T00:30:00Z",
+        "2026-10-25T02:30:00.0000000",
+    );
+    check(
+        "2026-10-25T02:30:00+01:00",
+        "Europe/Paris",
+        "2026-10-25T01:30:00Z",
+        "2026-10-25T02:30:00.0000000",
+    );
+}
+
+#[test]
+fn an_offset_that_contradicts_the_time_zone_is_refused_naming_both() {
+    fn check(date_time: &str, time_zone: &str, offset: &str, zone_offset: &str) {
+        let error = StatusExpiry::parse(date_time, time_zone).unwrap_err();
+        assert_eq!(
+            error,
+            StatusMessageError::OffsetContradictsTimeZone {
+                date_time: date_time.into(),
+                offset: offset.into(),
+                time_zone: time_zone.into(),
+                zone_offset: zone_offset.into(),
+            }
+        );
+        let message = error.to_string();
+        assert!(
+            message.contains(offset)
+                && message.contains(zone_offset)
+                && message.contains(time_zone),
+            "{message}"
+        );
+    }
+    check("2026-12-04T02:29:10+02:00", "UTC", "+02:00", "+00:00");
+    check(
+        "2026-07-01T09:00:00-05:00",
+        "Pacific Standard Time",
+        "-05:00",
+        "-07:00",
+    );
+    // Winter offset in summer.
+    check(
+        "2026-07-01T09:00:00-08:00",
+        "America/Los_Angeles",
+        "-08:00",
+        "-07:00",
+    );
+    check("2026-01-15T12:00:00Z", "Europe/Paris", "+00:00", "+01:00");
+}
+
+#[test]
+fn malformed_offsets_are_not_date_times() {
+    for text in [
+        "2026-12-04T02:29:10+0000",
+        "2026-12-04T02:29:10+00",
+        "2026-12-04T02:29:10+24:00",
+        "2026-12-04T02:29:10+00:60",
+        "2026-12-04T02:29:10+0a:00",
+        "2026-12-04T02:29:10 +00:00",
+        "2026-12-04T02:29:10ZZ",
+        "2026-12-04T02:29:10.+00:00",
+        "2026-12-04+00:00",
+        "Z",
+        "+00:00",
+    ] {
+        assert_eq!(
+            StatusExpiry::parse(text, "UTC").map(|e| e.at),
+            Err(StatusMessageError::DateTime(text.into())),
+            "{text}"
+        );
+    }
+}

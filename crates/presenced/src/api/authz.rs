@@ -83,3 +83,46 @@ pub fn authorize(principal: &Principal, need: Need, target: Guid) -> Result<(), 
     }
     Ok(())
 }
+
+/// How much of a directory user a caller may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserAccess {
+    /// Every property (`User.Read.All`, or `User.Read` on oneself).
+    Full,
+    /// Graph's basic set only (`User.ReadBasic.All`): id, names, mail.
+    Basic,
+}
+
+const READ_ALL_USERS: [&str; 5] = [
+    "User.Read.All",
+    "User.ReadWrite.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+    "Directory.AccessAsUser.All",
+];
+
+/// What `principal` may read of the directory user `target` (`None`: the
+/// list of users), with Graph's 403 when nothing.
+pub fn read_users(principal: &Principal, target: Option<Guid>) -> Result<UserAccess, ApiError> {
+    let delegated = principal.is_delegated();
+    let has = |permission: &str| {
+        if delegated {
+            principal.has_scope(permission)
+        } else {
+            principal.has_role(permission)
+        }
+    };
+    let own = delegated && target.is_some() && principal.user == target;
+    if READ_ALL_USERS.iter().any(|p| has(p)) || (own && (has("User.Read") || has("User.ReadWrite")))
+    {
+        return Ok(UserAccess::Full);
+    }
+    if has("User.ReadBasic.All") {
+        return Ok(UserAccess::Basic);
+    }
+    Err(ApiError::new(
+        axum::http::StatusCode::FORBIDDEN,
+        "Authorization_RequestDenied",
+        "Insufficient privileges to complete the operation.",
+    ))
+}

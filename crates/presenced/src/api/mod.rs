@@ -5,15 +5,18 @@
 //! mutations and views into JSON; it holds no presence rule itself.
 //!
 //! Layout: [`route`] parses Graph URLs, [`dto`] holds the wire shapes,
-//! [`presence`] the Graph handlers, [`admin`] the non-Graph calls,
+//! [`presence`] the Graph handlers, [`users`] the directory reads (`/me`,
+//! `/users`), [`batch`] JSON batching, [`admin`] the non-Graph calls,
 //! [`authz`] the permission model, [`live`] the live stream (an extension),
 //! [`error`] the one error type, [`edge`] the size, time and
-//! authentication-flood limits answered in the envelope, and
-//! [`envelope`] the outermost middleware (request ids, error bodies, the
-//! access log).
+//! authentication-flood limits answered in the envelope,
+//! [`envelope`] the middleware that gives requests their ids, error bodies
+//! and access-log line, and [`cors`] the cross-origin layer outside it.
 
 pub mod admin;
 pub mod authz;
+pub mod batch;
+pub mod cors;
 pub mod dto;
 pub mod edge;
 pub mod error;
@@ -23,6 +26,7 @@ pub mod presence;
 pub mod route;
 pub mod subscriptions;
 pub mod throttle;
+pub mod users;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -59,6 +63,8 @@ pub struct AppState {
     pub notifier: Arc<crate::notify::Notifier>,
     /// Head size, request time and per-address authentication limits.
     pub edge: edge::Edge,
+    /// Which origins browser apps may call from.
+    pub cors: Arc<cors::Cors>,
 }
 
 /// The route template a response was produced for, for the access log.
@@ -67,6 +73,38 @@ pub struct RouteName(pub &'static str);
 
 /// The whole HTTP surface; tests drive it with `oneshot`, the server serves it.
 pub fn router(state: Arc<AppState>) -> Router {
+    // `$batch` sub-requests go through the same routes inside the envelope,
+    // without CORS (the batch has it) and without `$batch` itself.
+    let inner = routes()
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            envelope,
+        ))
+        .with_state(state.clone());
+    let batch = |version: route::Version| {
+        let inner = inner.clone();
+        axum::routing::post(move |state: State<Arc<AppState>>, request: Request| {
+            batch::handle(state, inner.clone(), version, request)
+        })
+    };
+    routes()
+        .route("/v1.0/$batch", batch(route::Version::V1))
+        .route("/v1.0/%24batch", batch(route::Version::V1))
+        .route("/beta/$batch", batch(route::Version::Beta))
+        .route("/beta/%24batch", batch(route::Version::Beta))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            envelope,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.cors.clone(),
+            cors::apply,
+        ))
+        .with_state(state)
+}
+
+/// Every route but `$batch`.
+fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))
@@ -101,11 +139,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1.0/{*rest}", any(presence::dispatch))
         .route("/beta/{*rest}", any(presence::dispatch))
         .fallback(|| async { ApiError::for_status(StatusCode::NOT_FOUND) })
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            envelope,
-        ))
-        .with_state(state)
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");

@@ -42,6 +42,9 @@ pub const MAX_IDS: usize = 650;
 pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let Some((version, route)) = route::parse(parts.uri.path()) else {
+        if let Some((version, route)) = super::users::parse(parts.uri.path()) {
+            return super::users::dispatch(&state, version, route, &parts).await;
+        }
         return ApiError::not_found(format!(
             "Resource not found for the path '{}'.",
             parts.uri.path()

@@ -224,6 +224,75 @@ async fn the_status_message_expires_at_its_instant_in_its_time_zone() {
 }
 
 #[tokio::test]
+async fn an_expiry_with_the_time_zones_offset_is_accepted_and_a_contradicting_one_refused() {
+    let server = TestServer::start().await;
+    let now = server.now().await;
+    let in_an_hour = (now + jiff::SignedDuration::from_hours(1))
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .datetime()
+        .strftime("%Y-%m-%dT%H:%M:%S")
+        .to_string();
+    let body = |date_time: String, time_zone: &str| {
+        json!({"statusMessage": {
+            "message": {"content": "Back soon", "contentType": "text"},
+            "expiryDateTime": {"dateTime": date_time, "timeZone": time_zone}
+        }})
+    };
+    let read = || async {
+        server
+            .get("/v1.0/me/presence", &server.adele())
+            .await
+            .json()["statusMessage"]
+            .clone()
+    };
+    // As office365-rest-python-client sends it.
+    server
+        .post(
+            "/v1.0/me/presence/setStatusMessage",
+            &server.adele(),
+            body(format!("{in_an_hour}+00:00"), "UTC"),
+        )
+        .await
+        .assert_done();
+    let message = read().await;
+    assert_eq!(message["message"]["content"], "Back soon");
+    assert_eq!(
+        message["expiryDateTime"]["dateTime"],
+        format!("{in_an_hour}.0000000")
+    );
+    assert_eq!(message["expiryDateTime"]["timeZone"], "UTC");
+
+    // A contradicting offset is refused and leaves the message as it was.
+    for (date_time, time_zone, named) in [
+        (format!("{in_an_hour}+02:00"), "UTC", ["+02:00", "+00:00"]),
+        (
+            "2030-07-01T09:00:00-05:00".to_string(),
+            "Pacific Standard Time",
+            ["-05:00", "-07:00"],
+        ),
+    ] {
+        let answer = server
+            .post(
+                "/v1.0/me/presence/setStatusMessage",
+                &server.adele(),
+                json!({"statusMessage": {
+                    "message": {"content": "Other", "contentType": "text"},
+                    "expiryDateTime": {"dateTime": date_time, "timeZone": time_zone}
+                }}),
+            )
+            .await;
+        let text = answer.assert_error(400, "InvalidArgument");
+        for part in named.iter().chain([&time_zone]) {
+            assert!(text.contains(part), "{text} should name {part}");
+        }
+        assert_eq!(read().await, message);
+    }
+
+    server.advance("PT1H").await;
+    assert_eq!(read().await, serde_json::Value::Null);
+}
+
+#[tokio::test]
 async fn an_empty_or_null_status_message_clears_it() {
     let server = TestServer::start().await;
     let set = json!({"statusMessage": {"message": {"content": "Hi", "contentType": "text"}}});

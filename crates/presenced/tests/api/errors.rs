@@ -235,7 +235,7 @@ async fn tokens_are_checked_against_the_real_clock_not_the_manual_one() {
 async fn unknown_routes_and_methods_answer_in_the_envelope() {
     let server = TestServer::start().await;
     for path in [
-        "/v1.0/users",
+        "/v1.0/groups",
         "/v2.0/me/presence",
         "/nothing",
         "/v1.0/me/presence/fly",

@@ -47,7 +47,9 @@ pub fn directory_json() -> Value {
              "scopes": ["Presence.Read", "Presence.Read.All", "Presence.ReadWrite"]},
             {"appId": OTHER_APP, "displayName": "Wallboard", "secrets": ["wallboard-secret"], "roles": ["Presence.Read.All"]}
         ], "users": [
-            {"id": ADELE, "userPrincipalName": "adele.vance@contoso.com", "displayName": "Adele Vance", "password": ADELE_PASSWORD},
+            {"id": ADELE, "userPrincipalName": "adele.vance@contoso.com", "displayName": "Adele Vance", "password": ADELE_PASSWORD,
+             "mail": "adele.vance@contoso.com", "givenName": "Adele", "surname": "Vance", "jobTitle": "Retail Manager",
+             "officeLocation": "18/2111", "preferredLanguage": "en-US", "businessPhones": ["+1 425 555 0109"]},
             {"id": MEGAN, "userPrincipalName": "megan.bowen@contoso.com", "displayName": "Megan Bowen"},
             {"id": LEE, "userPrincipalName": "lee.gu@contoso.com", "displayName": "Lee Gu"}
         ]},

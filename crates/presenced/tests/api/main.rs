@@ -2,8 +2,10 @@
 //! Graph clients drive it. One test binary; `helpers` has `TestServer`.
 
 mod actions;
+mod batch;
 mod captures;
 mod cli;
+mod cors;
 mod diskfull;
 mod durability;
 mod edge;
@@ -25,3 +27,4 @@ mod sdk_env;
 mod seed;
 mod slow;
 mod tls;
+mod users;

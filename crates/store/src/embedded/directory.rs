@@ -13,7 +13,7 @@ use super::memory::{self, KeyBytes, Resident};
 use super::tables::{user_key_bytes, user_key_from_bytes};
 use super::writer::Op;
 use super::{EmbeddedStore, Step};
-use crate::{DirectoryChange, StoreError, TenantRecord, UserKey, codec};
+use crate::{DirectoryChange, DirectoryUser, StoreError, TenantRecord, UserKey, codec};
 
 impl EmbeddedStore {
     pub(super) fn load_directory_in_memory(
@@ -153,5 +153,23 @@ impl EmbeddedStore {
             record.users.sort_by_key(|user| user.id);
         }
         Ok(records)
+    }
+
+    /// One tenant's users, by id, decoding only theirs.
+    pub(super) fn tenant_users_now(&self, tenant: Guid) -> Result<Vec<DirectoryUser>, StoreError> {
+        let mut users = Vec::new();
+        for shard in self.memory.shards() {
+            for resident in memory::read(shard).iter() {
+                let Some(record) = resident.directory() else {
+                    continue;
+                };
+                let key = user_key_from_bytes(resident.key());
+                if key.tenant == tenant {
+                    users.push(codec::decode_directory_user(key.user, record)?);
+                }
+            }
+        }
+        users.sort_by_key(|user| user.id);
+        Ok(users)
     }
 }
