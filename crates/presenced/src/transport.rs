@@ -14,15 +14,27 @@
 //!   `header_read_timeout`, or the connection is closed (slow-loris);
 //! - a connection with no request in flight for `idle_timeout` is closed
 //!   (gracefully: HTTP/2 gets a GOAWAY);
-//! - heads beyond `head_buffer_bytes` are refused by hyper itself (`431`
-//!   without Graph's envelope); the smaller configured limit is answered in
-//!   the envelope by `api::edge`.
+//! - a connection's first HTTP/1 request head is read and checked here
+//!   ([`first_head`]) before hyper sees it, so that what hyper would refuse
+//!   with a bare status (unparseable heads, an unknown HTTP version, a
+//!   request target that is not a URI or longer than hyper accepts, too
+//!   many header fields, conflicting `Content-Length`s, TLS bytes on the
+//!   plain port, a head beyond `head_buffer_bytes`) is answered by the
+//!   router in Graph's envelope (through a [`Refusal`] extension) with
+//!   `Connection: close`. Later heads on a kept-alive connection are checked
+//!   by hyper alone: a client that got a good first answer gets hyper's bare
+//!   status for a broken later head;
+//! - a request body the router left unread (a refusal) is drained, up to
+//!   [`DRAIN_BYTES`] within [`DRAIN_TIME`], so the connection stays usable;
+//!   past that the answer says `Connection: close`.
 //!
 //! On shutdown, listeners stop accepting, every connection finishes its
 //! in-flight requests (for at most `shutdown_grace`) and closes.
 //!
 //! This module knows HTTP connections, not Graph: it adds the client's
-//! address (`ConnectInfo`) and the scheme ([`Scheme`]) to each request, and nothing else.
+//! address (`ConnectInfo`), the scheme ([`Scheme`]) and the listener's
+//! address ([`LocalAddr`]) to each request, and nothing else; its refusals
+//! are rendered by the router.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -153,6 +165,7 @@ fn http_builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
+        .max_headers(MAX_HEADERS)
         .max_buf_size(limits.head_buffer_bytes.max(8192));
     builder
         .http2()
@@ -207,11 +220,14 @@ async fn connection(
     stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
+    let Ok(local) = stream.local_addr() else {
+        return;
+    };
     let Some(tls) = tls else {
-        return serve_http(stream, peer, Scheme::HTTP, shared, stop).await;
+        return serve_http(stream, peer, local, Scheme::HTTP, shared, stop).await;
     };
     match tokio::time::timeout(shared.limits.header_read_timeout, tls.accept(stream)).await {
-        Ok(Ok(stream)) => serve_http(stream, peer, Scheme::HTTPS, shared, stop).await,
+        Ok(Ok(stream)) => serve_http(stream, peer, local, Scheme::HTTPS, shared, stop).await,
         Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
     }
@@ -220,20 +236,34 @@ async fn connection(
 /// Serves HTTP on one connection until it ends, is idle too long, or the
 /// server stops.
 async fn serve_http<IO>(
-    io: IO,
+    mut io: IO,
     peer: SocketAddr,
+    local: SocketAddr,
     scheme: Scheme,
     shared: &Shared,
     mut stop: watch::Receiver<bool>,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let activity = Arc::new(Activity::new());
     let service = Handler {
         router: shared.router.clone(),
         peer,
+        local: LocalAddr(local),
         scheme,
-        activity: activity.clone(),
+        activity: Arc::new(Activity::new()),
+    };
+    let read = first_head(&mut io, shared.limits.head_buffer_bytes);
+    let head = match tokio::time::timeout(shared.limits.header_read_timeout, read).await {
+        Ok(Ok(Head::Pass(bytes))) => bytes,
+        Ok(Ok(Head::Refuse(refusal))) => return refuse(io, &service, refusal).await,
+        Ok(Err(error)) => return tracing::debug!(%peer, %error, "connection failed"),
+        Err(_) => return tracing::debug!(%peer, "no request head in time"),
+    };
+    let activity = service.activity.clone();
+    let io = Prefixed {
+        prefix: head,
+        at: 0,
+        io,
     };
     let connection = shared.http.serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
@@ -329,6 +359,7 @@ impl Drop for Busy {
 struct Handler {
     router: Router,
     peer: SocketAddr,
+    local: LocalAddr,
     /// Which listener the connection came through, for absolute URLs.
     scheme: Scheme,
     activity: Arc<Activity>,
@@ -345,6 +376,358 @@ impl Scheme {
     pub const HTTPS: Scheme = Scheme("https");
 }
 
+/// The local address of the connection a request arrived on (the
+/// listener's address as the client reached it), attached to every request:
+/// absolute URLs of the Graph API name it, never a client-supplied `Host`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalAddr(pub SocketAddr);
+
+/// A request head the transport refuses before hyper sees it. The router
+/// answers a request carrying this extension with the refusal, in its
+/// envelope; the transport writes that answer and closes the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// hyper's cap on header fields in one HTTP/1 head (its default is 100);
+/// the first head of a connection with more is refused in the envelope.
+pub const MAX_HEADERS: usize = 512;
+/// hyper's cap on the length of a request target.
+const MAX_TARGET: usize = u16::MAX as usize - 1;
+/// Unread request body drained after an answer so the connection can be reused.
+pub const DRAIN_BYTES: usize = 1024 * 1024;
+/// Time the drain may take before the connection is closed instead.
+pub const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// What the first read of a connection found.
+enum Head {
+    /// Bytes for hyper: a good HTTP/1 head (and whatever followed it), the
+    /// HTTP/2 preface, or what came before the client closed.
+    Pass(Vec<u8>),
+    Refuse(Refusal),
+}
+
+fn refusal(status: u16, code: &'static str, message: impl Into<String>) -> Head {
+    Head::Refuse(Refusal {
+        status,
+        code,
+        message: message.into(),
+    })
+}
+
+/// Reads until the first request head is complete and checks it as hyper
+/// would, so that what hyper refuses bare is refused here in the envelope.
+async fn first_head<IO: AsyncRead + Unpin>(io: &mut IO, limit: usize) -> std::io::Result<Head> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::with_capacity(4096);
+    loop {
+        if buf.starts_with(H2_PREFACE) {
+            return Ok(Head::Pass(buf));
+        }
+        // Nothing yet, or a prefix of the HTTP/2 preface so far: read on.
+        if !buf.is_empty() && !H2_PREFACE.starts_with(&buf) {
+            match check_head(&buf) {
+                Some(head) => return Ok(head),
+                None if buf.len() > limit => {
+                    return Ok(refusal(
+                        431,
+                        "RequestHeaderFieldsTooLarge",
+                        format!("The request head is larger than {limit} bytes."),
+                    ));
+                }
+                None => {}
+            }
+        }
+        if buf.len() == buf.capacity() {
+            buf.reserve(buf.len().min(64 * 1024));
+        }
+        if io.read_buf(&mut buf).await? == 0 {
+            return Ok(Head::Pass(buf));
+        }
+    }
+}
+
+/// `Some` once the head is decided: passed to hyper or refused; `None`
+/// while it is incomplete.
+fn check_head(buf: &[u8]) -> Option<Head> {
+    let lines = buf.iter().filter(|b| **b == b'\n').count();
+    let mut headers = vec![httparse::EMPTY_HEADER; lines + 1];
+    let mut request = httparse::Request::new(&mut headers);
+    match request.parse(buf) {
+        Ok(httparse::Status::Partial) => None,
+        Err(httparse::Error::Version) => Some(refusal(
+            505,
+            "HttpVersionNotSupported",
+            "Only HTTP/1.0, HTTP/1.1 and HTTP/2 are supported.",
+        )),
+        Err(error) => Some(refusal(
+            400,
+            "BadRequest",
+            format!("The request could not be parsed as HTTP: {error}."),
+        )),
+        Ok(httparse::Status::Complete(_)) => {
+            Some(check_parsed(&request).unwrap_or_else(|| Head::Pass(buf.to_vec())))
+        }
+    }
+}
+
+/// The checks hyper makes after parsing; `None` when the head passes.
+fn check_parsed(request: &httparse::Request<'_, '_>) -> Option<Head> {
+    let target = request.path.unwrap_or_default();
+    if target.len() > MAX_TARGET {
+        return Some(refusal(
+            414,
+            "RequestUriTooLong",
+            format!(
+                "The request target is {} bytes; at most {MAX_TARGET} are accepted.",
+                target.len()
+            ),
+        ));
+    }
+    if !target.bytes().all(|b| b.is_ascii_graphic()) || axum::http::Uri::try_from(target).is_err() {
+        return Some(refusal(
+            400,
+            "BadRequest",
+            "The request target is not a valid URI (bytes outside ASCII must be percent-encoded).",
+        ));
+    }
+    if request.headers.len() > MAX_HEADERS {
+        return Some(refusal(
+            431,
+            "RequestHeaderFieldsTooLarge",
+            format!(
+                "The request has {} header fields; at most {MAX_HEADERS} are accepted.",
+                request.headers.len()
+            ),
+        ));
+    }
+    let mut length: Option<&[u8]> = None;
+    for header in request.headers.iter() {
+        if header.name.eq_ignore_ascii_case("content-length") {
+            let valid = !header.value.is_empty() && header.value.iter().all(u8::is_ascii_digit);
+            if !valid || length.is_some_and(|first| first != header.value) {
+                return Some(refusal(
+                    400,
+                    "BadRequest",
+                    "The request has an invalid or conflicting Content-Length.",
+                ));
+            }
+            length = Some(header.value);
+        }
+    }
+    None
+}
+
+/// Has the router answer `refusal` in its envelope, writes the answer with
+/// `Connection: close`, and closes the connection after reading (and
+/// discarding) what the client still sends, for a bounded time, so the
+/// client sees the answer rather than a reset.
+async fn refuse<IO>(mut io: IO, handler: &Handler, refusal: Refusal)
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut request = hyper::Request::new(axum::body::Body::empty());
+    request.extensions_mut().insert(ConnectInfo(handler.peer));
+    request.extensions_mut().insert(handler.scheme);
+    request.extensions_mut().insert(handler.local);
+    request.extensions_mut().insert(refusal);
+    let mut router = handler.router.clone();
+    let Ok(response) = tower_service::Service::call(&mut router, request).await;
+    let (parts, body) = response.into_parts();
+    let body = http_body_util_collect(body).await;
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\n",
+        parts.status.as_u16(),
+        parts.status.canonical_reason().unwrap_or("")
+    )
+    .into_bytes();
+    for (name, value) in &parts.headers {
+        if name == axum::http::header::CONTENT_LENGTH || name == axum::http::header::CONNECTION {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(
+        format!(
+            "content-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(&body);
+    let written = async {
+        io.write_all(&out).await?;
+        io.flush().await?;
+        io.shutdown().await
+    };
+    if tokio::time::timeout(DRAIN_TIME, written).await.is_err() {
+        return;
+    }
+    let linger = async {
+        let mut sink = [0u8; 8192];
+        let mut left = DRAIN_BYTES;
+        while left > 0 {
+            match io.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, linger).await;
+}
+
+/// The bytes of a small body the router produced.
+async fn http_body_util_collect(body: axum::body::Body) -> Vec<u8> {
+    use http_body::Body as _;
+    let mut body = std::pin::pin!(body);
+    let mut out = Vec::new();
+    while let Some(Ok(frame)) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+        if let Ok(data) = frame.into_data() {
+            out.extend_from_slice(&data);
+        }
+        if out.len() > 64 * 1024 {
+            break;
+        }
+    }
+    out
+}
+
+/// A connection whose first bytes were already read: they are read again
+/// first.
+struct Prefixed<IO> {
+    prefix: Vec<u8>,
+    at: usize,
+    io: IO,
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Prefixed<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if this.at < this.prefix.len() {
+            let n = buf.remaining().min(this.prefix.len() - this.at);
+            buf.put_slice(&this.prefix[this.at..this.at + n]);
+            this.at += n;
+            if this.at == this.prefix.len() {
+                this.prefix = Vec::new();
+                this.at = 0;
+            }
+            return std::task::Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Prefixed<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// A request body shared between the router and the connection's handler,
+/// so that what the router leaves unread can be drained afterwards.
+struct SharedBody(Arc<std::sync::Mutex<Incoming>>);
+
+impl http_body::Body for SharedBody {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, hyper::Error>>> {
+        let mut body = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        Pin::new(&mut *body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.lock().map(|b| b.is_end_stream()).unwrap_or(true)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.0.lock().map(|b| b.size_hint()).unwrap_or_default()
+    }
+}
+
+/// Reads what is left of `body`, up to [`DRAIN_BYTES`] within
+/// [`DRAIN_TIME`]; whether it reached the end.
+async fn drain(body: &std::sync::Mutex<Incoming>) -> bool {
+    use http_body::Body as _;
+    let declared = body.lock().map_or(0, |b| b.size_hint().lower());
+    if declared > DRAIN_BYTES as u64 {
+        return false;
+    }
+    let read = async {
+        let mut left = DRAIN_BYTES;
+        loop {
+            let frame = std::future::poll_fn(|cx| {
+                let mut body = body.lock().unwrap_or_else(|e| e.into_inner());
+                if body.is_end_stream() {
+                    return std::task::Poll::Ready(None);
+                }
+                Pin::new(&mut *body).poll_frame(cx)
+            })
+            .await;
+            match frame {
+                None => return true,
+                Some(Err(_)) => return false,
+                Some(Ok(frame)) => {
+                    let n = frame.data_ref().map_or(0, bytes::Bytes::len);
+                    if n > left {
+                        return false;
+                    }
+                    left -= n;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(DRAIN_TIME, read)
+        .await
+        .unwrap_or(false)
+}
+
 type ResponseFuture =
     Pin<Box<dyn Future<Output = Result<axum::response::Response, Infallible>> + Send>>;
 
@@ -353,15 +736,37 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Handler {
     type Error = Infallible;
     type Future = ResponseFuture;
 
-    fn call(&self, mut request: hyper::Request<Incoming>) -> ResponseFuture {
-        request.extensions_mut().insert(ConnectInfo(self.peer));
-        request.extensions_mut().insert(self.scheme);
+    fn call(&self, request: hyper::Request<Incoming>) -> ResponseFuture {
+        use http_body::Body as _;
+        let (mut parts, body) = request.into_parts();
+        parts.extensions.insert(ConnectInfo(self.peer));
+        parts.extensions.insert(self.scheme);
+        parts.extensions.insert(self.local);
         let busy = self.activity.begin();
         let mut router = self.router.clone();
+        if body.is_end_stream() {
+            let request = hyper::Request::from_parts(parts, body);
+            return Box::pin(async move {
+                let response = tower_service::Service::call(&mut router, request).await;
+                drop(busy);
+                response
+            });
+        }
+        // A request with a body: what the router leaves unread is drained
+        // once it answered, or the answer closes the connection.
+        let body = Arc::new(std::sync::Mutex::new(body));
+        let request =
+            hyper::Request::from_parts(parts, axum::body::Body::new(SharedBody(body.clone())));
         Box::pin(async move {
-            let response = tower_service::Service::call(&mut router, request).await;
+            let Ok(mut response) = tower_service::Service::call(&mut router, request).await;
+            if !drain(&body).await {
+                response.headers_mut().insert(
+                    axum::http::header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                );
+            }
             drop(busy);
-            response
+            Ok(response)
         })
     }
 }

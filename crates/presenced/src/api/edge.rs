@@ -1,6 +1,7 @@
 //! Limits at the edge that are answered in Graph's envelope: a request head
-//! over the size limit (`431`), a request not answered in time (`408`), and a
-//! client address whose requests keep failing authentication (`429`).
+//! over the size limit (`431`), a request not answered in time (`408`), a
+//! client address whose requests keep failing authentication (`429`), and
+//! the heads the transport refused before routing (`crate::transport::Refusal`).
 //!
 //! It runs inside [`super::envelope`], so its refusals carry the envelope and
 //! the request's ids. What cannot be answered — too many connections, a head
@@ -106,6 +107,10 @@ impl Edge {
 /// Head size, the authentication guard, the request timeout: run by
 /// [`super::envelope`] around the routes.
 pub async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    if let Some(refusal) = request.extensions().get::<crate::transport::Refusal>() {
+        let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::BAD_REQUEST);
+        return ApiError::new(status, refusal.code, refusal.message.clone()).into_response();
+    }
     let edge = &state.edge;
     let limits = edge.limits;
     let size = head_size(&request);

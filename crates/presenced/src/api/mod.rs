@@ -171,24 +171,24 @@ pub async fn envelope(
 
     let status = response.status();
     // Errors of ours carry an `ApiError`; a bare error status from the HTTP
-    // machinery has no body type. Both get the envelope. An error that
-    // already has its own body (OAuth2's format) is left as it is.
-    let own_body = response.headers().contains_key(header::CONTENT_TYPE);
+    // machinery has no body type, and the framework's extractor rejections
+    // (an undecodable path or query) a plain-text one. All get the envelope.
+    // An error that already has its own JSON body (OAuth2's format) is left
+    // as it is.
+    let own_body = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
     if (status.is_client_error() || status.is_server_error())
         && (response.extensions().get::<ApiError>().is_some() || !own_body)
     {
-        let error = response
-            .extensions_mut()
-            .remove::<ApiError>()
-            .unwrap_or_else(|| ApiError::for_status(status));
         let allow = response.headers().get(header::ALLOW).cloned();
-        response = render_error(
-            &state,
-            &error,
-            request_id,
-            &client_request_id,
-            response.extensions().get::<RouteName>().copied(),
-        );
+        let route = response.extensions().get::<RouteName>().copied();
+        let error = match response.extensions_mut().remove::<ApiError>() {
+            Some(error) => error,
+            None => framework_error(status, response.into_body()).await,
+        };
+        response = render_error(&state, &error, request_id, &client_request_id, route);
         if let Some(allow) = allow {
             response.headers_mut().insert(header::ALLOW, allow);
         }
@@ -210,6 +210,27 @@ pub async fn envelope(
         "request"
     );
     response
+}
+
+/// The error for a status the HTTP machinery produced without an
+/// [`ApiError`]: a bare status, or an extractor's plain-text rejection whose
+/// text (up to a bound) becomes the message.
+async fn framework_error(status: StatusCode, body: Body) -> ApiError {
+    let text = axum::body::to_bytes(body, 1024).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let text = text.trim();
+    let mut error = ApiError::for_status(status);
+    if !text.is_empty() {
+        if status == StatusCode::BAD_REQUEST {
+            error.code = "BadRequest";
+        }
+        error.message = if text.ends_with('.') {
+            text.to_owned()
+        } else {
+            format!("{text}.")
+        };
+    }
+    error
 }
 
 fn render_error(

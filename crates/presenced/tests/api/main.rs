@@ -19,6 +19,7 @@ mod oauth;
 mod provider;
 mod reads;
 mod receiver;
+mod refusals;
 mod rich;
 mod robustness;
 mod scheduler;
