@@ -413,6 +413,9 @@ async fn dispatch(inner: &Router, batch: &Parts, version: Version, item: &Item) 
     if let Some(scheme) = batch.extensions.get::<crate::transport::Scheme>() {
         request.extensions_mut().insert(*scheme);
     }
+    if let Some(local) = batch.extensions.get::<crate::transport::LocalAddr>() {
+        request.extensions_mut().insert(*local);
+    }
     let response = match inner.clone().oneshot(request).await {
         Ok(response) => response,
         Err(never) => match never {},

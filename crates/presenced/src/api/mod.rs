@@ -288,8 +288,38 @@ struct InnerError<'a> {
     client_request_id: &'a str,
 }
 
+/// The base of the Graph API's absolute URLs (`@odata.context`,
+/// `@odata.nextLink`): `scheme://address` of the listener the request
+/// arrived on ([`crate::transport::LocalAddr`]), never a client-supplied
+/// `Host` or absolute-form request target. A configured public URL can take
+/// its place here later; requests built in-process without a connection
+/// get `http://localhost`.
+pub fn context_base(parts: &axum::http::request::Parts) -> String {
+    let mut url = String::new();
+    write_context_base(&mut url, parts);
+    url
+}
+
+/// Appends [`context_base`] to `out`.
+pub fn write_context_base(out: &mut String, parts: &axum::http::request::Parts) {
+    use std::fmt::Write as _;
+    let scheme = parts
+        .extensions
+        .get::<crate::transport::Scheme>()
+        .map_or("http", |s| s.0);
+    out.push_str(scheme);
+    out.push_str("://");
+    match parts.extensions.get::<crate::transport::LocalAddr>() {
+        Some(local) => {
+            let _ = write!(out, "{}", local.0);
+        }
+        None => out.push_str("localhost"),
+    }
+}
+
 /// `scheme://host` as the client reached presenced: the listener's scheme
-/// and the Host (or HTTP/2 authority) the client named.
+/// and the Host (or HTTP/2 authority) the client named. Only the identity
+/// provider's discovery documents use it (they follow the client's Host).
 pub fn base_url(parts: &axum::http::request::Parts) -> String {
     let mut url = String::new();
     write_base_url(&mut url, parts);

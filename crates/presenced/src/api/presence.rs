@@ -245,7 +245,7 @@ fn metadata_url(parts: &Parts, version: Version) -> String {
 
 /// Appends [`metadata_url`] to `out`.
 fn write_metadata_url(out: &mut String, parts: &Parts, version: Version) {
-    super::write_base_url(out, parts);
+    super::write_context_base(out, parts);
     let _ = write!(out, "/{}/$metadata", version.as_str());
 }
 
@@ -477,9 +477,18 @@ fn mutation(
     })
 }
 
+/// A session id: required, and a GUID (Graph's sessionId is the calling
+/// application's client id); kept as sent.
 fn session_id(id: Option<String>) -> Result<SessionId, ApiError> {
-    SessionId::parse(id.as_deref().unwrap_or(""))
-        .map_err(|e| ApiError::invalid_argument(e.to_string()))
+    let text = id.as_deref().unwrap_or("");
+    let id = SessionId::parse(text).map_err(|e| ApiError::invalid_argument(e.to_string()))?;
+    if presenced_domain::Guid::parse(text).is_none() {
+        return Err(ApiError::invalid_argument(
+            "[SessionId]: The SessionId field must be a GUID (the calling application's client id), \
+             such as 22553876-f5ab-4529-bffb-cfe50aa89f87.",
+        ));
+    }
+    Ok(id)
 }
 
 fn pair(

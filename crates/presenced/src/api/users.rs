@@ -296,14 +296,14 @@ async fn list(
 
 /// `http://host/v1.0/$metadata`.
 fn metadata_url(parts: &Parts, version: Version) -> String {
-    let mut url = super::base_url(parts);
+    let mut url = super::context_base(parts);
     let _ = write!(url, "/{}/$metadata", version.as_str());
     url
 }
 
 /// The same URL with the next page's `$skiptoken`.
 fn next_link(parts: &Parts, offset: usize) -> String {
-    let mut url = super::base_url(parts);
+    let mut url = super::context_base(parts);
     url.push_str(parts.uri.path());
     url.push('?');
     for pair in parts.uri.query().unwrap_or("").split('&') {

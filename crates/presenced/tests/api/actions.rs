@@ -7,7 +7,7 @@ use crate::helpers::*;
 const ACTIONS: [(&str, &str); 9] = [
     (
         "setPresence",
-        r#"{"sessionId":"S","availability":"Available","activity":"Available","expirationDuration":"PT1H"}"#,
+        r#"{"sessionId":"22553876-f5ab-4529-bffb-cfe50aa89f87","availability":"Available","activity":"Available","expirationDuration":"PT1H"}"#,
     ),
     (
         "setUserPreferredPresence",
@@ -25,7 +25,10 @@ const ACTIONS: [(&str, &str); 9] = [
     ("setAutomaticLocation", r#"{"workLocationType":"remote"}"#),
     ("clearAutomaticLocation", ""),
     ("clearLocation", ""),
-    ("clearPresence", r#"{"sessionId":"S"}"#),
+    (
+        "clearPresence",
+        r#"{"sessionId":"22553876-f5ab-4529-bffb-cfe50aa89f87"}"#,
+    ),
 ];
 
 #[tokio::test]

@@ -30,7 +30,7 @@ async fn sigkill_during_concurrent_writes_loses_no_acknowledged_write() {
             // Bounded: at most 2,000 writes per writer, or until the server dies.
             for i in 0..2000 {
                 let user = users[i % users.len()];
-                let session = format!("w{writer}-{i}");
+                let session = format!("00000000-0000-4000-{writer:04x}-{i:012}");
                 let body = json!({"sessionId": session, "availability": "Busy", "activity": "InACall", "expirationDuration": "PT4H"});
                 let sent = client
                     .post(format!("{base}/v1.0/users/{user}/presence/setPresence"))

@@ -438,17 +438,35 @@ async fn session_ids_are_required_and_bounded() {
         )
         .await
         .assert_error(400, "InvalidArgument");
-    let long = json!({"sessionId": "s".repeat(257), "availability": "Busy", "activity": "InACall"});
+    // Session ids are GUIDs (the calling app's client id): anything else,
+    // a NUL included, is refused and changes nothing.
+    for bad in [
+        "s".repeat(257),
+        "s".to_owned(),
+        "softphone-1".to_owned(),
+        format!("{APP}\u{0}"),
+        format!("{{{APP}}}"),
+        "22553876-f5ab-4529-bffb-cfe50aa89f8".to_owned(),
+    ] {
+        let body = json!({"sessionId": bad, "availability": "Busy", "activity": "InACall"});
+        let message = server
+            .post(&path, &server.app(), body)
+            .await
+            .assert_error(400, "InvalidArgument");
+        assert!(message.contains("SessionId"), "{message}");
+    }
+    let clear = path.replace("setPresence", "clearPresence");
     server
-        .post(&path, &server.app(), long)
+        .post(
+            &clear,
+            &server.app(),
+            json!({"sessionId": "not\u{0}a guid"}),
+        )
         .await
         .assert_error(400, "InvalidArgument");
-    let longest =
-        json!({"sessionId": "s".repeat(256), "availability": "Busy", "activity": "InACall"});
-    server
-        .post(&path, &server.app(), longest)
-        .await
-        .assert_done();
+    let guid =
+        json!({"sessionId": APP.to_uppercase(), "availability": "Busy", "activity": "InACall"});
+    server.post(&path, &server.app(), guid).await.assert_done();
 }
 
 #[tokio::test]

@@ -155,7 +155,7 @@ async fn client_credentials_give_an_app_token_with_the_granted_roles() {
         .post(
             &format!("/v1.0/users/{ADELE}/presence/setPresence"),
             &token,
-            serde_json::json!({"sessionId": "s", "availability": "Busy", "activity": "InACall"}),
+            serde_json::json!({"sessionId": "22553876-f5ab-4529-bffb-cfe50aa89f87", "availability": "Busy", "activity": "InACall"}),
         )
         .await
         .assert_error(403, "Forbidden");

@@ -257,18 +257,36 @@ async fn sessions_rank_do_not_disturb_over_busy_over_available_over_away() {
     let path = format!("/v1.0/users/{LEE}/presence/setPresence");
     let set = |session: &str, availability: &str, activity: &str| json!({"sessionId": session, "availability": availability, "activity": activity, "expirationDuration": "PT1H"});
     let steps = [
-        (set("phone", "Away", "Away"), ["Away", "Away"]),
         (
-            set("desk", "Available", "Available"),
+            set("00000000-0000-4000-8000-000000000003", "Away", "Away"),
+            ["Away", "Away"],
+        ),
+        (
+            set(
+                "00000000-0000-4000-8000-000000000002",
+                "Available",
+                "Available",
+            ),
             ["Available", "Available"],
         ),
-        (set("softphone", "Busy", "InACall"), ["Busy", "InACall"]),
         (
-            set("bridge", "Busy", "InAConferenceCall"),
+            set("00000000-0000-4000-8000-000000000005", "Busy", "InACall"),
+            ["Busy", "InACall"],
+        ),
+        (
+            set(
+                "00000000-0000-4000-8000-000000000001",
+                "Busy",
+                "InAConferenceCall",
+            ),
             ["Busy", "InAConferenceCall"],
         ),
         (
-            set("slides", "DoNotDisturb", "Presenting"),
+            set(
+                "00000000-0000-4000-8000-000000000004",
+                "DoNotDisturb",
+                "Presenting",
+            ),
             ["DoNotDisturb", "Presenting"],
         ),
     ];
@@ -281,14 +299,18 @@ async fn sessions_rank_do_not_disturb_over_busy_over_available_over_away() {
         .post(
             &format!("/v1.0/users/{LEE}/presence/clearPresence"),
             &server.app(),
-            json!({"sessionId": "slides"}),
+            json!({"sessionId": "00000000-0000-4000-8000-000000000004"}),
         )
         .await
         .assert_done();
     assert_eq!(server.presence_of(LEE).await, ["Busy", "InAConferenceCall"]);
     server.advance("PT1S").await;
     server
-        .post(&path, &server.app(), set("softphone", "Busy", "InACall"))
+        .post(
+            &path,
+            &server.app(),
+            set("00000000-0000-4000-8000-000000000005", "Busy", "InACall"),
+        )
         .await
         .assert_done();
     assert_eq!(server.presence_of(LEE).await, ["Busy", "InACall"]);

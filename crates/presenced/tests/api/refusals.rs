@@ -415,3 +415,27 @@ async fn a_pooled_client_keeps_its_connection_after_a_throttled_request() {
     }
     assert!(throttled > 0, "the throttle never answered 429");
 }
+
+#[tokio::test]
+async fn odata_context_names_the_listener_never_the_clients_host() {
+    let server = TestServer::start_with(&ARGS).await;
+    let token = server.adele();
+    let expected = format!("{}/v1.0/$metadata#", server.base);
+    for target in [
+        "/v1.0/me/presence".to_owned(),
+        "http://evil.example/v1.0/me/presence".to_owned(),
+        format!("http://evil.example/v1.0/users/{ADELE}/presence"),
+    ] {
+        let mut stream = TcpStream::connect(address(&server)).await.unwrap();
+        let request = format!(
+            "GET {target} HTTP/1.1\r\nHost: evil.example\r\nAuthorization: Bearer {token}\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let answer = read_raw(&mut stream).await;
+        assert_eq!(answer.status, 200, "{target}: {}", answer.body);
+        let body: Value = serde_json::from_str(&answer.body).unwrap();
+        let context = body["@odata.context"].as_str().unwrap();
+        assert!(context.starts_with(&expected), "{target}: {context}");
+        assert!(!context.contains("evil"), "{target}: {context}");
+    }
+}

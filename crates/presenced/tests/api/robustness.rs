@@ -194,7 +194,7 @@ fn batch_body() -> impl Strategy<Value = serde_json::Value> {
         prop::option::of(url),
         prop::option::of(prop::collection::vec("[a-c]{0,2}", 0..3)),
         prop::option::of(prop_oneof![
-            Just(serde_json::json!({"sessionId": "s", "availability": "Busy", "activity": "Busy"})),
+            Just(serde_json::json!({"sessionId": "22553876-f5ab-4529-bffb-cfe50aa89f87", "availability": "Busy", "activity": "Busy"})),
             Just(serde_json::json!("bm90IGpzb24=")),
             Just(serde_json::json!("%%%")),
             Just(serde_json::json!([1, 2])),
