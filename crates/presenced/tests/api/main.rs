@@ -11,6 +11,7 @@ mod durability;
 mod edge;
 mod errors;
 mod extensions;
+mod fuzz;
 mod helpers;
 mod issuers;
 mod limits;
