@@ -14,8 +14,8 @@ use presenced_domain::{
 };
 use presenced_store::embedded::{EmbeddedStore, FILE_NAME};
 use presenced_store::{
-    ApplyOutcome, DirectoryChange, DirectoryUser, KnownFacts, Store, StoreError, Tenant,
-    TenantRecord, UserKey, UserProfile,
+    ApplyOutcome, DirectoryChange, DirectoryUser, KnownFacts, OutboxBody, OutboxSettlement, Store,
+    StoreError, SubscriptionRecord, Tenant, TenantRecord, UserKey, UserProfile,
 };
 use redb::{Database, TableDefinition};
 
@@ -678,4 +678,141 @@ async fn open_creates_missing_directories() {
     let store = open(&nested);
     assert!(nested.join(FILE_NAME).exists());
     assert!(store.is_ready());
+}
+
+fn subscription(id: u128, tenant_users: &[u128], body: &[u8]) -> SubscriptionRecord {
+    SubscriptionRecord {
+        id: Guid::from_u128(0x5000 + id),
+        tenant: TENANT,
+        users: tenant_users.iter().map(|n| user(*n).user).collect(),
+        body: body.to_vec(),
+    }
+}
+
+async fn subscriptions_and_the_outbox_keep_their_contract(backend: Backend) {
+    let place = backend.place();
+    let store = place.open().await;
+    // A change of a user without subscriptions enqueues nothing.
+    applied(
+        &store,
+        user(2),
+        set_session("s", "Busy", "InACall", 30),
+        at(0),
+    )
+    .await;
+    assert_eq!(store.outbox_next_due().await.unwrap(), None);
+
+    let first = subscription(1, &[1, 2], b"one");
+    store.put_subscription(first.clone()).await.unwrap();
+    store
+        .put_subscription(subscription(2, &[2], b"two"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.subscription(first.id).await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(
+        store.subscriptions_of(user(1)).await.unwrap(),
+        vec![first.id]
+    );
+    assert_eq!(store.subscriptions_of(user(2)).await.unwrap().len(), 2);
+    // Replacing a subscription moves its index with it.
+    let moved = subscription(1, &[3], b"moved");
+    store.put_subscription(moved.clone()).await.unwrap();
+    assert!(store.subscriptions_of(user(1)).await.unwrap().is_empty());
+    assert_eq!(
+        store.subscriptions_of(user(3)).await.unwrap(),
+        vec![moved.id]
+    );
+    assert_eq!(store.subscriptions().await.unwrap().len(), 2);
+
+    // A visible change of a subscribed user is enqueued with the write.
+    applied(&store, user(3), set_session("s", "Away", "Away", 30), at(1)).await;
+    assert_eq!(store.outbox_next_due().await.unwrap(), Some(Timestamp::MIN));
+    let claimed = store.claim_outbox(at(1), 10).await.unwrap();
+    assert_eq!(claimed.len(), 1, "{claimed:?}");
+    assert_eq!(
+        claimed[0].body,
+        OutboxBody::Changed {
+            key: user(3),
+            at: at(1)
+        }
+    );
+    // Claimed entries are not answered again until settled.
+    assert!(store.claim_outbox(at(1), 10).await.unwrap().is_empty());
+    assert_eq!(store.outbox_next_due().await.unwrap(), None);
+
+    // Settle: the change done, one delivery added, retried later.
+    let added = store
+        .settle_outbox(OutboxSettlement {
+            done: vec![claimed[0].id],
+            add: vec![(at(5), OutboxBody::Opaque(b"deliver".to_vec()))],
+            retry: Vec::new(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(added.len(), 1);
+    assert_eq!(store.outbox_next_due().await.unwrap(), Some(at(5)));
+    assert!(store.claim_outbox(at(4), 10).await.unwrap().is_empty());
+    let delivery = store.claim_outbox(at(5), 10).await.unwrap();
+    assert_eq!(delivery.len(), 1);
+    assert_eq!(delivery[0].id, added[0]);
+    store
+        .settle_outbox(OutboxSettlement {
+            retry: vec![(added[0], at(9), OutboxBody::Opaque(b"again".to_vec()))],
+            ..OutboxSettlement::default()
+        })
+        .await
+        .unwrap();
+    assert!(store.claim_outbox(at(8), 10).await.unwrap().is_empty());
+    let again = store.claim_outbox(at(9), 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].body, OutboxBody::Opaque(b"again".to_vec()));
+
+    // After a restart unsettled claims are answered again (at least once),
+    // and subscriptions are still there; deleting one removes its index.
+    store.close().await.unwrap();
+    drop(store);
+    let store = place.open().await;
+    assert_eq!(store.claim_outbox(at(9), 10).await.unwrap().len(), 1);
+    assert!(store.delete_subscription(moved.id).await.unwrap());
+    assert!(!store.delete_subscription(moved.id).await.unwrap());
+    assert!(store.subscriptions_of(user(3)).await.unwrap().is_empty());
+    assert_eq!(store.subscriptions().await.unwrap().len(), 1);
+}
+both!(subscriptions_and_the_outbox_keep_their_contract);
+
+/// Two stores on one cluster are two nodes: a write on one is read on the
+/// other at once, and so is the manual clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_on_one_redis_node_is_read_on_another() {
+    let place = Backend::Redis.place();
+    let a = place.open().await;
+    let b = place.open().await;
+    applied(&a, user(1), set_session("s", "Busy", "InACall", 30), at(0)).await;
+    assert_eq!(facts(&b, user(1)).await, facts(&a, user(1)).await);
+    assert!(facts(&b, user(1)).await.is_some());
+    a.set_manual_clock(at(7)).await.unwrap();
+    assert_eq!(b.manual_clock().await.unwrap(), Some(at(7)));
+    // Interleaved writes through both nodes all land (compare-and-set).
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.spawn(async move {
+            let id = format!("s{i}");
+            store
+                .apply(
+                    user(2),
+                    set_session(&id, "Available", "Available", 60),
+                    at(1),
+                )
+                .await
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        assert!(matches!(result.unwrap().unwrap(), ApplyOutcome::Applied(_)));
+    }
+    let sessions = facts(&b, user(2)).await.unwrap();
+    assert_eq!(sessions.sessions.len(), 20, "{sessions:?}");
 }
