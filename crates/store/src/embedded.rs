@@ -45,7 +45,7 @@ mod compaction;
 mod deadlines;
 mod directory;
 mod memory;
-mod notify;
+pub(crate) mod notify;
 mod recovery;
 mod tables;
 #[cfg(test)]

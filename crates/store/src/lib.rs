@@ -10,6 +10,8 @@
 //! - [`embedded`]: the default backend: authoritative state in memory for
 //!   reads, every acknowledged write durable in a redb file first (group
 //!   commit: many writes per fsync).
+//! - [`redis`]: the Redis Cluster backend, for many nodes sharing one
+//!   state (key layout and write script in its docs).
 //! - [`codec`]: the versioned binary encoding of facts and directory records.
 //!
 //! Change notifications add two things: subscriptions (opaque bodies the
@@ -22,6 +24,7 @@
 
 pub mod codec;
 pub mod embedded;
+pub mod redis;
 
 use std::future::Future;
 use std::pin::Pin;

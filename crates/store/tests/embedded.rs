@@ -1,6 +1,8 @@
-//! The embedded store through its public interface: what is acknowledged
+//! The stores through their public interface: what is acknowledged
 //! survives a reopen, writes are group-committed, and the directory, the
 //! manual clock and the deadline index behave as the `Store` trait says.
+//! Tests taking a `Backend` run against the embedded store and the Redis
+//! Cluster store (`both!`); the others are about the embedded store's file.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,10 +14,13 @@ use presenced_domain::{
 };
 use presenced_store::embedded::{EmbeddedStore, FILE_NAME};
 use presenced_store::{
-    ApplyOutcome, DirectoryChange, DirectoryUser, KnownFacts, Store, StoreError, Tenant,
-    TenantRecord, UserKey, UserProfile,
+    ApplyOutcome, DirectoryChange, DirectoryUser, KnownFacts, OutboxBody, OutboxSettlement, Store,
+    StoreError, SubscriptionRecord, Tenant, TenantRecord, UserKey, UserProfile,
 };
 use redb::{Database, TableDefinition};
+
+mod support;
+use support::Backend;
 
 const TENANT: Guid = Guid::from_u128(0x7e4a_0000_0000_0000_0000_0000_0000_0001);
 
@@ -49,14 +54,19 @@ fn open(dir: &Path) -> Arc<EmbeddedStore> {
     EmbeddedStore::open(dir, Rules::default()).unwrap()
 }
 
-async fn applied(store: &EmbeddedStore, key: UserKey, mutation: Mutation, now: Timestamp) {
+async fn applied<S: Store + ?Sized>(
+    store: &Arc<S>,
+    key: UserKey,
+    mutation: Mutation,
+    now: Timestamp,
+) {
     match store.apply(key, mutation, now).await.unwrap() {
         ApplyOutcome::Applied(applied) => assert!(applied.facts_changed),
         ApplyOutcome::Refused(refused) => panic!("refused: {refused}"),
     }
 }
 
-async fn facts(store: &EmbeddedStore, key: UserKey) -> Option<UserFacts> {
+async fn facts<S: Store + ?Sized>(store: &Arc<S>, key: UserKey) -> Option<UserFacts> {
     store
         .facts(key)
         .await
@@ -64,7 +74,7 @@ async fn facts(store: &EmbeddedStore, key: UserKey) -> Option<UserFacts> {
         .map(|facts| (*facts).clone())
 }
 
-async fn all_due(store: &EmbeddedStore) -> Vec<(UserKey, Timestamp)> {
+async fn all_due<S: Store + ?Sized>(store: &Arc<S>) -> Vec<(UserKey, Timestamp)> {
     store.due(Timestamp::MAX, usize::MAX).await.unwrap()
 }
 
@@ -107,21 +117,20 @@ async fn acknowledged_facts_and_deadlines_survive_a_reopen() {
     assert_eq!(store.user_count(), 2);
 }
 
-#[tokio::test]
-async fn dropping_the_store_without_close_still_commits() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+async fn dropping_the_store_without_close_still_commits(backend: Backend) {
+    let place = backend.place();
+    let store = place.open().await;
     applied(&store, user(1), set_session("s", "Away", "Away", 5), at(0)).await;
     let before = facts(&store, user(1)).await;
     drop(store);
-    let store = open(dir.path());
+    let store = place.open().await;
     assert_eq!(facts(&store, user(1)).await, before);
 }
+both!(dropping_the_store_without_close_still_commits);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_applies_are_all_acknowledged_and_durable() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+async fn concurrent_applies_are_all_acknowledged_and_durable(backend: Backend) {
+    let place = backend.place();
+    let store = place.open().await;
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..400u128 {
         let store = Arc::clone(&store);
@@ -137,12 +146,14 @@ async fn concurrent_applies_are_all_acknowledged_and_durable() {
     while let Some(result) = tasks.join_next().await {
         assert!(matches!(result.unwrap().unwrap(), ApplyOutcome::Applied(_)));
     }
-    assert_eq!(store.stats().writes, 400);
+    if let Some(stats) = place.stats() {
+        assert_eq!(stats.writes, 400);
+    }
     let before: Vec<_> = facts_of_first(&store, 200).await;
     store.close().await.unwrap();
     drop(store);
 
-    let store = open(dir.path());
+    let store = place.open().await;
     let after: Vec<_> = facts_of_first(&store, 200).await;
     assert_eq!(after, before);
     assert!(
@@ -151,8 +162,9 @@ async fn concurrent_applies_are_all_acknowledged_and_durable() {
             .all(|facts| facts.as_ref().is_some_and(|f| f.sessions.len() == 2))
     );
 }
+both!(concurrent_applies_are_all_acknowledged_and_durable);
 
-async fn facts_of_first(store: &EmbeddedStore, users: u128) -> Vec<Option<UserFacts>> {
+async fn facts_of_first<S: Store + ?Sized>(store: &Arc<S>, users: u128) -> Vec<Option<UserFacts>> {
     let ids = (0..users).map(|n| user(n).user).collect();
     let many = store.facts_many(TENANT, ids).await.unwrap();
     many.into_iter()
@@ -184,10 +196,9 @@ async fn concurrent_writes_share_commits() {
     assert!(stats.commits < stats.writes, "{stats:?}");
 }
 
-#[tokio::test]
-async fn a_refused_mutation_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+async fn a_refused_mutation_writes_nothing(backend: Backend) {
+    let place = backend.place();
+    let store = place.open().await;
     let clear = Mutation::ClearSession {
         id: SessionId::parse("nope").unwrap(),
     };
@@ -196,14 +207,16 @@ async fn a_refused_mutation_writes_nothing() {
         outcome,
         ApplyOutcome::Refused(MutationError::SessionNotFound("nope".to_owned()))
     );
-    assert_eq!(store.stats().writes, 0);
+    if let Some(stats) = place.stats() {
+        assert_eq!(stats.writes, 0);
+    }
     assert_eq!(facts(&store, user(1)).await, None);
 }
+both!(a_refused_mutation_writes_nothing);
 
-#[tokio::test]
-async fn a_mutation_that_changes_nothing_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+async fn a_mutation_that_changes_nothing_writes_nothing(backend: Backend) {
+    let place = backend.place();
+    let store = place.open().await;
     let outcome = store
         .apply(user(1), Mutation::ClearPreferred, at(0))
         .await
@@ -212,9 +225,12 @@ async fn a_mutation_that_changes_nothing_writes_nothing() {
         panic!("{outcome:?}")
     };
     assert!(!applied.facts_changed && !applied.visible_change);
-    assert_eq!(store.stats(), Default::default());
+    if let Some(stats) = place.stats() {
+        assert_eq!(stats, Default::default());
+    }
     assert_eq!(facts(&store, user(1)).await, None);
 }
+both!(a_mutation_that_changes_nothing_writes_nothing);
 
 fn directory_user(n: u128, name: &str) -> DirectoryUser {
     DirectoryUser {
@@ -235,11 +251,10 @@ fn tenant(id: Guid, name: &str, users: Vec<DirectoryUser>) -> TenantRecord {
     }
 }
 
-#[tokio::test]
-async fn directory_loads_add_and_update_and_keep_unnamed_users() {
-    let dir = tempfile::tempdir().unwrap();
+async fn directory_loads_add_and_update_and_keep_unnamed_users(backend: Backend) {
+    let place = backend.place();
     let other = Guid::from_u128(0xbeef);
-    let store = open(dir.path());
+    let store = place.open().await;
     let first = vec![
         tenant(
             TENANT,
@@ -315,7 +330,7 @@ async fn directory_loads_add_and_update_and_keep_unnamed_users() {
     );
     drop(store);
 
-    let store = open(dir.path());
+    let store = place.open().await;
     let mut reopened = store.directory().await.unwrap();
     reopened.sort_by_key(|record| record.tenant.id);
     assert_eq!(reopened, sorted);
@@ -326,11 +341,11 @@ async fn directory_loads_add_and_update_and_keep_unnamed_users() {
         vec![]
     );
 }
+both!(directory_loads_add_and_update_and_keep_unnamed_users);
 
-#[tokio::test]
-async fn a_users_profile_is_kept_and_updated_across_restarts() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+async fn a_users_profile_is_kept_and_updated_across_restarts(backend: Backend) {
+    let place = backend.place();
+    let store = place.open().await;
     let mut ada = directory_user(1, "Ada");
     ada.profile = UserProfile {
         mail: Some("ada@contoso.example".into()),
@@ -354,17 +369,17 @@ async fn a_users_profile_is_kept_and_updated_across_restarts() {
         .unwrap();
     assert_eq!(change.users_updated, 1);
     drop(store);
-    let store = open(dir.path());
+    let store = place.open().await;
     assert_eq!(
         store.tenant_users(TENANT).await.unwrap(),
         vec![ada, directory_user(2, "Bo")]
     );
 }
+both!(a_users_profile_is_kept_and_updated_across_restarts);
 
-#[tokio::test]
-async fn a_removed_user_leaves_the_directory_durably_and_keeps_their_facts() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+async fn a_removed_user_leaves_the_directory_durably_and_keeps_their_facts(backend: Backend) {
+    let place = backend.place();
+    let store = place.open().await;
     let users = vec![directory_user(1, "Ada"), directory_user(2, "Bo")];
     store
         .load_directory(vec![tenant(TENANT, "Contoso", users)])
@@ -385,7 +400,7 @@ async fn a_removed_user_leaves_the_directory_durably_and_keeps_their_facts() {
     assert!(facts(&store, user(1)).await.is_some());
     drop(store);
 
-    let store = open(dir.path());
+    let store = place.open().await;
     assert_eq!(store.user(user(1)).await.unwrap(), None);
     assert_eq!(
         store.user(user(2)).await.unwrap(),
@@ -393,11 +408,11 @@ async fn a_removed_user_leaves_the_directory_durably_and_keeps_their_facts() {
     );
     assert!(facts(&store, user(1)).await.is_some());
 }
+both!(a_removed_user_leaves_the_directory_durably_and_keeps_their_facts);
 
-#[tokio::test]
-async fn one_lookup_reads_answer_what_user_and_facts_answer() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+async fn one_lookup_reads_answer_what_user_and_facts_answer(backend: Backend) {
+    let place = backend.place();
+    let store = place.open().await;
     let users = vec![directory_user(1, "Ada"), directory_user(2, "Bo")];
     store
         .load_directory(vec![tenant(TENANT, "Contoso", users)])
@@ -458,25 +473,25 @@ async fn one_lookup_reads_answer_what_user_and_facts_answer() {
     assert!(matches!(many[1], KnownFacts::Facts(Some(_))));
     assert!(matches!(many[2], KnownFacts::Facts(None)));
 }
+both!(one_lookup_reads_answer_what_user_and_facts_answer);
 
-#[tokio::test]
-async fn the_manual_clock_reading_survives_a_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+async fn the_manual_clock_reading_survives_a_reopen(backend: Backend) {
+    let place = backend.place();
+    let store = place.open().await;
     assert_eq!(store.manual_clock().await.unwrap(), None);
     store.set_manual_clock(at(5)).await.unwrap();
     store.set_manual_clock(at(7)).await.unwrap();
     assert_eq!(store.manual_clock().await.unwrap(), Some(at(7)));
     store.close().await.unwrap();
     drop(store);
-    let store = open(dir.path());
+    let store = place.open().await;
     assert_eq!(store.manual_clock().await.unwrap(), Some(at(7)));
 }
+both!(the_manual_clock_reading_survives_a_reopen);
 
-#[tokio::test]
-async fn due_lists_deadlines_earliest_first_up_to_the_limit() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+async fn due_lists_deadlines_earliest_first_up_to_the_limit(backend: Backend) {
+    let place = backend.place();
+    let store = place.open().await;
     // Busy sessions do not fade: the deadline is the expiry.
     for (n, minutes) in [(1, 60), (2, 5), (3, 240), (4, 30)] {
         applied(
@@ -515,11 +530,11 @@ async fn due_lists_deadlines_earliest_first_up_to_the_limit() {
         ]
     );
 }
+both!(due_lists_deadlines_earliest_first_up_to_the_limit);
 
-#[tokio::test]
-async fn advancing_a_handled_deadline_moves_it_to_the_next_change() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+async fn advancing_a_handled_deadline_moves_it_to_the_next_change(backend: Backend) {
+    let place = backend.place();
+    let store = place.open().await;
     // Available fades at +5 and +10 minutes, then expires at +60.
     applied(
         &store,
@@ -536,12 +551,12 @@ async fn advancing_a_handled_deadline_moves_it_to_the_next_change() {
     );
     assert_eq!(all_due(&store).await, vec![(user(1), at(10))]);
     // A stale or repeated call changes nothing.
-    let writes = store.stats().writes;
+    let writes = place.stats().map(|s| s.writes);
     assert_eq!(
         store.advance_deadline(user(1), at(5), at(6)).await.unwrap(),
         Some(at(10))
     );
-    assert_eq!(store.stats().writes, writes);
+    assert_eq!(place.stats().map(|s| s.writes), writes);
     // A late handler skips what is already past.
     assert_eq!(
         store
@@ -560,10 +575,11 @@ async fn advancing_a_handled_deadline_moves_it_to_the_next_change() {
     );
     let before = facts(&store, user(1)).await;
     drop(store);
-    let store = open(dir.path());
+    let store = place.open().await;
     assert_eq!(all_due(&store).await, vec![]);
     assert_eq!(facts(&store, user(1)).await, before);
 }
+both!(advancing_a_handled_deadline_moves_it_to_the_next_change);
 
 #[tokio::test]
 async fn after_close_every_call_is_refused() {
@@ -662,4 +678,141 @@ async fn open_creates_missing_directories() {
     let store = open(&nested);
     assert!(nested.join(FILE_NAME).exists());
     assert!(store.is_ready());
+}
+
+fn subscription(id: u128, tenant_users: &[u128], body: &[u8]) -> SubscriptionRecord {
+    SubscriptionRecord {
+        id: Guid::from_u128(0x5000 + id),
+        tenant: TENANT,
+        users: tenant_users.iter().map(|n| user(*n).user).collect(),
+        body: body.to_vec(),
+    }
+}
+
+async fn subscriptions_and_the_outbox_keep_their_contract(backend: Backend) {
+    let place = backend.place();
+    let store = place.open().await;
+    // A change of a user without subscriptions enqueues nothing.
+    applied(
+        &store,
+        user(2),
+        set_session("s", "Busy", "InACall", 30),
+        at(0),
+    )
+    .await;
+    assert_eq!(store.outbox_next_due().await.unwrap(), None);
+
+    let first = subscription(1, &[1, 2], b"one");
+    store.put_subscription(first.clone()).await.unwrap();
+    store
+        .put_subscription(subscription(2, &[2], b"two"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.subscription(first.id).await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(
+        store.subscriptions_of(user(1)).await.unwrap(),
+        vec![first.id]
+    );
+    assert_eq!(store.subscriptions_of(user(2)).await.unwrap().len(), 2);
+    // Replacing a subscription moves its index with it.
+    let moved = subscription(1, &[3], b"moved");
+    store.put_subscription(moved.clone()).await.unwrap();
+    assert!(store.subscriptions_of(user(1)).await.unwrap().is_empty());
+    assert_eq!(
+        store.subscriptions_of(user(3)).await.unwrap(),
+        vec![moved.id]
+    );
+    assert_eq!(store.subscriptions().await.unwrap().len(), 2);
+
+    // A visible change of a subscribed user is enqueued with the write.
+    applied(&store, user(3), set_session("s", "Away", "Away", 30), at(1)).await;
+    assert_eq!(store.outbox_next_due().await.unwrap(), Some(Timestamp::MIN));
+    let claimed = store.claim_outbox(at(1), 10).await.unwrap();
+    assert_eq!(claimed.len(), 1, "{claimed:?}");
+    assert_eq!(
+        claimed[0].body,
+        OutboxBody::Changed {
+            key: user(3),
+            at: at(1)
+        }
+    );
+    // Claimed entries are not answered again until settled.
+    assert!(store.claim_outbox(at(1), 10).await.unwrap().is_empty());
+    assert_eq!(store.outbox_next_due().await.unwrap(), None);
+
+    // Settle: the change done, one delivery added, retried later.
+    let added = store
+        .settle_outbox(OutboxSettlement {
+            done: vec![claimed[0].id],
+            add: vec![(at(5), OutboxBody::Opaque(b"deliver".to_vec()))],
+            retry: Vec::new(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(added.len(), 1);
+    assert_eq!(store.outbox_next_due().await.unwrap(), Some(at(5)));
+    assert!(store.claim_outbox(at(4), 10).await.unwrap().is_empty());
+    let delivery = store.claim_outbox(at(5), 10).await.unwrap();
+    assert_eq!(delivery.len(), 1);
+    assert_eq!(delivery[0].id, added[0]);
+    store
+        .settle_outbox(OutboxSettlement {
+            retry: vec![(added[0], at(9), OutboxBody::Opaque(b"again".to_vec()))],
+            ..OutboxSettlement::default()
+        })
+        .await
+        .unwrap();
+    assert!(store.claim_outbox(at(8), 10).await.unwrap().is_empty());
+    let again = store.claim_outbox(at(9), 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].body, OutboxBody::Opaque(b"again".to_vec()));
+
+    // After a restart unsettled claims are answered again (at least once),
+    // and subscriptions are still there; deleting one removes its index.
+    store.close().await.unwrap();
+    drop(store);
+    let store = place.open().await;
+    assert_eq!(store.claim_outbox(at(9), 10).await.unwrap().len(), 1);
+    assert!(store.delete_subscription(moved.id).await.unwrap());
+    assert!(!store.delete_subscription(moved.id).await.unwrap());
+    assert!(store.subscriptions_of(user(3)).await.unwrap().is_empty());
+    assert_eq!(store.subscriptions().await.unwrap().len(), 1);
+}
+both!(subscriptions_and_the_outbox_keep_their_contract);
+
+/// Two stores on one cluster are two nodes: a write on one is read on the
+/// other at once, and so is the manual clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_on_one_redis_node_is_read_on_another() {
+    let place = Backend::Redis.place();
+    let a = place.open().await;
+    let b = place.open().await;
+    applied(&a, user(1), set_session("s", "Busy", "InACall", 30), at(0)).await;
+    assert_eq!(facts(&b, user(1)).await, facts(&a, user(1)).await);
+    assert!(facts(&b, user(1)).await.is_some());
+    a.set_manual_clock(at(7)).await.unwrap();
+    assert_eq!(b.manual_clock().await.unwrap(), Some(at(7)));
+    // Interleaved writes through both nodes all land (compare-and-set).
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.spawn(async move {
+            let id = format!("s{i}");
+            store
+                .apply(
+                    user(2),
+                    set_session(&id, "Available", "Available", 60),
+                    at(1),
+                )
+                .await
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        assert!(matches!(result.unwrap().unwrap(), ApplyOutcome::Applied(_)));
+    }
+    let sessions = facts(&b, user(2)).await.unwrap();
+    assert_eq!(sessions.sessions.len(), 20, "{sessions:?}");
 }

@@ -169,7 +169,7 @@ pub(super) fn outbox_key(due: Timestamp, id: OutboxId) -> OutboxKey {
 const TAG_CHANGED: u8 = 0;
 const TAG_OPAQUE: u8 = 1;
 
-fn encode_body(body: &OutboxBody) -> Vec<u8> {
+pub(crate) fn encode_body(body: &OutboxBody) -> Vec<u8> {
     match body {
         OutboxBody::Changed { key, at } => {
             let mut out = Vec::with_capacity(49);
@@ -188,7 +188,7 @@ fn encode_body(body: &OutboxBody) -> Vec<u8> {
     }
 }
 
-fn decode_body(bytes: &[u8]) -> Result<OutboxBody, StoreError> {
+pub(crate) fn decode_body(bytes: &[u8]) -> Result<OutboxBody, StoreError> {
     let corrupt = || StoreError::Corrupt("outbox: malformed entry".to_owned());
     match bytes.split_first() {
         Some((&TAG_CHANGED, rest)) if rest.len() == 48 => Ok(OutboxBody::Changed {
@@ -211,7 +211,7 @@ fn guid(bytes: &[u8]) -> Guid {
 }
 
 /// tenant ‖ user count (u32, big-endian) ‖ users ‖ body.
-fn encode_subscription(record: &SubscriptionRecord) -> Vec<u8> {
+pub(crate) fn encode_subscription(record: &SubscriptionRecord) -> Vec<u8> {
     let mut out = Vec::with_capacity(20 + 16 * record.users.len() + record.body.len());
     out.extend_from_slice(&record.tenant.to_bytes());
     out.extend_from_slice(&(record.users.len() as u32).to_be_bytes());
@@ -222,7 +222,10 @@ fn encode_subscription(record: &SubscriptionRecord) -> Vec<u8> {
     out
 }
 
-fn decode_subscription(id: Guid, bytes: &[u8]) -> Result<SubscriptionRecord, StoreError> {
+pub(crate) fn decode_subscription(
+    id: Guid,
+    bytes: &[u8],
+) -> Result<SubscriptionRecord, StoreError> {
     let corrupt = || StoreError::Corrupt(format!("subscription {id}: malformed record"));
     if bytes.len() < 20 {
         return Err(corrupt());
