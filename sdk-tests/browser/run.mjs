@@ -176,6 +176,21 @@ try {
   page.on('console', (message) => console_.push(`${message.type()}: ${message.text()}`));
   page.on('pageerror', (error) => console_.push(`pageerror: ${error.stack ?? error}`));
 
+  // Waits for `promise`, or fails at once with what the page reports.
+  const pageError = page.locator('#error:not(:empty)');
+  const step = async (promise) => {
+    const reported = pageError.waitFor({ timeout: STEP_MS + 1_000 }).then(
+      () => true,
+      () => false,
+    );
+    const outcome = await Promise.race([
+      promise.then((value) => ({ value })),
+      reported.then((yes) => (yes ? { reported: true } : new Promise(() => {}))),
+    ]);
+    if (outcome.reported) throw new Error(`the page reported: ${await pageError.textContent()}`);
+    return outcome.value;
+  };
+
   // Presence set through the API before anyone looks.
   await setPresence(caller, 'Busy', 'InACall');
   await setPresence(other, 'DoNotDisturb', 'Presenting');
@@ -183,22 +198,24 @@ try {
   // Sign in: MSAL redirects to presenced's sign-in page, which redirects back.
   await page.goto(`${appOrigin}/`);
   await page.locator('#sign-in').click();
-  await page.waitForURL((url) => url.href.startsWith(`${presenced}/`));
+  await step(page.waitForURL((url) => url.href.startsWith(`${presenced}/`)));
   console.log(`sign-in page: ${page.url().split('?')[0]}`);
   await page.locator('input[type=password]').fill(password);
   await page.locator('form input:not([type=hidden]):not([type=password]):not([type=submit])').first().fill(userName);
   await page.locator('form [type=submit]').first().click();
-  await page.waitForURL((url) => url.href.startsWith(`${appOrigin}/`));
+  await step(page.waitForURL((url) => url.href.startsWith(`${appOrigin}/`)));
 
-  // The signed-in user's own presence, read cross-origin with fetch.
+  // The page set its session (setPresence) and read the user's presence,
+  // cross-origin with fetch; the API agrees.
+  await step(page.locator('#me-presence').filter({ hasText: 'Available / Available' }).waitFor());
   const mine = await presenceOf(me);
-  await page.locator('#me-presence').filter({ hasText: `${mine.availability} / ${mine.activity}` }).waitFor();
-  console.log(`signed in as ${await page.locator('#me-name').textContent()}; presence ${mine.availability} / ${mine.activity}`);
+  check(mine.availability === 'Available' && mine.activity === 'Available', `the API sees ${JSON.stringify(mine)}`);
+  console.log(`signed in as ${await page.locator('#me-name').textContent()}; presence Available / Available`);
 
   // mgt-person badges match presence set through the API.
   const badge = (id) => page.locator(`mgt-person[user-id="${id}"] .presence-wrapper`);
   const expectBadge = async (id, title) => {
-    await page.locator(`mgt-person[user-id="${id}"] .presence-wrapper[title="${title}"]`).waitFor();
+    await step(page.locator(`mgt-person[user-id="${id}"] .presence-wrapper[title="${title}"]`).waitFor());
     console.log(`badge of ${id}: ${await badge(id).getAttribute('title')}`);
   };
   await expectBadge(caller, 'In a call');
@@ -206,7 +223,7 @@ try {
 
   // Set presence from the page (setUserPreferredPresence, cross-origin).
   await page.locator('#set-busy').click();
-  await page.locator('#me-presence').filter({ hasText: 'Busy / Busy' }).waitFor();
+  await step(page.locator('#me-presence').filter({ hasText: 'Busy / Busy' }).waitFor());
   const after = await presenceOf(me);
   check(after.availability === 'Busy' && after.activity === 'Busy', `the API sees ${JSON.stringify(after)}`);
 
@@ -238,7 +255,8 @@ try {
   } catch {
     // the screenshot is a diagnostic only
   }
-  throw error;
+  process.exitCode = 1;
+  console.error(`${error.stack ?? error}`);
 } finally {
   await context.close();
   server.close();

@@ -54,10 +54,10 @@ async function callGraph(method, path, body) {
     },
     body: body ? JSON.stringify(body) : undefined,
   });
-  if (!response.ok) {
-    throw new Error(`${method} ${path}: ${response.status} ${await response.text()}`);
-  }
-  return response.status === 204 ? null : response.json();
+  const text = await response.text();
+  if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${text}`);
+  // The presence actions answer 200 with no body.
+  return text ? JSON.parse(text) : null;
 }
 
 async function showMyPresence() {
@@ -65,12 +65,26 @@ async function showMyPresence() {
   $('me-presence').textContent = `${presence.availability} / ${presence.activity}`;
 }
 
+const myId = () => msal.getActiveAccount().localAccountId;
+
+// The page is a presence session of its own (setPresence with its client
+// id), as a softphone or chat client would be: preferred presence shows only
+// while the user has a session.
+async function announceSession() {
+  await callGraph('POST', `/users/${myId()}/presence/setPresence`, {
+    sessionId: config.clientId,
+    availability: 'Available',
+    activity: 'Available',
+    expirationDuration: 'PT1H',
+  });
+}
+
+// The user's own choice, as Teams' status menu sets it.
 async function setMyPresence(availability) {
-  const me = msal.getActiveAccount().localAccountId;
-  await callGraph('POST', `/users/${me}/presence/setUserPreferredPresence`, {
+  await callGraph('POST', `/users/${myId()}/presence/setUserPreferredPresence`, {
     availability,
     activity: availability,
-    expirationDuration: 'PT1H',
+    expirationDuration: 'PT8H',
   });
   await showMyPresence();
 }
@@ -122,6 +136,7 @@ try {
     $('set-available').onclick = () => setMyPresence('Available').catch(showError);
     $('sign-out').onclick = () =>
       msal.logoutRedirect({ postLogoutRedirectUri: `${location.origin}/` }).catch(showError);
+    await announceSession();
     await showMyPresence();
     showPeople();
   }
