@@ -137,3 +137,178 @@ async fn random_requests_get_answers_and_never_bring_the_server_down() {
     .await;
     assert_eq!(health.status, 200);
 }
+
+/// Query text built from the pieces of OData expressions, so that many
+/// cases get deep into the parsers before they go wrong.
+fn query_text() -> impl Strategy<Value = String> {
+    let piece = prop::sample::select(vec![
+        "startswith(",
+        "displayName",
+        "userPrincipalName",
+        "id",
+        "mail",
+        " eq ",
+        " in ",
+        " or ",
+        " and ",
+        "(",
+        ")",
+        ",",
+        "'a'",
+        "'it''s'",
+        "'",
+        "\"",
+        "displayName:ad",
+        " OR ",
+        "*",
+        "%",
+        "%24",
+        "é",
+        " ",
+        "999",
+        "-1",
+        "desc",
+    ]);
+    prop::collection::vec(piece, 0..12).prop_map(|pieces| pieces.concat())
+}
+
+/// A batch body with random requests, ids, dependencies and URLs.
+fn batch_body() -> impl Strategy<Value = serde_json::Value> {
+    let url = prop::sample::select(vec![
+        "/me/presence".to_string(),
+        format!("/users/{ADELE}/presence"),
+        "/users?$top=1".to_string(),
+        "/$batch".to_string(),
+        "/beta/me".to_string(),
+        "https://x/v1.0/me".to_string(),
+        "".to_string(),
+        "%".to_string(),
+        "/me/presence/setPresence".to_string(),
+    ]);
+    let request = (
+        prop::option::of(prop_oneof![
+            "[a-c]{0,2}".prop_map(serde_json::Value::from),
+            any::<u8>().prop_map(serde_json::Value::from),
+        ]),
+        prop::option::of(prop::sample::select(vec!["GET", "POST", "get", "FLY"])),
+        prop::option::of(url),
+        prop::option::of(prop::collection::vec("[a-c]{0,2}", 0..3)),
+        prop::option::of(prop_oneof![
+            Just(serde_json::json!({"sessionId": "s", "availability": "Busy", "activity": "Busy"})),
+            Just(serde_json::json!("bm90IGpzb24=")),
+            Just(serde_json::json!("%%%")),
+            Just(serde_json::json!([1, 2])),
+        ]),
+        prop::option::of(prop::sample::select(vec![
+            "application/json",
+            "text/plain",
+            "bad header\n",
+        ])),
+    )
+        .prop_map(|(id, method, url, depends_on, body, content_type)| {
+            let mut request = serde_json::Map::new();
+            if let Some(id) = id {
+                request.insert("id".into(), id);
+            }
+            if let Some(method) = method {
+                request.insert("method".into(), method.into());
+            }
+            if let Some(url) = url {
+                request.insert("url".into(), url.into());
+            }
+            if let Some(depends_on) = depends_on {
+                request.insert("dependsOn".into(), depends_on.into());
+            }
+            if let Some(body) = body {
+                request.insert("body".into(), body);
+            }
+            if let Some(content_type) = content_type {
+                request.insert(
+                    "headers".into(),
+                    serde_json::json!({"Content-Type": content_type}),
+                );
+            }
+            serde_json::Value::Object(request)
+        });
+    prop::collection::vec(request, 0..24)
+        .prop_map(|requests| serde_json::json!({"requests": requests}))
+}
+
+#[tokio::test]
+async fn random_directory_queries_and_batches_get_answers_and_never_bring_the_server_down() {
+    let server = TestServer::start().await;
+    let token = server.token(
+        TENANT,
+        Some(ADELE),
+        "Presence.Read.All Presence.ReadWrite User.Read.All",
+    );
+    let mut runner = TestRunner::new(Config {
+        cases: 200,
+        ..Config::default()
+    });
+    let option = prop::sample::select(vec![
+        "$filter",
+        "$search",
+        "$select",
+        "$top",
+        "$orderby",
+        "$count",
+        "$skiptoken",
+    ]);
+    let strategy = (option, query_text(), any::<bool>());
+    // Bounded: 200 queries and 100 batches.
+    for _ in 0..200 {
+        let (option, text, eventual) = strategy.new_tree(&mut runner).unwrap().current();
+        let encoded: String = text
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let mut request = server
+            .client
+            .get(server.url(&format!("/v1.0/users?{option}={encoded}")))
+            .bearer_auth(&token);
+        if eventual {
+            request = request.header("ConsistencyLevel", "eventual");
+        }
+        let answer = Answer::read(request.send().await.unwrap()).await;
+        assert!(
+            answer.status == 200 || (400..500).contains(&answer.status),
+            "{option}={text}: {} {}",
+            answer.status,
+            answer.text
+        );
+        if answer.status >= 400 {
+            answer.assert_error(
+                answer.status,
+                answer.json()["error"]["code"].as_str().unwrap(),
+            );
+        }
+    }
+    let strategy = batch_body();
+    for _ in 0..100 {
+        let body = strategy.new_tree(&mut runner).unwrap().current();
+        let answer = server.post("/v1.0/$batch", &token, body.clone()).await;
+        assert!(
+            answer.status == 200 || answer.status == 400,
+            "{body}: {} {}",
+            answer.status,
+            answer.text
+        );
+        if answer.status == 200 {
+            for response in answer.json()["responses"].as_array().unwrap() {
+                let status = response["status"].as_u64().unwrap();
+                assert!(status < 500, "{body}: {response}");
+            }
+        } else {
+            answer.assert_error(400, "BadRequest");
+        }
+    }
+    assert_eq!(
+        server.get("/healthz", &token).await.status,
+        200,
+        "the server is still up"
+    );
+}
