@@ -56,6 +56,12 @@ pub enum Mutation {
 pub enum MutationError {
     #[error("No presence session with id '{0}' exists for this user.")]
     SessionNotFound(String),
+    /// The user's stored facts would exceed the store's bound on one
+    /// user's record (the store checks it, on the encoded record).
+    #[error(
+        "The user's presence data would take {size} bytes, over the limit of {limit}; clear something first."
+    )]
+    RecordTooLarge { size: usize, limit: usize },
 }
 
 /// What applying a mutation did.
@@ -90,6 +96,7 @@ pub fn apply(
         });
     }
     drop_expired(&mut next, now);
+    keep_freshest_sessions(&mut next, rules.max_sessions);
     let (sequence, visible_change) = {
         let before = derive(facts, now, rules);
         let after = presence_at(&next, now, rules);
@@ -173,6 +180,24 @@ fn same_substance(a: &UserFacts, b: &UserFacts) -> bool {
         && a.status_message == b.status_message
         && a.out_of_office == b.out_of_office
         && a.work_location == b.work_location
+}
+
+/// Keeps at most `most` sessions (at least one): the most recently refreshed
+/// ones (of two refreshed at the same instant, the one set later).
+fn keep_freshest_sessions(facts: &mut UserFacts, most: usize) {
+    let most = most.max(1);
+    while facts.sessions.len() > most {
+        // Sessions are in the order they were created; `min_by_key` keeps
+        // the first of equals, the older one.
+        let stalest = facts
+            .sessions
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, s)| s.refreshed_at)
+            .map(|(index, _)| index)
+            .expect("more sessions than the bound, so at least one");
+        facts.sessions.remove(stalest);
+    }
 }
 
 /// Drops what can no longer be seen at or after `now`. Only sound together

@@ -107,6 +107,7 @@ fn rules() -> impl Strategy<Value = Rules> {
     (1i64..=10, 0i64..=10).prop_map(|(inactive, extra)| Rules {
         fade_to_inactive: mins(inactive),
         fade_to_away: mins(inactive + extra),
+        ..Rules::default()
     })
 }
 

@@ -31,6 +31,10 @@ pub struct Rules {
     pub fade_to_inactive: SignedDuration,
     /// An Available session reads Away/Away this long after its last refresh.
     pub fade_to_away: SignedDuration,
+    /// The most sessions one user keeps. A new session beyond it drops the
+    /// least recently refreshed one (sessions expire anyway; a client that
+    /// keeps refreshing its session keeps it). At least 1.
+    pub max_sessions: usize,
 }
 
 impl Default for Rules {
@@ -38,6 +42,7 @@ impl Default for Rules {
         Rules {
             fade_to_inactive: SignedDuration::from_mins(5),
             fade_to_away: SignedDuration::from_mins(10),
+            max_sessions: 64,
         }
     }
 }

@@ -240,6 +240,16 @@ pub struct LimitsConfig {
     /// `off` or `REQUESTS/SECONDSs`. Over it, every request from that address
     /// is `429` until the budget refills.
     pub unauthenticated: String,
+    /// Sessions one user keeps; a new one beyond it drops the least
+    /// recently refreshed one.
+    pub max_sessions_per_user: usize,
+    /// Subscriptions one app may hold in one tenant; more is `403`.
+    pub max_subscriptions_per_app: usize,
+    /// Subscriptions over all apps and tenants; more is `403`.
+    pub max_subscriptions: usize,
+    /// Bytes one user's stored presence record may take (a backstop; the
+    /// parts are bounded on their own); a write over it is `400`.
+    pub max_user_record_bytes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -252,6 +262,10 @@ impl Default for LimitsConfig {
             header_read_timeout: "PT10S".into(),
             idle_timeout: "PT60S".into(),
             unauthenticated: "300/60s".into(),
+            max_sessions_per_user: 64,
+            max_subscriptions_per_app: 1000,
+            max_subscriptions: 100_000,
+            max_user_record_bytes: 64 * 1024,
         }
     }
 }
@@ -324,6 +338,10 @@ mod tests {
             assert!(config.throttle.default.is_none());
             assert!(config.tls.cert_file.is_none());
             assert_eq!(config.limits.max_connections, 1024);
+            assert_eq!(config.limits.max_sessions_per_user, 64);
+            assert_eq!(config.limits.max_subscriptions_per_app, 1000);
+            assert_eq!(config.limits.max_subscriptions, 100_000);
+            assert_eq!(config.limits.max_user_record_bytes, 65536);
             assert_eq!(config.cors.allowed_origins, ["*"]);
             assert!(config.cors.cors().is_ok());
             Ok(())
@@ -341,6 +359,7 @@ mod tests {
             )?;
             jail.set_env("PRESENCED_THROTTLE__DEFAULT", "off");
             jail.set_env("PRESENCED_LIMITS__MAX_CONNECTIONS", "16");
+            jail.set_env("PRESENCED_LIMITS__MAX_SESSIONS_PER_USER", "8");
             jail.set_env("PRESENCED_DATA_DIR", "/ignored/here");
             let config = FileConfig::load(Some(Path::new("presenced.toml"))).unwrap();
             assert_eq!(config.throttle.default.as_deref(), Some("off"));
@@ -349,6 +368,7 @@ mod tests {
             assert_eq!(config.limits.max_connections, 16);
             assert_eq!(config.limits.request_timeout, "PT5S");
             assert_eq!(config.limits.idle_timeout, "PT60S");
+            assert_eq!(config.limits.max_sessions_per_user, 8);
             Ok(())
         });
     }

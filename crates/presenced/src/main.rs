@@ -150,6 +150,8 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     let rules = Rules {
         fade_to_inactive: duration_flag("fade-inactive", &args.fade_inactive)?,
         fade_to_away: duration_flag("fade-away", &args.fade_away)?,
+        // From the configuration file's `[limits]`, once it is read.
+        ..Rules::default()
     };
     if args.listen.0.is_none() && args.tls_listen.is_none() {
         anyhow::bail!("--listen off needs --tls-listen: there must be something to serve on");

@@ -11,7 +11,7 @@ use presenced_identity::{
     ValidatorConfig,
 };
 use presenced_store::Store;
-use presenced_store::embedded::EmbeddedStore;
+use presenced_store::embedded::{EmbeddedConfig, EmbeddedStore};
 
 use crate::api::edge::{Edge, EdgeLimits};
 use crate::api::throttle::{Limit, Throttle};
@@ -53,6 +53,13 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let trusted = config.file.auth.issuers()?;
     tls::install_provider();
     let (edge_limits, connection_limits) = limits(&config)?;
+    let config = ServeConfig {
+        rules: Rules {
+            max_sessions: config.file.limits.max_sessions_per_user,
+            ..config.rules
+        },
+        ..config
+    };
     let cors = config.file.cors.cors()?;
     let tls = match config.tls_listen {
         Some(_) => Some(tls::load(
@@ -63,9 +70,15 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     };
     let store_dir = config.data_dir.clone();
     let rules = config.rules;
-    let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(&store_dir, rules))
-        .await?
-        .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+    let store_config = EmbeddedConfig {
+        max_record_bytes: config.file.limits.max_user_record_bytes,
+        ..EmbeddedConfig::default()
+    };
+    let store = tokio::task::spawn_blocking(move || {
+        EmbeddedStore::open_with(&store_dir, rules, store_config)
+    })
+    .await?
+    .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
     let store: Arc<dyn Store> = store;
 
     let key = DevIssuerKey::load_or_create(&config.data_dir)
@@ -212,6 +225,8 @@ fn notify_config(config: &ServeConfig) -> anyhow::Result<crate::notify::NotifyCo
     out.unlimited_ids = file.unlimited_ids;
     out.live_stream = file.live_stream;
     out.live_stream_log = file.live_stream_log.unwrap_or(out.live_stream_log);
+    out.max_subscriptions_per_app = config.file.limits.max_subscriptions_per_app;
+    out.max_subscriptions = config.file.limits.max_subscriptions;
     Ok(out)
 }
 
@@ -292,6 +307,20 @@ fn limits(config: &ServeConfig) -> anyhow::Result<(EdgeLimits, ConnectionLimits)
         .ok_or_else(|| anyhow::anyhow!("limits.max_connections: from 1 to 1000000"))?;
     if file.max_streams_per_connection == 0 {
         anyhow::bail!("limits.max_streams_per_connection: at least 1");
+    }
+    for (what, value, least) in [
+        ("max_sessions_per_user", file.max_sessions_per_user, 1),
+        (
+            "max_subscriptions_per_app",
+            file.max_subscriptions_per_app,
+            1,
+        ),
+        ("max_subscriptions", file.max_subscriptions, 1),
+        ("max_user_record_bytes", file.max_user_record_bytes, 1024),
+    ] {
+        if value < least {
+            anyhow::bail!("limits.{what}: at least {least}");
+        }
     }
     let edge = EdgeLimits {
         max_header_bytes: file.max_header_bytes,

@@ -15,9 +15,11 @@
 //! answers may rest on one of them.
 //!
 //! Reads see the newest state in memory, which may run a commit ahead of the
-//! file. If a commit fails, the store turns failed and every later call —
-//! reads included — returns [`StoreError::Io`], so state that never reached
-//! the file is not served.
+//! file. If a commit fails (a full disk), the writer fails that write and
+//! every one queued behind it, puts memory back to what the file holds, and
+//! keeps refusing writes ([`StoreError::Io`]) while reads are served, until
+//! the disk takes writes again; then the store is open as before, without a
+//! restart (see `recovery`). A write that failed is never served.
 //!
 //! `due()` scans the `deadline_userkey` table in a read transaction rather
 //! than a mirror in memory: it costs no memory per user and never waits for
@@ -26,20 +28,25 @@
 //! write is moving, which [`Store::advance_deadline`] tolerates).
 //!
 //! # Files
+//! - `compaction`: giving space back to the file system after deletes.
 //! - `deadlines`: moving many users' deadlines on at once.
 //! - `directory`: loading and listing the directory.
 //! - `memory`: the sharded sets of encoded records, and the lock choice.
 //! - `notify`: subscriptions, the user → subscriptions index, the outbox.
+//! - `recovery`: after a failed commit: reopening the file, putting memory
+//!   back, probing the disk.
 //! - `tables`: the redb tables, their keys, and start-up loading.
 //! - `writer`: the writer thread (group commit).
 //!
 //! This module knows no HTTP and no JSON; the meaning of facts is the
 //! domain's, the meaning of bytes the codec's.
 
+mod compaction;
 mod deadlines;
 mod directory;
 mod memory;
 mod notify;
+mod recovery;
 mod tables;
 #[cfg(test)]
 mod tests;
@@ -52,13 +59,14 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 
 use jiff::Timestamp;
-use presenced_domain::{Guid, Mutation, Rules, UserFacts};
+use presenced_domain::{Guid, Mutation, MutationError, Rules, UserFacts};
 use redb::{Database, ReadableDatabase};
 use tokio::sync::oneshot;
 
 use self::memory::{Memory, Resident};
+use self::recovery::{Reopen, Views};
 use self::tables::{DEADLINE_USERKEY, io, user_key_bytes};
-use self::writer::{Message, Op, Shared};
+use self::writer::{Message, Op, Shared, Writer};
 use crate::{
     ApplyOutcome, BoxFuture, DirectoryChange, DirectoryUser, KnownFacts, OutboxBody, OutboxEntry,
     OutboxId, OutboxSettlement, Store, StoreError, SubscriptionRecord, Tenant, TenantRecord,
@@ -87,12 +95,17 @@ pub struct EmbeddedConfig {
     /// redb's own default (1 GiB) would keep most of the file resident after
     /// start-up, which reads every page once.
     pub cache_bytes: usize,
+    /// The most bytes one user's encoded record may take; a mutation that
+    /// would make it larger is refused ([`MutationError::RecordTooLarge`]).
+    /// A backstop: the domain bounds each part (sessions, status message).
+    pub max_record_bytes: usize,
 }
 
 impl Default for EmbeddedConfig {
     fn default() -> Self {
         EmbeddedConfig {
             cache_bytes: 16 * 1024 * 1024,
+            max_record_bytes: 64 * 1024,
         }
     }
 }
@@ -103,28 +116,30 @@ type Pending = oneshot::Receiver<Result<(), StoreError>>;
 /// The embedded store. Open it with [`EmbeddedStore::open`].
 pub struct EmbeddedStore {
     /// Every user's record and directory entry, encoded; what reads use.
-    memory: Memory,
+    /// The parts of memory behind an `Arc` are shared with the writer
+    /// thread, which puts them back after a failed commit.
+    memory: Arc<Memory>,
     /// The directory's tenants: few, read by `directory()` only.
-    tenants: RwLock<BTreeMap<Guid, Tenant>>,
+    tenants: Arc<RwLock<BTreeMap<Guid, Tenant>>>,
     /// Serialises directory loads, so that the counts each one reports and
     /// the order its rows reach the writer agree with memory.
     directory_writes: Mutex<()>,
     /// The manual clock's last recorded reading; the lock also orders the
     /// readings sent to the writer.
-    manual_clock: Mutex<Option<Timestamp>>,
+    manual_clock: Arc<Mutex<Option<Timestamp>>>,
     /// Subscriptions and the index from user to subscriptions.
-    subscriptions: RwLock<notify::Subscriptions>,
+    subscriptions: Arc<RwLock<notify::Subscriptions>>,
     /// The outbox of notification work.
-    outbox: Mutex<notify::Outbox>,
+    outbox: Arc<Mutex<notify::Outbox>>,
     /// The presence rules that `apply` and `next_change` need.
     rules: Rules,
+    /// The bound on one user's encoded record.
+    max_record_bytes: usize,
     /// The writer's queue; `None` only while the store is being dropped.
     queue: Option<Sender<Message>>,
-    /// Open/closed/failed state and counters, shared with the writer.
+    /// Open/closed/failed state, counters and the file's handle (for
+    /// `due()`'s read transactions), shared with the writer.
     shared: Arc<Shared>,
-    /// The file, for `due()`'s read transactions; taken out by `close()` so
-    /// the file is released even while handles to the store remain.
-    db: RwLock<Option<Arc<Database>>>,
     /// The writer thread, joined by `close()` or on drop.
     writer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -157,33 +172,63 @@ impl EmbeddedStore {
         config: EmbeddedConfig,
     ) -> Result<Arc<EmbeddedStore>, StoreError> {
         std::fs::create_dir_all(dir).map_err(io)?;
-        let db = Database::builder()
-            .set_cache_size(config.cache_bytes)
-            .create(dir.join(FILE_NAME))
-            .map_err(io)?;
+        let reopen = Reopen {
+            path: dir.join(FILE_NAME),
+            cache_bytes: config.cache_bytes,
+        };
+        let mut db = reopen.open()?;
         tables::prepare(&db)?;
-        let memory = Memory::new();
+        // Space freed by deletes before the last stop is given back first.
+        // A failure leaves the file as it was (compaction commits as it
+        // goes); the handle is reopened in case the failure latched it.
+        if let Err(error) = compaction::compact_if_worth_it(&mut db, &reopen.path) {
+            tracing::warn!(%error, "compacting the store's file at start-up failed");
+            drop(db);
+            db = reopen.open()?;
+        }
+        let memory = Arc::new(Memory::new());
         let loaded = tables::load(&db, &memory)?;
-        let db = Arc::new(db);
         let shared = Arc::new(Shared::default());
+        *shared.db.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(db));
+        let views = Views {
+            memory,
+            tenants: Arc::new(RwLock::new(loaded.tenants)),
+            manual_clock: Arc::new(Mutex::new(loaded.manual_clock)),
+            subscriptions: Arc::new(RwLock::new(loaded.subscriptions)),
+            outbox: Arc::new(Mutex::new(loaded.outbox)),
+        };
+        let (memory, tenants, manual_clock, subscriptions, outbox) = (
+            Arc::clone(&views.memory),
+            Arc::clone(&views.tenants),
+            Arc::clone(&views.manual_clock),
+            Arc::clone(&views.subscriptions),
+            Arc::clone(&views.outbox),
+        );
         let (queue, receiver) = mpsc::channel();
-        let writer = writer::spawn(Arc::clone(&db), receiver, Arc::clone(&shared)).map_err(io)?;
+        let writer = writer::spawn(Writer {
+            queue: receiver,
+            shared: Arc::clone(&shared),
+            views,
+            reopen,
+        })
+        .map_err(io)?;
         Ok(Arc::new(EmbeddedStore {
             memory,
-            tenants: RwLock::new(loaded.tenants),
+            tenants,
             directory_writes: Mutex::new(()),
-            manual_clock: Mutex::new(loaded.manual_clock),
-            subscriptions: RwLock::new(loaded.subscriptions),
-            outbox: Mutex::new(loaded.outbox),
+            manual_clock,
+            subscriptions,
+            outbox,
             rules,
+            max_record_bytes: config.max_record_bytes,
             queue: Some(queue),
             shared,
-            db: RwLock::new(Some(db)),
             writer: Mutex::new(Some(writer)),
         }))
     }
 
-    /// True while the store accepts calls: not closed, no commit failed.
+    /// True while the store takes writes: open, not closed, and not
+    /// refusing writes after a failed commit.
     pub fn is_ready(&self) -> bool {
         self.shared.is_open()
     }
@@ -254,7 +299,7 @@ impl EmbeddedStore {
         mutation: Mutation,
         now: Timestamp,
     ) -> Result<Step<ApplyOutcome>, StoreError> {
-        self.shared.check()?;
+        let _admitted = self.shared.admit()?;
         let user = key;
         let key = user_key_bytes(key);
         let mut residents = memory::write(self.memory.shard(&key));
@@ -276,6 +321,14 @@ impl EmbeddedStore {
         }
         let new_deadline = presenced_domain::next_change(&facts, now, &self.rules);
         let record = codec::encode_user_record(&facts, new_deadline);
+        if record.len() > self.max_record_bytes {
+            return Ok(Step::Done(ApplyOutcome::Refused(
+                MutationError::RecordTooLarge {
+                    size: record.len(),
+                    limit: self.max_record_bytes,
+                },
+            )));
+        }
         let resident = Resident::new(&key, current.and_then(Resident::directory), Some(&record));
         // A visible change of a subscribed user is announced in the same commit.
         let subscribed = applied.visible_change
@@ -311,7 +364,7 @@ impl EmbeddedStore {
         handled: Timestamp,
         now: Timestamp,
     ) -> Result<Step<Option<Timestamp>>, StoreError> {
-        self.shared.check()?;
+        let _admitted = self.shared.admit()?;
         let key = user_key_bytes(key);
         let mut residents = memory::write(self.memory.shard(&key));
         let current = residents.get(&key);
@@ -338,7 +391,7 @@ impl EmbeddedStore {
     }
 
     fn set_manual_clock_in_memory(&self, now: Timestamp) -> Result<Step<()>, StoreError> {
-        self.shared.check()?;
+        let _admitted = self.shared.admit()?;
         let mut reading = self
             .manual_clock
             .lock()
@@ -349,8 +402,15 @@ impl EmbeddedStore {
     }
 
     fn database(&self) -> Result<Arc<Database>, StoreError> {
-        let db = self.db.read().unwrap_or_else(PoisonError::into_inner);
-        db.clone().ok_or_else(|| self.shared.unavailable())
+        self.shared
+            .database()
+            .ok_or_else(|| match self.shared.unavailable() {
+                // Open, but the writer is reopening the file: try again shortly.
+                StoreError::Closed if self.shared.is_open() => {
+                    StoreError::Io("the store's file is being reopened".to_owned())
+                }
+                other => other,
+            })
     }
 
     async fn due_now(
@@ -404,7 +464,8 @@ impl EmbeddedStore {
         if handle.join().is_err() {
             tracing::error!("the store writer thread panicked");
         }
-        self.db
+        self.shared
+            .db
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .take();

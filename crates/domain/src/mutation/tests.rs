@@ -441,3 +441,30 @@ fn an_earlier_clock_never_moves_sequence_at_backwards() {
     assert_eq!(facts.sequence_at, Some(at(10)));
     assert_eq!(facts.sequence, 2);
 }
+
+#[test]
+fn a_session_over_the_bound_drops_the_least_recently_refreshed_one() {
+    let rules = Rules {
+        max_sessions: 3,
+        ..Rules::default()
+    };
+    let mut facts = UserFacts::default();
+    for (minute, id) in ["a", "b", "c"].into_iter().enumerate() {
+        apply(
+            &mut facts,
+            set_session(id, AVAILABLE, 60),
+            at(minute as i64),
+            &rules,
+        )
+        .unwrap();
+    }
+    // "a" is refreshed: "b" becomes the stalest.
+    apply(&mut facts, set_session("a", AVAILABLE, 60), at(3), &rules).unwrap();
+    apply(&mut facts, set_session("d", AVAILABLE, 60), at(4), &rules).unwrap();
+    let ids: Vec<&str> = facts.sessions.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["a", "c", "d"]);
+    // The new session always stays, even when every other one is as fresh.
+    apply(&mut facts, set_session("e", AVAILABLE, 60), at(4), &rules).unwrap();
+    let ids: Vec<&str> = facts.sessions.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["a", "d", "e"]);
+}

@@ -87,6 +87,7 @@ fn fading_timeouts_follow_the_rules() {
     let rules = Rules {
         fade_to_inactive: mins(1),
         fade_to_away: mins(2),
+        ..Rules::default()
     };
     let facts = with_sessions(vec![session("app", AVAILABLE, 0, 60)]);
     fn check(facts: &UserFacts, rules: &Rules, minute: i64, expected: (Availability, Activity)) {

@@ -172,7 +172,7 @@ async fn out_of_office(
             }
             Ok(StatusCode::NO_CONTENT.into_response())
         }
-        ApplyOutcome::Refused(refusal) => Err(ApiError::invalid_argument(refusal.to_string())),
+        ApplyOutcome::Refused(refusal) => Err(super::presence::refused(refusal)),
     }
 }
 

@@ -18,8 +18,9 @@ use axum::response::{IntoResponse, Response};
 use jiff::SignedDuration;
 use percent_encoding::percent_decode_str;
 use presenced_domain::{
-    Activity, Availability, Guid, Mutation, NewStatusMessage, PreferredExpiration, PreferredState,
-    SessionExpiration, SessionId, SessionState, UserFacts, WorkLocationType, derive,
+    Activity, Availability, Guid, Mutation, MutationError, NewStatusMessage, PreferredExpiration,
+    PreferredState, SessionExpiration, SessionId, SessionState, UserFacts, WorkLocationType,
+    derive,
 };
 use presenced_identity::Principal;
 use presenced_store::{ApplyOutcome, KnownFacts, UserKey};
@@ -348,7 +349,15 @@ async fn act(
             }
             Ok(StatusCode::OK.into_response())
         }
-        ApplyOutcome::Refused(refusal) => Err(ApiError::not_found(refusal.to_string())),
+        ApplyOutcome::Refused(refusal) => Err(refused(refusal)),
+    }
+}
+
+/// The answer to a mutation the domain or the store refused.
+pub fn refused(refusal: MutationError) -> ApiError {
+    match refusal {
+        MutationError::SessionNotFound(_) => ApiError::not_found(refusal.to_string()),
+        MutationError::RecordTooLarge { .. } => ApiError::invalid_argument(refusal.to_string()),
     }
 }
 

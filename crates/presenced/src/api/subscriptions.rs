@@ -114,6 +114,12 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> R
     response
 }
 
+/// A subscription limit of `[limits]` is reached: `403 QuotaLimitReached`
+/// (Graph's generic code for a quota, in presence's PascalCase).
+fn quota_reached(message: String) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "QuotaLimitReached", message)
+}
+
 fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "InvalidRequest", message)
 }
@@ -263,21 +269,39 @@ async fn create(
         }
     }
     let creator = creator(&principal);
-    if principal.is_delegated() {
-        for existing in state.store.subscriptions().await? {
-            let existing = Subscription::from_record(existing)?;
-            if existing.tenant == principal.tenant
-                && *existing.app == *principal.app
-                && existing.creator == creator
-                && !existing.is_expired(now)
-            {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "Conflict",
-                    "conflict; Reason: A subscripton already exists. It must be deleted before a another can be made",
-                ));
-            }
+    let existing = state.store.subscriptions().await?;
+    let mut of_this_app = 0;
+    for existing in &existing {
+        let existing = Subscription::from_record(existing.clone())?;
+        if existing.tenant != principal.tenant || *existing.app != *principal.app {
+            continue;
         }
+        of_this_app += 1;
+        if principal.is_delegated() && existing.creator == creator && !existing.is_expired(now) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "Conflict",
+                "conflict; Reason: A subscripton already exists. It must be deleted before a another can be made",
+            ));
+        }
+    }
+    // Expired subscriptions count until the sweep removes them: they hold
+    // storage all the same.
+    let limits = &notifier.config;
+    if of_this_app >= limits.max_subscriptions_per_app {
+        return Err(quota_reached(format!(
+            "Subscription limit reached: this application already has {of_this_app} subscriptions \
+             in this tenant, the most allowed ({}). Delete one first.",
+            limits.max_subscriptions_per_app
+        )));
+    }
+    if existing.len() >= limits.max_subscriptions {
+        return Err(quota_reached(format!(
+            "Subscription limit reached: the service holds {} subscriptions, the most allowed ({}). \
+             Try again later.",
+            existing.len(),
+            limits.max_subscriptions
+        )));
     }
 
     let handshake_failed = |e: crate::notify::handshake::HandshakeError| {

@@ -68,6 +68,10 @@ pub struct NotifyConfig {
     pub live_stream: bool,
     /// How many changes the live stream keeps for clients that reconnect.
     pub live_stream_log: usize,
+    /// Subscriptions one app may hold in one tenant (`[limits]`).
+    pub max_subscriptions_per_app: usize,
+    /// Subscriptions in all (`[limits]`).
+    pub max_subscriptions: usize,
 }
 
 impl Default for NotifyConfig {
@@ -84,6 +88,8 @@ impl Default for NotifyConfig {
             unlimited_ids: false,
             live_stream: false,
             live_stream_log: 100_000,
+            max_subscriptions_per_app: 1000,
+            max_subscriptions: 100_000,
         }
     }
 }

@@ -10,7 +10,13 @@ use crate::helpers::*;
 
 #[tokio::test]
 async fn sigkill_during_concurrent_writes_loses_no_acknowledged_write() {
-    let mut server = TestServer::start().await;
+    // Every session written must survive, so none may give way to the
+    // bound on sessions per user (`limits.rs` tests that bound).
+    let mut server = TestServer::start_with_config(
+        "[limits]\nmax_sessions_per_user = 1000000\n",
+        &["--clock", "manual", "--throttle", "off"],
+    )
+    .await;
     let acknowledged = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
     let stop_at = Instant::now() + Duration::from_secs(20);
     let mut writers = Vec::new();

@@ -91,12 +91,26 @@ impl TestServer {
         TestServer::launch(None, args, directory)
     }
 
+    /// In `data_dir` (e.g. one with a small file system mounted on it).
+    pub async fn start_in(data_dir: tempfile::TempDir, args: &[&str]) -> TestServer {
+        TestServer::launch_in(data_dir, None, args, &directory_json())
+    }
+
     fn launch(config: Option<&str>, args: &[&str], directory: &Value) -> TestServer {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        TestServer::launch_in(data_dir, config, args, directory)
+    }
+
+    fn launch_in(
+        data_dir: tempfile::TempDir,
+        config: Option<&str>,
+        args: &[&str],
+        directory: &Value,
+    ) -> TestServer {
         install_crypto_provider();
         // Made before the process starts, so that nothing can fail between
         // starting it and owning it (which kills it when dropped).
         let client = reqwest::Client::new();
-        let data_dir = tempfile::tempdir().expect("temp dir");
         copy_dir(TEMPLATE.path(), data_dir.path());
         let directory_file = data_dir.path().join("directory.json");
         std::fs::write(&directory_file, directory.to_string()).unwrap();

@@ -37,7 +37,7 @@ impl EmbeddedStore {
         handled: &[(UserKey, Timestamp)],
         now: Timestamp,
     ) -> Result<(Vec<Option<Timestamp>>, Vec<Pending>), StoreError> {
-        self.shared.check()?;
+        let _admitted = self.shared.admit()?;
         let mut by_shard: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         for (index, (user, _)) in handled.iter().enumerate() {
             let shard = self.memory.shard_index(&user_key_bytes(*user));

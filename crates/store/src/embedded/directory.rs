@@ -20,7 +20,7 @@ impl EmbeddedStore {
         &self,
         records: Vec<TenantRecord>,
     ) -> Result<Step<DirectoryChange>, StoreError> {
-        self.shared.check()?;
+        let _admitted = self.shared.admit()?;
         let _serial = self
             .directory_writes
             .lock()
@@ -98,7 +98,7 @@ impl EmbeddedStore {
     /// Removes a user from the directory; their presence record is kept
     /// (nothing can address it any more). `false`: there was no such user.
     pub(super) fn remove_user_in_memory(&self, key: UserKey) -> Result<Step<bool>, StoreError> {
-        self.shared.check()?;
+        let _admitted = self.shared.admit()?;
         let _serial = self
             .directory_writes
             .lock()

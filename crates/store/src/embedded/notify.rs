@@ -33,23 +33,71 @@ use crate::{
 pub(super) type OutboxKey = [u8; 24];
 
 /// Subscriptions by id, and which ones cover each user.
+///
+/// The index has an entry per covered user per subscription (650 for a
+/// full Graph subscription), so its entries are kept small: most users are
+/// covered by one subscription, which is held inline rather than in a
+/// vector of its own (a heap allocation per entry).
 #[derive(Default)]
 pub(super) struct Subscriptions {
     by_id: HashMap<Guid, SubscriptionRecord>,
-    by_user: HashMap<UserKey, Vec<Guid>>,
+    by_user: HashMap<UserKey, Covering>,
+}
+
+/// The subscriptions covering one user: never empty.
+enum Covering {
+    One(Guid),
+    Many(Vec<Guid>),
+}
+
+impl Covering {
+    fn add(&mut self, id: Guid) {
+        match self {
+            Covering::One(first) => *self = Covering::Many(vec![*first, id]),
+            Covering::Many(ids) => ids.push(id),
+        }
+    }
+
+    /// Removes `id`; false once none is left.
+    fn remove(&mut self, id: Guid) -> bool {
+        match self {
+            Covering::One(only) => *only != id,
+            Covering::Many(ids) => {
+                ids.retain(|other| *other != id);
+                match ids.as_slice() {
+                    [] => false,
+                    [last] => {
+                        *self = Covering::One(*last);
+                        true
+                    }
+                    _ => true,
+                }
+            }
+        }
+    }
+
+    fn ids(&self) -> Vec<Guid> {
+        match self {
+            Covering::One(id) => vec![*id],
+            Covering::Many(ids) => ids.clone(),
+        }
+    }
 }
 
 impl Subscriptions {
     fn insert(&mut self, record: SubscriptionRecord) {
         self.remove(record.id);
         for user in &record.users {
-            self.by_user
-                .entry(UserKey {
-                    tenant: record.tenant,
-                    user: *user,
-                })
-                .or_default()
-                .push(record.id);
+            let key = UserKey {
+                tenant: record.tenant,
+                user: *user,
+            };
+            match self.by_user.get_mut(&key) {
+                Some(covering) => covering.add(record.id),
+                None => {
+                    self.by_user.insert(key, Covering::One(record.id));
+                }
+            }
         }
         self.by_id.insert(record.id, record);
     }
@@ -63,11 +111,10 @@ impl Subscriptions {
                 tenant: old.tenant,
                 user: *user,
             };
-            if let Some(ids) = self.by_user.get_mut(&key) {
-                ids.retain(|other| *other != id);
-                if ids.is_empty() {
-                    self.by_user.remove(&key);
-                }
+            if let Some(covering) = self.by_user.get_mut(&key)
+                && !covering.remove(id)
+            {
+                self.by_user.remove(&key);
             }
         }
         true
@@ -97,6 +144,13 @@ impl Outbox {
         let id = self.next_id;
         self.next_id += 1;
         (id, outbox_key(due, id), encode_body(body))
+    }
+
+    /// Takes `loaded`'s entries (all unclaimed), keeping ids unique.
+    pub(super) fn replace_with(&mut self, loaded: Outbox) {
+        let next_id = self.next_id.max(loaded.next_id);
+        *self = loaded;
+        self.next_id = next_id;
     }
 
     /// Makes a reserved entry claimable, once its row is queued to the writer.
@@ -218,7 +272,7 @@ impl EmbeddedStore {
         &self,
         record: SubscriptionRecord,
     ) -> Result<Step<()>, StoreError> {
-        self.shared.check()?;
+        let _admitted = self.shared.admit()?;
         let mut subscriptions = self
             .subscriptions
             .write()
@@ -232,7 +286,7 @@ impl EmbeddedStore {
     }
 
     pub(super) fn delete_subscription_in_memory(&self, id: Guid) -> Result<Step<bool>, StoreError> {
-        self.shared.check()?;
+        let _admitted = self.shared.admit()?;
         let mut subscriptions = self
             .subscriptions
             .write()
@@ -269,14 +323,18 @@ impl EmbeddedStore {
             .subscriptions
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        subscriptions.by_user.get(&key).cloned().unwrap_or_default()
+        subscriptions
+            .by_user
+            .get(&key)
+            .map(Covering::ids)
+            .unwrap_or_default()
     }
 
     pub(super) fn settle_in_memory(
         &self,
         settlement: OutboxSettlement,
     ) -> Result<Step<Vec<OutboxId>>, StoreError> {
-        self.shared.check()?;
+        let _admitted = self.shared.admit()?;
         let mut outbox = self.outbox.lock().unwrap_or_else(PoisonError::into_inner);
         let mut remove = Vec::new();
         let mut insert = Vec::new();
@@ -328,7 +386,9 @@ impl EmbeddedStore {
         until: Timestamp,
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
-        self.shared.check()?;
+        // A claim is memory only, but it is work whose settlement is a
+        // write: none is handed out while writes are refused.
+        let _admitted = self.shared.admit()?;
         let mut outbox = self.outbox.lock().unwrap_or_else(PoisonError::into_inner);
         let keys: Vec<_> = outbox
             .queue
@@ -356,6 +416,49 @@ impl EmbeddedStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_index_follows_subscriptions_covering_the_same_users() {
+        let record = |id: u128, users: &[u128]| SubscriptionRecord {
+            id: Guid::from_u128(id),
+            tenant: Guid::from_u128(9),
+            users: users.iter().map(|n| Guid::from_u128(*n)).collect(),
+            body: Vec::new(),
+        };
+        let of = |subscriptions: &Subscriptions, user: u128| {
+            let key = UserKey {
+                tenant: Guid::from_u128(9),
+                user: Guid::from_u128(user),
+            };
+            let mut ids = subscriptions
+                .by_user
+                .get(&key)
+                .map(Covering::ids)
+                .unwrap_or_default();
+            ids.sort();
+            ids
+        };
+        let mut subscriptions = Subscriptions::default();
+        subscriptions.insert(record(1, &[10, 11]));
+        subscriptions.insert(record(2, &[11, 12]));
+        subscriptions.insert(record(3, &[11]));
+        assert_eq!(of(&subscriptions, 10), [Guid::from_u128(1)]);
+        assert_eq!(
+            of(&subscriptions, 11),
+            [1, 2, 3].map(Guid::from_u128).to_vec()
+        );
+        assert!(subscriptions.remove(Guid::from_u128(2)));
+        assert_eq!(of(&subscriptions, 11), [1, 3].map(Guid::from_u128).to_vec());
+        assert!(of(&subscriptions, 12).is_empty());
+        // Replacing a subscription moves its entries.
+        subscriptions.insert(record(1, &[12]));
+        assert!(of(&subscriptions, 10).is_empty());
+        assert_eq!(of(&subscriptions, 11), [Guid::from_u128(3)]);
+        assert!(subscriptions.remove(Guid::from_u128(3)));
+        assert!(subscriptions.remove(Guid::from_u128(1)));
+        assert!(!subscriptions.remove(Guid::from_u128(1)));
+        assert!(subscriptions.by_user.is_empty());
+    }
 
     #[test]
     fn subscription_records_round_trip() {

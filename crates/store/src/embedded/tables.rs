@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use presenced_domain::Guid;
 use redb::{
-    AccessGuard, Database, Range, ReadableDatabase, ReadableTable, ReadableTableMetadata,
-    TableDefinition,
+    AccessGuard, Database, Range, ReadTransaction, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, TableDefinition,
 };
 
 use super::memory::{KeyBytes, Memory, Resident};
@@ -205,6 +205,20 @@ pub(super) fn load(db: &Database, memory: &Memory) -> Result<Loaded, StoreError>
         memory.insert(Resident::new(&key, directory, facts));
     }
 
+    let tenants = load_tenants(&txn)?;
+    let manual_clock = load_manual_clock(&txn)?;
+    let (subscriptions, outbox) = super::notify::load(&txn)?;
+    Ok(Loaded {
+        tenants,
+        manual_clock,
+        subscriptions,
+        outbox,
+    })
+}
+
+/// One row of a table keyed by user: the key, and the value still in redb's page.
+/// Every tenant of the directory.
+pub(super) fn load_tenants(txn: &ReadTransaction) -> Result<BTreeMap<Guid, Tenant>, StoreError> {
     let mut tenants = BTreeMap::new();
     for row in txn
         .open_table(TENANTID_TENANT)
@@ -216,22 +230,18 @@ pub(super) fn load(db: &Database, memory: &Memory) -> Result<Loaded, StoreError>
         let id = Guid::from_bytes(*key.value());
         tenants.insert(id, codec::decode_tenant(id, value.value())?);
     }
-
-    let meta = txn.open_table(META).map_err(io)?;
-    let manual_clock = match meta.get(META_MANUAL_CLOCK).map_err(io)? {
-        Some(value) => Some(codec::decode_timestamp(value.value())?),
-        None => None,
-    };
-    let (subscriptions, outbox) = super::notify::load(&txn)?;
-    Ok(Loaded {
-        tenants,
-        manual_clock,
-        subscriptions,
-        outbox,
-    })
+    Ok(tenants)
 }
 
-/// One row of a table keyed by user: the key, and the value still in redb's page.
+/// The manual clock's recorded reading.
+pub(super) fn load_manual_clock(txn: &ReadTransaction) -> Result<Option<Timestamp>, StoreError> {
+    let meta = txn.open_table(META).map_err(io)?;
+    match meta.get(META_MANUAL_CLOCK).map_err(io)? {
+        Some(value) => Ok(Some(codec::decode_timestamp(value.value())?)),
+        None => Ok(None),
+    }
+}
+
 type Row<'a> = (KeyBytes, AccessGuard<'a, &'static [u8]>);
 
 fn next_row<'a>(

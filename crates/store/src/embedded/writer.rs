@@ -8,11 +8,16 @@
 //! writes queue up and form the next batch, so the batch size follows the
 //! load by itself. Writes leave the queue in the order they entered it.
 //!
-//! If a commit fails, every write of the batch is answered with
-//! [`StoreError::Io`], the store is marked failed (memory already holds the
-//! state that did not reach the file, so it must not serve it any longer),
-//! and the thread ends; writes still queued are dropped and their callers
-//! see the store as failed.
+//! If a commit fails (a full disk, an I/O error), the store recovers by
+//! itself instead of stopping (see [`super::recovery`]): it refuses new
+//! writes, fails the batch and every write queued behind it, reopens the
+//! file (redb refuses every call on a handle after an I/O error), puts the
+//! memory of everything those writes touched back to what the file holds,
+//! and only then answers them with [`StoreError::Io`]. From then on reads
+//! are served again and writes are refused until a probe finds that the
+//! disk takes writes again; then the store is open as before. No restart is
+//! needed, no acknowledged write is lost, and no write that failed is ever
+//! served.
 //!
 //! A thread, not a task: redb's API blocks, and a commit is an fsync.
 //!
@@ -20,15 +25,18 @@
 //! the bytes it writes.
 
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::mpsc::Receiver;
-use std::sync::{Arc, OnceLock};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use redb::{Database, Durability, Table, TableDefinition, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::StoreStats;
+use super::compaction;
+use super::recovery::{self, Reopen, Views};
 use super::tables::{
     DEADLINE_USERKEY, META, META_MANUAL_CLOCK, OUTBOX, SUBSCRIPTIONID_SUBSCRIPTION,
     TENANTID_TENANT, TENANTID_USERID_USER, USERKEY_FACTS, deadline_key,
@@ -86,6 +94,19 @@ impl Op {
             op => std::slice::from_ref(op),
         }
     }
+
+    /// The users whose residents (directory entry or facts) this op writes.
+    pub(super) fn user_keys(&self) -> Vec<[u8; 32]> {
+        let mut keys = Vec::new();
+        for op in self.parts() {
+            match op {
+                Op::UserRecord { key, .. } | Op::RemoveUser(key) => keys.push(*key),
+                Op::Directory { users, .. } => keys.extend(users.iter().map(|(key, _)| *key)),
+                _ => {}
+            }
+        }
+        keys
+    }
 }
 
 pub(super) enum Message {
@@ -94,18 +115,34 @@ pub(super) enum Message {
     Shutdown(oneshot::Sender<()>),
 }
 
+/// Reads and writes are served.
 const OPEN: u8 = 0;
+/// `close()` was called.
 const CLOSED: u8 = 1;
+/// The writer thread panicked: nothing is served until a restart.
 const FAILED: u8 = 2;
+/// A commit failed; memory is being put back to what the file holds:
+/// nothing is served, for the few milliseconds this takes.
+const RESTORING: u8 = 3;
+/// Memory agrees with the file again: reads are served, writes are refused
+/// until the disk takes writes again.
+const DEGRADED: u8 = 4;
 
 /// What the store and its writer thread both see.
 #[derive(Default)]
 pub(super) struct Shared {
-    /// `OPEN`, `CLOSED` or `FAILED`; atomic so that every call can check it
-    /// without a lock.
+    /// `OPEN`, `CLOSED`, `FAILED`, `RESTORING` or `DEGRADED`; atomic so that
+    /// every call can check it without a lock.
     state: AtomicU8,
-    /// Why the store failed, for the errors of every later call.
-    failure: OnceLock<String>,
+    /// Every write holds this shared from its admission (the state is
+    /// `OPEN`) until its op is queued and memory updated; the writer takes it
+    /// exclusively to leave `OPEN`, so once it has, every admitted write's op
+    /// is in the queue.
+    gate: RwLock<()>,
+    /// Why the last commit failed, for the errors of calls refused since.
+    failure: Mutex<String>,
+    /// The file; `None` while the writer reopens it, and after `close()`.
+    pub db: RwLock<Option<Arc<Database>>>,
     /// Transactions committed by the writer.
     commits: AtomicU64,
     /// Writes made durable by those transactions (barriers not counted).
@@ -121,40 +158,91 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    /// `Ok` while the store is open; otherwise the error every call returns.
+    /// `Ok` while reads are served (open, or refusing writes only);
+    /// otherwise the error a read returns.
     pub(super) fn check(&self) -> Result<(), StoreError> {
+        match self.state.load(Ordering::Acquire) {
+            OPEN | DEGRADED => Ok(()),
+            _ => Err(self.unavailable()),
+        }
+    }
+
+    /// Admits a write: `Ok` while the store is open. Hold the guard until
+    /// the write's op is queued and memory updated.
+    pub(super) fn admit(&self) -> Result<RwLockReadGuard<'_, ()>, StoreError> {
+        let gate = self.gate.read().unwrap_or_else(PoisonError::into_inner);
         if self.state.load(Ordering::Acquire) == OPEN {
-            Ok(())
+            Ok(gate)
         } else {
             Err(self.unavailable())
         }
     }
 
-    /// The error for a call that found the store closed or failed.
+    /// The error for a call that the store's state refuses.
     pub(super) fn unavailable(&self) -> StoreError {
+        let why = || {
+            self.failure
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+        };
         match self.state.load(Ordering::Acquire) {
             FAILED => StoreError::Io(format!(
-                "an earlier commit failed, so the store accepts no more calls: {}",
-                self.failure.get().map_or("unknown cause", String::as_str)
+                "the store's writer stopped, so the store accepts no more calls: {}",
+                why()
+            )),
+            RESTORING | DEGRADED => StoreError::Io(format!(
+                "the store cannot write to its file and refuses writes until it can \
+                 (it retries by itself): {}",
+                why()
             )),
             _ => StoreError::Closed,
         }
     }
 
+    /// Ready for `/readyz`: open, taking writes.
     pub(super) fn is_open(&self) -> bool {
         self.state.load(Ordering::Acquire) == OPEN
     }
 
-    /// Marks the store closed; false if it was not open.
+    /// Marks the store closed; false if it was closed already or failed.
     pub(super) fn close(&self) -> bool {
         self.state
-            .compare_exchange(OPEN, CLOSED, Ordering::AcqRel, Ordering::Acquire)
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |state| {
+                matches!(state, OPEN | RESTORING | DEGRADED).then_some(CLOSED)
+            })
             .is_ok()
     }
 
     fn fail(&self, why: &str) {
-        let _ = self.failure.set(why.to_owned());
+        *self.failure.lock().unwrap_or_else(PoisonError::into_inner) = why.to_owned();
         self.state.store(FAILED, Ordering::Release);
+    }
+
+    /// Leaves `OPEN` for `RESTORING` after a failed commit; false if the
+    /// store was not open (closing). Returns once no write is between its
+    /// admission and its queueing.
+    fn begin_restoring(&self, why: &str) -> bool {
+        *self.failure.lock().unwrap_or_else(PoisonError::into_inner) = why.to_owned();
+        let _gate = self.gate.write().unwrap_or_else(PoisonError::into_inner);
+        self.state
+            .compare_exchange(OPEN, RESTORING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Moves `from` → `to` unless the store was closed meanwhile.
+    fn advance(&self, from: u8, to: u8) -> bool {
+        self.state
+            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// The file's current handle, if it is open.
+    pub(super) fn database(&self) -> Option<Arc<Database>> {
+        self.db
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     pub(super) fn stats(&self) -> StoreStats {
@@ -166,15 +254,20 @@ impl Shared {
     }
 }
 
+/// What the writer thread owns: its queue, the shared state, the memory it
+/// puts back after a failed commit, and how to reopen the file.
+pub(super) struct Writer {
+    pub queue: Receiver<Message>,
+    pub shared: Arc<Shared>,
+    pub views: Views,
+    pub reopen: Reopen,
+}
+
 /// Starts the writer thread.
-pub(super) fn spawn(
-    db: Arc<Database>,
-    queue: Receiver<Message>,
-    shared: Arc<Shared>,
-) -> std::io::Result<JoinHandle<()>> {
+pub(super) fn spawn(writer: Writer) -> std::io::Result<JoinHandle<()>> {
     thread::Builder::new()
         .name("presenced-store-writer".to_owned())
-        .spawn(move || run(db, queue, shared))
+        .spawn(move || run(writer))
 }
 
 /// Marks the store failed if the writer thread unwinds.
@@ -188,12 +281,21 @@ impl Drop for FailOnPanic<'_> {
     }
 }
 
-fn run(db: Arc<Database>, queue: Receiver<Message>, shared: Arc<Shared>) {
-    let _fail_on_panic = FailOnPanic(&shared);
+fn run(writer: Writer) {
+    let _fail_on_panic = FailOnPanic(&writer.shared);
     let mut batch = Vec::new();
+    let mut idle = Idle::new();
     // Ends when every sender is gone (the store was dropped): by then
     // everything queued has been taken and committed.
-    while let Ok(first) = queue.recv() {
+    loop {
+        let first = match writer.queue.recv_timeout(IDLE_AFTER) {
+            Ok(first) => first,
+            Err(RecvTimeoutError::Timeout) => {
+                idle.quiet(&writer);
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
         let mut shutdown = None;
         let mut next = Some(first);
         while let Some(message) = next.take() {
@@ -205,54 +307,235 @@ fn run(db: Arc<Database>, queue: Receiver<Message>, shared: Arc<Shared>) {
                 }
             }
             if batch.len() < MAX_BATCH {
-                next = queue.try_recv().ok();
+                next = writer.queue.try_recv().ok();
             }
         }
-        if !write_batch(&db, &mut batch, &shared) {
-            return;
+        idle.note(&batch);
+        if let Err(why) = write_batch(&writer.shared, &mut batch) {
+            let failed = std::mem::take(&mut batch);
+            match recover(&writer, failed, why, shutdown) {
+                Recovered::Open => shutdown = None,
+                Recovered::Shutdown(done) => shutdown = Some(done),
+                Recovered::Dropped => return,
+            }
         }
         if let Some(done) = shutdown {
             // Let go of the file before answering: once close() drops the
             // store's own handle, the file is released and may be reopened.
-            drop(db);
+            writer
+                .shared
+                .db
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
             let _ = done.send(());
             return;
         }
     }
 }
 
-/// Commits and acknowledges one batch; false if the commit failed.
-fn write_batch(db: &Database, batch: &mut Vec<(Op, Ack)>, shared: &Shared) -> bool {
+/// How long without a write before the writer looks at compacting the file
+/// (short in unit tests, so that they can see it happen).
+const IDLE_AFTER: Duration = if cfg!(test) {
+    Duration::from_millis(200)
+} else {
+    Duration::from_secs(30)
+};
+/// The least time between two looks (each one walks redb's trees).
+const COMPACT_CHECK_EVERY: Duration = if cfg!(test) {
+    Duration::ZERO
+} else {
+    Duration::from_secs(600)
+};
+
+/// When the writer last looked at compacting, and whether rows were
+/// removed since (without removals the file has not become sparser).
+struct Idle {
+    last_check: Instant,
+    removed: bool,
+}
+
+impl Idle {
+    fn new() -> Idle {
+        Idle {
+            last_check: Instant::now(),
+            removed: false,
+        }
+    }
+
+    /// Notes whether a batch removes rows.
+    fn note(&mut self, batch: &[(Op, Ack)]) {
+        self.removed |= batch.iter().flat_map(|(op, _)| op.parts()).any(|op| {
+            matches!(
+                op,
+                Op::Subscription { record: None, .. } | Op::RemoveUser(_)
+            ) || matches!(op, Op::Outbox { remove, .. } if !remove.is_empty())
+        });
+    }
+
+    /// The queue has been empty for [`IDLE_AFTER`]: compact if rows were
+    /// removed since the last look, at most every [`COMPACT_CHECK_EVERY`].
+    fn quiet(&mut self, writer: &Writer) {
+        if !self.removed
+            || self.last_check.elapsed() < COMPACT_CHECK_EVERY
+            || !writer.shared.is_open()
+        {
+            return;
+        }
+        self.last_check = Instant::now();
+        self.removed = false;
+        if let Err(error) = compaction::compact_in_place(&writer.shared, &writer.reopen.path) {
+            tracing::warn!(%error, "compacting the store's file failed");
+        }
+    }
+}
+
+/// Commits and acknowledges one batch. If the commit fails, nothing is
+/// acknowledged and the batch is left for [`recover`].
+fn write_batch(shared: &Shared, batch: &mut Vec<(Op, Ack)>) -> Result<(), String> {
     let writes = batch
         .iter()
         .flat_map(|(op, _)| op.parts())
         .filter(|op| !matches!(op, Op::Barrier))
         .count() as u64;
-    let result = if writes == 0 {
-        Ok(())
-    } else {
-        commit(db, batch, shared)
-    };
-    match result {
-        Ok(()) => {
-            if writes > 0 {
-                shared.commits.fetch_add(1, Ordering::Relaxed);
-                shared.writes.fetch_add(writes, Ordering::Relaxed);
-                shared.largest_batch.fetch_max(writes, Ordering::Relaxed);
-            }
-            for (_, ack) in batch.drain(..) {
-                // The caller may have stopped waiting; the write stands.
-                let _ = ack.send(Ok(()));
-            }
-            true
+    if writes > 0 {
+        match shared.database() {
+            Some(db) => commit(&db, batch, shared)?,
+            None => return Err("the store's file is not open".to_owned()),
         }
-        Err(why) => {
-            tracing::error!(error = %why, writes, "store commit failed; the store stops accepting calls");
-            shared.fail(&why);
-            for (_, ack) in batch.drain(..) {
-                let _ = ack.send(Err(StoreError::Io(why.clone())));
+        shared.commits.fetch_add(1, Ordering::Relaxed);
+        shared.writes.fetch_add(writes, Ordering::Relaxed);
+        shared.largest_batch.fetch_max(writes, Ordering::Relaxed);
+    }
+    for (_, ack) in batch.drain(..) {
+        // The caller may have stopped waiting; the write stands.
+        let _ = ack.send(Ok(()));
+    }
+    Ok(())
+}
+
+/// How [`recover`] ended.
+enum Recovered {
+    /// The disk takes writes again; the store is open.
+    Open,
+    /// `close()` asked the writer to stop meanwhile.
+    Shutdown(oneshot::Sender<()>),
+    /// The store was dropped.
+    Dropped,
+}
+
+/// The shortest and longest waits between two attempts to reopen the file
+/// or to write to it again.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MOST: Duration = Duration::from_secs(2);
+
+/// After a failed commit: refuse writes, fail `failed` and every write
+/// queued behind it, put memory back to what the file holds, answer them,
+/// then serve reads and probe the disk until it takes writes again.
+fn recover(
+    writer: &Writer,
+    mut failed: Vec<(Op, Ack)>,
+    why: String,
+    mut shutdown: Option<oneshot::Sender<()>>,
+) -> Recovered {
+    let shared = &writer.shared;
+    tracing::error!(
+        error = %why,
+        writes = failed.len(),
+        "store commit failed; refusing writes until the disk takes them again"
+    );
+    let restoring = shared.begin_restoring(&why);
+    // Every write admitted before is queued now; each was applied to memory
+    // on top of state that did not reach the file, so none may commit.
+    let mut dropped = false;
+    loop {
+        match writer.queue.try_recv() {
+            Ok(Message::Write(op, ack)) => failed.push((op, ack)),
+            Ok(Message::Shutdown(done)) => shutdown = Some(done),
+            Err(std::sync::mpsc::TryRecvError::Empty) => break,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                dropped = true;
+                break;
             }
-            false
+        }
+    }
+    if restoring && !dropped {
+        // redb refuses every call on a handle after an I/O error: reopen it
+        // (the file holds the last committed state), then read back what
+        // the failed writes touched. Both are retried until they succeed,
+        // unless the store is closed meanwhile.
+        let mut wait = RETRY_FIRST;
+        loop {
+            let keys: Vec<_> = failed.iter().flat_map(|(op, _)| op.user_keys()).collect();
+            let result = recovery::reopen(shared, &writer.reopen)
+                .and_then(|db| recovery::restore(&db, &writer.views, &keys));
+            match result {
+                Ok(()) => break,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot reopen the store's file yet; retrying");
+                    if shutdown.is_some() {
+                        break;
+                    }
+                    match writer.queue.recv_timeout(wait) {
+                        Ok(Message::Write(op, ack)) => failed.push((op, ack)),
+                        Ok(Message::Shutdown(done)) => shutdown = Some(done),
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => {
+                            dropped = true;
+                            break;
+                        }
+                    }
+                    wait = (wait * 2).min(RETRY_MOST);
+                }
+            }
+        }
+    }
+    // Reads are served again before the failures are answered, so a client
+    // told its write failed reads what the file holds.
+    let degraded =
+        restoring && !dropped && shutdown.is_none() && shared.advance(RESTORING, DEGRADED);
+    let error = format!("the write was not stored: {why}");
+    for (_, ack) in failed.drain(..) {
+        let _ = ack.send(Err(StoreError::Io(error.clone())));
+    }
+    if dropped {
+        return Recovered::Dropped;
+    }
+    if let Some(done) = shutdown {
+        return Recovered::Shutdown(done);
+    }
+    if !degraded {
+        // Closed meanwhile: the shutdown message is on its way.
+        return Recovered::Open;
+    }
+    tracing::warn!("store memory restored from its file; reads are served, writes refused");
+    let mut wait = RETRY_FIRST;
+    loop {
+        match writer.queue.recv_timeout(wait) {
+            Ok(Message::Shutdown(done)) => return Recovered::Shutdown(done),
+            Ok(Message::Write(op, ack)) => {
+                // Not admitted while degraded; answered as refused all the same.
+                let keys = op.user_keys();
+                if let Err(error) = recovery::current_or_reopen(shared, &writer.reopen)
+                    .and_then(|db| recovery::restore(&db, &writer.views, &keys))
+                {
+                    tracing::error!(%error, "cannot restore a refused write's users");
+                }
+                let _ = ack.send(Err(shared.unavailable()));
+            }
+            Err(RecvTimeoutError::Disconnected) => return Recovered::Dropped,
+            Err(RecvTimeoutError::Timeout) => match recovery::probe(shared, &writer.reopen) {
+                Ok(()) => {
+                    if shared.advance(DEGRADED, OPEN) {
+                        tracing::warn!("the store's file takes writes again; the store is open");
+                    }
+                    return Recovered::Open;
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "the store's file does not take writes yet");
+                    wait = (wait * 2).min(RETRY_MOST);
+                }
+            },
         }
     }
 }
