@@ -3,6 +3,7 @@
 
 mod actions;
 mod batch;
+mod browser;
 mod captures;
 mod cli;
 mod cors;

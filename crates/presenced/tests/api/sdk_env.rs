@@ -80,3 +80,23 @@ pub fn node_suite() -> PathBuf {
     }
     dir
 }
+
+/// `sdk-tests/browser` with its locked packages installed: msal-browser, the
+/// Graph Toolkit, esbuild (which bundles the page) and playwright-core (which
+/// drives the system's Chromium; it downloads no browser).
+pub fn browser_suite() -> PathBuf {
+    let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = workspace().join("sdk-tests/browser");
+    let lock = std::fs::read_to_string(dir.join("package-lock.json")).unwrap();
+    let marker = dir.join("node_modules/.installed-lock.json");
+    if std::fs::read_to_string(&marker).ok().as_deref() != Some(lock.as_str()) {
+        run(
+            Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund"])
+                .current_dir(&dir),
+            "npm ci in sdk-tests/browser",
+        );
+        std::fs::write(&marker, lock).unwrap();
+    }
+    dir
+}
