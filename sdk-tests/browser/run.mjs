@@ -15,7 +15,8 @@
 // PRESENCED_APP / PRESENCED_APP_SECRET (a confidential app with
 // Presence.ReadWrite.All), PRESENCED_USER / PRESENCED_USER_NAME /
 // PRESENCED_USER_PASSWORD (who signs in), PRESENCED_PEOPLE (comma-separated
-// ids: the signed-in user, then two others), APP_PORT (where the page is
+// ids: the signed-in user, then two others), PRESENCED_PEOPLE_NAMES (their
+// display names, in the same order), APP_PORT (where the page is
 // served), BROWSER_TEST_DIR (bundle and screenshot go there),
 // PRESENCED_SIGN_IN (msal, the default, or password: how the page signs
 // in), CHROMIUM (default /usr/bin/chromium).
@@ -46,6 +47,7 @@ const me = need('PRESENCED_USER');
 const userName = need('PRESENCED_USER_NAME');
 const password = need('PRESENCED_USER_PASSWORD');
 const people = need('PRESENCED_PEOPLE').split(',');
+const names = need('PRESENCED_PEOPLE_NAMES').split(',');
 const [, caller, other] = people;
 const appPort = Number(need('APP_PORT'));
 const outDir = need('BROWSER_TEST_DIR');
@@ -231,7 +233,10 @@ try {
   const badge = (id) => page.locator(`mgt-person[user-id="${id}"] .presence-wrapper`);
   const expectBadge = async (id, title) => {
     await step(page.locator(`mgt-person[user-id="${id}"] .presence-wrapper[title="${title}"]`).waitFor());
-    console.log(`badge of ${id}: ${await badge(id).getAttribute('title')}`);
+    // The person itself came from presenced's directory ($batch).
+    const name = names[people.indexOf(id)];
+    await step(page.locator(`mgt-person[user-id="${id}"]`).getByText(name, { exact: true }).waitFor());
+    console.log(`badge of ${name}: ${await badge(id).getAttribute('title')}`);
   };
   await expectBadge(me, 'Available');
   await expectBadge(caller, 'In a call');

@@ -123,6 +123,7 @@ async fn a_browser_app_signs_in_sets_presence_and_shows_toolkit_badges() {
         .env("PRESENCED_USER_NAME", "adele.vance@contoso.com")
         .env("PRESENCED_USER_PASSWORD", ADELE_PASSWORD)
         .env("PRESENCED_PEOPLE", format!("{ADELE},{MEGAN},{LEE}"))
+        .env("PRESENCED_PEOPLE_NAMES", "Adele Vance,Megan Bowen,Lee Gu")
         .env("PRESENCED_SIGN_IN", SIGN_IN)
         .env("APP_PORT", port.to_string())
         .env("BROWSER_TEST_DIR", &out_dir);
