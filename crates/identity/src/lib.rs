@@ -29,7 +29,9 @@ pub mod validate;
 
 pub use jwks::{JwksError, KeySet};
 pub use keys::DevIssuerKey;
-pub use mint::{Subject, TokenRequest, dev_issuer, service_principal_id};
+pub use mint::{
+    Subject, TokenRequest, dev_issuer, is_authority, is_origin, issuer_at, service_principal_id,
+};
 pub use oidc::{IssuerStartError, JwksIssuer, JwksIssuerConfig, KeySource, SourceError};
 pub use presenced_domain::Guid;
 pub use principal::{Principal, PrincipalKind};

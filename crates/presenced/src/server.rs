@@ -61,6 +61,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         ..config
     };
     let cors = config.file.cors.cors()?;
+    let public_url = match &config.file.server.public_url {
+        Some(url) => {
+            Some(crate::config::public_url(url).context("--public-url / server.public_url")?)
+        }
+        None => None,
+    };
     let tls = match config.tls_listen {
         Some(_) => Some(tls::load(
             &certificate_source(&config)?,
@@ -125,6 +131,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         throttle: throttle(&config)?,
         edge: Edge::new(edge_limits),
         cors: Arc::new(cors),
+        public_url,
     });
 
     let mut listeners = Vec::new();

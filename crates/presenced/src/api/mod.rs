@@ -65,6 +65,8 @@ pub struct AppState {
     pub edge: edge::Edge,
     /// Which origins browser apps may call from.
     pub cors: Arc<cors::Cors>,
+    /// `--public-url`: the origin the identity provider names itself under; `None`: each request's own.
+    pub public_url: Option<String>,
 }
 
 /// The route template a response was produced for, for the access log.
@@ -126,6 +128,11 @@ fn routes() -> Router<Arc<AppState>> {
             get(oauth::openid_configuration),
         )
         .route("/{tenant}/discovery/v2.0/keys", get(oauth::keys))
+        .route(
+            "/{tenant}/discovery/instance",
+            get(oauth::instance_discovery),
+        )
+        .route("/{tenant}/userrealm/{user}", get(oauth::user_realm))
         .route(
             "/{tenant}/oauth2/v2.0/token",
             axum::routing::post(oauth::token),

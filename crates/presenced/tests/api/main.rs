@@ -13,6 +13,7 @@ mod edge;
 mod errors;
 mod extensions;
 mod helpers;
+mod idp;
 mod issuers;
 mod limits;
 mod notifications;

@@ -25,8 +25,12 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jiff::{SignedDuration, Timestamp};
 use presenced_domain::Guid;
-use presenced_identity::{GRAPH_APP_ID, GRAPH_AUDIENCE, Subject, TokenRequest, dev_issuer};
+use presenced_identity::{GRAPH_APP_ID, GRAPH_AUDIENCE, Subject, TokenRequest, issuer_at};
 use serde::Serialize;
+
+mod discovery;
+
+pub use discovery::{instance_discovery, keys, openid_configuration, user_realm};
 
 use super::presence::read_body;
 use super::{AppState, RouteName};
@@ -98,54 +102,29 @@ fn route(mut response: Response, name: &'static str) -> Response {
     response
 }
 
+/// The origin the identity provider names its issuer and endpoints under: the configured public URL, or
+/// the scheme and authority the request came to. A `Host` that is not a plain authority is refused, so
+/// nothing a client sends reaches a discovery document or a token.
+fn issuer_base(state: &AppState, parts: &axum::http::request::Parts) -> Result<String, OAuthError> {
+    if let Some(url) = &state.public_url {
+        return Ok(url.clone());
+    }
+    let base = super::base_url(parts).to_ascii_lowercase();
+    if presenced_identity::is_origin(&base) {
+        Ok(base)
+    } else {
+        Err(OAuthError::new(
+            "invalid_request",
+            90023,
+            "The request's Host is not a valid host name and port.",
+        ))
+    }
+}
+
 fn known_tenant(state: &AppState, tenant: &str) -> Result<Guid, OAuthError> {
     Guid::parse(tenant)
         .filter(|t| state.registry.has_tenant(*t))
         .ok_or_else(|| OAuthError::unknown_tenant(tenant))
-}
-
-/// `GET /{tenant}/v2.0/.well-known/openid-configuration`.
-pub async fn openid_configuration(
-    State(state): State<Arc<AppState>>,
-    Path(tenant): Path<String>,
-    request: Request,
-) -> Response {
-    let (parts, _) = request.into_parts();
-    let response = match known_tenant(&state, &tenant) {
-        Err(e) => e.render(""),
-        Ok(tid) => {
-            let base = super::base_url(&parts);
-            json(
-                StatusCode::OK,
-                &serde_json::json!({
-                    "issuer": dev_issuer(tid),
-                    "token_endpoint": format!("{base}/{tid}/oauth2/v2.0/token"),
-                    "jwks_uri": format!("{base}/{tid}/discovery/v2.0/keys"),
-                    "authorization_endpoint": format!("{base}/{tid}/oauth2/v2.0/authorize"),
-                    "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
-                    "grant_types_supported": ["client_credentials", "password"],
-                    "response_types_supported": ["token"],
-                    "subject_types_supported": ["pairwise"],
-                    "id_token_signing_alg_values_supported": ["RS256"],
-                    "scopes_supported": ["openid", "profile", "email", "offline_access"],
-                    "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nbf", "tid", "oid", "name", "preferred_username", "ver"],
-                    "tenant_region_scope": null,
-                    "cloud_instance_name": "presenced.local",
-                    "msgraph_host": parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost"),
-                }),
-            )
-        }
-    };
-    route(response, "/{tenant}/v2.0/.well-known/openid-configuration")
-}
-
-/// `GET /{tenant}/discovery/v2.0/keys`.
-pub async fn keys(State(state): State<Arc<AppState>>, Path(tenant): Path<String>) -> Response {
-    let response = match known_tenant(&state, &tenant) {
-        Err(e) => e.render(""),
-        Ok(_) => json(StatusCode::OK, &state.issuer_key.jwks_json()),
-    };
-    route(response, "/{tenant}/discovery/v2.0/keys")
 }
 
 /// `POST /{tenant}/oauth2/v2.0/token`.
@@ -231,6 +210,7 @@ async fn issue(state: &AppState, tenant: &str, request: Request) -> Result<Respo
         )
     })?;
 
+    let base = issuer_base(state, &parts)?;
     let tenant_id = match (Guid::parse(tenant), grant, field("username")) {
         (Some(t), _, _) => Some(t),
         (None, "password", Some(username))
@@ -323,7 +303,7 @@ async fn issue(state: &AppState, tenant: &str, request: Request) -> Result<Respo
                 .map_or(username, |u| u.display_name.as_str());
             let claims = IdTokenClaims {
                 aud: app_id.to_string(),
-                iss: dev_issuer(tenant_id),
+                iss: issuer_at(&base, tenant_id),
                 iat: now.as_second(),
                 nbf: now.as_second(),
                 exp: now.as_second() + TOKEN_LIFETIME.as_secs(),
@@ -356,7 +336,10 @@ async fn issue(state: &AppState, tenant: &str, request: Request) -> Result<Respo
         subject,
         lifetime: TOKEN_LIFETIME,
     };
-    let access_token = state.issuer_key.mint(&request, now).map_err(server_error)?;
+    let access_token = state
+        .issuer_key
+        .mint_issued_by(&request, &issuer_at(&base, tenant_id), now)
+        .map_err(server_error)?;
     let client_info = id_token.as_ref().map(|(_, user)| {
         URL_SAFE_NO_PAD.encode(
             serde_json::json!({"uid": user.to_string(), "utid": tenant_id.to_string()}).to_string(),

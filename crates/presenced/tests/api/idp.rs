@@ -1,0 +1,5 @@
+//! The built-in identity provider as real clients use it: the issuer follows the URL the client
+//! used (or `--public-url`), MSAL's discovery calls, the authorization-code flow with PKCE, refresh
+//! tokens and logout.
+
+mod issuer;
