@@ -22,9 +22,9 @@ use crate::sdk_env::{browser_suite, workspace};
 const BOARD: &str = "3c9d2e1f-8a7b-4c6d-9e5f-1a2b3c4d5e6f";
 
 /// How the page signs in. `msal` (MSAL.js, authorization code with PKCE)
-/// needs the identity provider's authorize endpoint and a discovery issuer
-/// on the host MSAL called; until presenced has both, the page posts the
-/// password grant to the token endpoint itself.
+/// gets as far as presenced's authorize endpoint, which the identity
+/// provider does not serve yet; until it does, the page posts the password
+/// grant to the token endpoint itself.
 const SIGN_IN: &str = "password";
 
 /// How long the whole browser run may take, install excluded.
