@@ -2,5 +2,5 @@
 //! used (or `--public-url`), MSAL's discovery calls, the authorization-code flow with PKCE, refresh
 //! tokens and logout.
 
-mod code;
+pub mod code;
 mod issuer;
