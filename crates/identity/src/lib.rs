@@ -19,6 +19,7 @@
 
 use std::path::PathBuf;
 
+pub mod grants;
 pub mod jwks;
 pub mod keys;
 pub mod mint;
@@ -35,7 +36,7 @@ pub use mint::{
 pub use oidc::{IssuerStartError, JwksIssuer, JwksIssuerConfig, KeySource, SourceError};
 pub use presenced_domain::Guid;
 pub use principal::{Principal, PrincipalKind};
-pub use registry::{Application, NewApplication, Registry};
+pub use registry::{Application, NewApplication, Registry, check_redirect_uri};
 pub use validate::{
     AuthError, DevIssuer, IssuerPattern, SigningAlgorithm, TrustedIssuer, Validator,
     ValidatorConfig, VerificationKey,

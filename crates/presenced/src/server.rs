@@ -98,6 +98,9 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .save(&config.data_dir)
         .context("cannot save the identity registrations")?;
 
+    let refresh_tokens = presenced_identity::grants::RefreshTokens::load(&config.data_dir)
+        .context("cannot load the identity provider's refresh tokens")?;
+
     let clock = match config.clock {
         ClockKind::System => Clock::System,
         ClockKind::Manual => {
@@ -132,6 +135,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         edge: Edge::new(edge_limits),
         cors: Arc::new(cors),
         public_url,
+        codes: Default::default(),
+        refresh_tokens: Arc::new(refresh_tokens),
     });
 
     let mut listeners = Vec::new();

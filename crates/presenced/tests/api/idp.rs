@@ -2,4 +2,5 @@
 //! used (or `--public-url`), MSAL's discovery calls, the authorization-code flow with PKCE, refresh
 //! tokens and logout.
 
+pub mod code;
 mod issuer;

@@ -13,7 +13,7 @@ mod edge;
 mod errors;
 mod extensions;
 mod helpers;
-mod idp;
+pub mod idp;
 mod issuers;
 mod limits;
 mod notifications;

@@ -216,7 +216,7 @@ async fn the_token_endpoint_refuses_bad_clients_in_oauth2_format_without_detail(
         &server,
         TENANT,
         &[
-            ("grant_type", "authorization_code"),
+            ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
             ("client_id", APP),
             ("scope", default),
         ],
