@@ -21,10 +21,11 @@ use crate::sdk_env::{browser_suite, workspace};
 /// is the page's origin.
 const BOARD: &str = "3c9d2e1f-8a7b-4c6d-9e5f-1a2b3c4d5e6f";
 
-/// How the page signs in. `msal` (MSAL.js, authorization code with PKCE)
-/// gets as far as presenced's authorize endpoint, which the identity
-/// provider does not serve yet; until it does, the page posts the password
-/// grant to the token endpoint itself.
+/// How the page signs in. With `msal` (MSAL.js, authorization code with
+/// PKCE, redirect) Chromium reaches presenced's sign-in page but blocks the
+/// redirect that answers its form: the page's CSP `form-action 'self'`
+/// covers redirect targets too. Until that is fixed, the page posts the
+/// password grant to the token endpoint itself.
 const SIGN_IN: &str = "password";
 
 /// How long the whole browser run may take, install excluded.
