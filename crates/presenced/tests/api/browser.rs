@@ -21,12 +21,10 @@ use crate::sdk_env::{browser_suite, workspace};
 /// is the page's origin.
 const BOARD: &str = "3c9d2e1f-8a7b-4c6d-9e5f-1a2b3c4d5e6f";
 
-/// How the page signs in. With `msal` (MSAL.js, authorization code with
-/// PKCE, redirect) Chromium reaches presenced's sign-in page but blocks the
-/// redirect that answers its form: the page's CSP `form-action 'self'`
-/// covers redirect targets too. Until that is fixed, the page posts the
-/// password grant to the token endpoint itself.
-const SIGN_IN: &str = "password";
+/// How the page signs in: `msal` (MSAL.js, authorization code with PKCE,
+/// redirect through presenced's sign-in page) or `password` (the page
+/// posts the password grant to the token endpoint).
+const SIGN_IN: &str = "msal";
 
 /// How long the whole browser run may take, install excluded.
 const RUN_LIMIT: Duration = Duration::from_secs(240);

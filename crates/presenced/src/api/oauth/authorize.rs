@@ -439,11 +439,12 @@ fn html(status: StatusCode, title: &str, body: &str) -> Response {
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // No `form-action`: browsers apply it to where the form's answer
+    // redirects too, and that answer redirects to the app's redirect URI,
+    // another origin ('self' made Chromium block every sign-in).
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
-        ),
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     response
