@@ -19,6 +19,7 @@
 
 use std::path::PathBuf;
 
+pub mod grants;
 pub mod jwks;
 pub mod keys;
 pub mod mint;
@@ -29,11 +30,13 @@ pub mod validate;
 
 pub use jwks::{JwksError, KeySet};
 pub use keys::DevIssuerKey;
-pub use mint::{Subject, TokenRequest, dev_issuer, service_principal_id};
+pub use mint::{
+    Subject, TokenRequest, dev_issuer, is_authority, is_origin, issuer_at, service_principal_id,
+};
 pub use oidc::{IssuerStartError, JwksIssuer, JwksIssuerConfig, KeySource, SourceError};
 pub use presenced_domain::Guid;
 pub use principal::{Principal, PrincipalKind};
-pub use registry::{Application, NewApplication, Registry};
+pub use registry::{Application, NewApplication, Registry, check_redirect_uri};
 pub use validate::{
     AuthError, DevIssuer, IssuerPattern, SigningAlgorithm, TrustedIssuer, Validator,
     ValidatorConfig, VerificationKey,

@@ -22,6 +22,61 @@ pub fn dev_issuer(tenant: Guid) -> String {
     format!("https://login.presenced.local/{tenant}/v2.0")
 }
 
+/// The issuer of the built-in identity provider reached at `base` (`scheme://authority`, no trailing
+/// slash) for `tenant`: `{base}/{tenant}/v2.0`, as Entra's v2 issuer sits under its login host.
+pub fn issuer_at(base: &str, tenant: Guid) -> String {
+    format!("{base}/{tenant}/v2.0")
+}
+
+/// Whether `text` is a URL authority as presenced echoes it into issuers and discovery documents: a host
+/// name (letters, digits, `-`, `.`, `_`), an IPv4 address or a bracketed IPv6 address, then optionally
+/// `:port` (1 to 5 digits); at most 255 bytes. Nothing else (no user info, no path, no quotes, no spaces)
+/// so that a `Host` header can never inject text into a JSON document or a URL.
+pub fn is_authority(text: &str) -> bool {
+    if text.is_empty() || text.len() > 255 {
+        return false;
+    }
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let Some((inside, after)) = rest.split_once(']') else {
+            return false;
+        };
+        if inside.is_empty()
+            || !inside
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
+            return false;
+        }
+        match after {
+            "" => ("x", None),
+            _ => match after.strip_prefix(':') {
+                Some(port) => ("x", Some(port)),
+                None => return false,
+            },
+        }
+    } else {
+        match text.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (text, None),
+        }
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    host_ok && port_ok
+}
+
+/// Whether `text` is an origin presenced may name its issuer under: `http://` or `https://` and an
+/// [`is_authority`] authority, nothing after it.
+pub fn is_origin(text: &str) -> bool {
+    text.strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"))
+        .is_some_and(is_authority)
+}
+
 /// The template of [`dev_issuer`]: `{tenantid}` stands for the token's `tid`.
 pub const DEV_ISSUER_TEMPLATE: &str = "https://login.presenced.local/{tenantid}/v2.0";
 
@@ -78,6 +133,17 @@ impl DevIssuerKey {
     /// `now` is the real time for a token that is to be used; tests pass other instants to make expired
     /// or not-yet-valid tokens.
     pub fn mint(&self, request: &TokenRequest, now: Timestamp) -> Result<String, IdentityError> {
+        self.mint_issued_by(request, &dev_issuer(request.tenant), now)
+    }
+
+    /// Signs an access token for `request` whose `iss` is `issuer` (the built-in identity provider names
+    /// the URL it was reached at: [`issuer_at`]).
+    pub fn mint_issued_by(
+        &self,
+        request: &TokenRequest,
+        issuer: &str,
+        now: Timestamp,
+    ) -> Result<String, IdentityError> {
         let lifetime = whole_seconds(request.lifetime)?;
         let issued = now.as_second();
         let expires = issued
@@ -116,7 +182,7 @@ impl DevIssuerKey {
         let app = request.app.to_string();
         let claims = AccessTokenClaims {
             aud: GRAPH_AUDIENCE,
-            iss: dev_issuer(request.tenant),
+            iss: issuer.to_owned(),
             iat: issued,
             nbf: issued,
             exp: expires,
@@ -194,6 +260,43 @@ mod tests {
 
     fn guid(text: &str) -> Guid {
         Guid::parse(text).expect("guid")
+    }
+
+    #[test]
+    fn authorities_are_host_and_port_only() {
+        for ok in [
+            "127.0.0.1:8443",
+            "localhost",
+            "login.example.com",
+            "[::1]:443",
+            "[::1]",
+            "my_host:1",
+        ] {
+            assert!(is_authority(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "a\"b",
+            "a b",
+            "user@host",
+            "host/path",
+            "host:",
+            "host:123456",
+            "host:8a",
+            "[::1",
+            "[zz]",
+            "[::1]x",
+            "a:1:2",
+            "h\u{e9}",
+            "a\\b",
+        ] {
+            assert!(!is_authority(bad), "{bad:?}");
+        }
+        assert!(is_origin("https://127.0.0.1:8443"));
+        assert!(is_origin("http://localhost"));
+        assert!(!is_origin("https://127.0.0.1:8443/"));
+        assert!(!is_origin("ftp://host"));
+        assert!(!is_origin("https://"));
     }
 
     #[test]

@@ -32,6 +32,86 @@ pub struct NewApplication {
     pub roles: Vec<String>,
     /// Delegated permissions the app may ask for.
     pub scopes: Vec<String>,
+    /// Where the authorization endpoint may send codes ([`check_redirect_uri`]).
+    pub redirect_uris: Vec<String>,
+}
+
+/// Why a redirect URI cannot be registered, or `Ok`: an absolute `https://` URL, or `http://` on a
+/// loopback host (`localhost`, `127.0.0.1`, `[::1]`) for native and development apps, as Entra allows;
+/// no fragment, no user info, at most 256 bytes, no spaces or control characters.
+pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
+    if uri.len() > 256
+        || uri
+            .bytes()
+            .any(|b| b <= b' ' || b == 0x7f || b == b'"' || b == b'<' || b == b'>')
+    {
+        return Err(format!(
+            "redirect URI {uri:?} is too long or has spaces, quotes or control characters"
+        ));
+    }
+    if uri.contains('#') {
+        return Err(format!("redirect URI {uri:?} has a fragment"));
+    }
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return Err(format!("redirect URI {uri:?} is not an absolute URL"));
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    if !crate::mint::is_authority(authority) {
+        return Err(format!("redirect URI {uri:?} has no valid host"));
+    }
+    match scheme {
+        "https" => Ok(()),
+        "http" if is_loopback(authority) => Ok(()),
+        _ => Err(format!(
+            "redirect URI {uri:?} must be https, or http on localhost, 127.0.0.1 or [::1]"
+        )),
+    }
+}
+
+fn loopback_host(authority: &str) -> Option<&str> {
+    let host = match authority.strip_prefix('[') {
+        Some(rest) => rest
+            .split(']')
+            .next()
+            .map(|h| if h == "::1" { "[::1]" } else { h }),
+        None => authority.split(':').next(),
+    }?;
+    ["localhost", "127.0.0.1", "[::1]"]
+        .into_iter()
+        .find(|l| l.eq_ignore_ascii_case(host))
+}
+
+fn is_loopback(authority: &str) -> bool {
+    loopback_host(authority).is_some()
+}
+
+/// Whether `asked` is `registered`: exactly (scheme and host without regard to case), except that for
+/// an `http` loopback URI the port may differ (RFC 8252 §7.3: native apps listen on any free port).
+fn redirect_uri_matches(registered: &str, asked: &str) -> bool {
+    fn split(uri: &str) -> Option<(String, &str, &str)> {
+        let (scheme, rest) = uri.split_once("://")?;
+        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        Some((scheme.to_ascii_lowercase(), &rest[..end], &rest[end..]))
+    }
+    let (Some((s1, a1, p1)), Some((s2, a2, p2))) = (split(registered), split(asked)) else {
+        return false;
+    };
+    let path = |p: &str| {
+        if p.is_empty() {
+            "/".to_string()
+        } else {
+            p.to_string()
+        }
+    };
+    if s1 != s2 || path(p1) != path(p2) {
+        return false;
+    }
+    if s1 == "http"
+        && let (Some(h1), Some(h2)) = (loopback_host(a1), loopback_host(a2))
+    {
+        return h1 == h2 && crate::mint::is_authority(a2);
+    }
+    a1.eq_ignore_ascii_case(a2)
 }
 
 /// A registered application, as the registry keeps it.
@@ -44,9 +124,20 @@ pub struct Application {
     secrets: Vec<Digest256>,
     pub roles: Vec<String>,
     pub scopes: Vec<String>,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
 }
 
 impl Application {
+    /// Whether the authorization endpoint may send a code to `uri`.
+    pub fn allows_redirect(&self, uri: &str) -> bool {
+        check_redirect_uri(uri).is_ok()
+            && self
+                .redirect_uris
+                .iter()
+                .any(|registered| redirect_uri_matches(registered, uri))
+    }
+
     /// Whether `secret` is one of the application's client secrets.
     pub fn has_secret(&self, secret: &str) -> bool {
         self.secrets
@@ -100,31 +191,8 @@ impl Registry {
     /// Writes the registry durably (a temporary file renamed over the old one).
     pub fn save(&self, data_dir: &Path) -> Result<(), IdentityError> {
         let path = data_dir.join(REGISTRY_FILE);
-        fn io(path: &Path) -> impl Fn(std::io::Error) -> IdentityError + '_ {
-            move |source| IdentityError::Io {
-                path: path.to_path_buf(),
-                source,
-            }
-        }
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).map_err(io(&path))?;
-        }
-        let temporary = path.with_extension("json.tmp");
         let bytes = serde_json::to_vec_pretty(self).expect("the registry serialises");
-        {
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut file = fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&temporary)
-                .map_err(io(&temporary))?;
-            file.write_all(&bytes).map_err(io(&temporary))?;
-            file.sync_all().map_err(io(&temporary))?;
-        }
-        fs::rename(&temporary, &path).map_err(io(&path))
+        write_private_durably(&path, &bytes)
     }
 
     /// Adds or replaces applications of `tenant`, and adds or replaces the
@@ -148,6 +216,7 @@ impl Registry {
                 secrets,
                 roles: new.roles,
                 scopes: new.scopes,
+                redirect_uris: new.redirect_uris,
             };
             registrations.applications.insert(new.app, application);
         }
@@ -168,6 +237,34 @@ impl Registry {
     /// An application of `tenant`.
     pub fn application(&self, tenant: Guid, app: Guid) -> Option<&Application> {
         self.tenants.get(&tenant)?.applications.get(&app)
+    }
+
+    /// The tenants the registry knows.
+    pub fn tenants(&self) -> Vec<Guid> {
+        self.tenants.keys().copied().collect()
+    }
+
+    /// `app` as registered in any tenant (the first), for requests through `common`.
+    pub fn any_application(&self, app: Guid) -> Option<&Application> {
+        self.tenants.values().find_map(|r| r.applications.get(&app))
+    }
+
+    /// Whether `uri` may be a sign-out's `post_logout_redirect_uri` in `tenant`: registered for
+    /// `app`, or for any application of the tenant when the request names none.
+    pub fn allows_logout_redirect(&self, tenant: Guid, app: Option<Guid>, uri: &str) -> bool {
+        let Some(registrations) = self.tenants.get(&tenant) else {
+            return false;
+        };
+        match app {
+            Some(app) => registrations
+                .applications
+                .get(&app)
+                .is_some_and(|a| a.allows_redirect(uri)),
+            None => registrations
+                .applications
+                .values()
+                .any(|a| a.allows_redirect(uri)),
+        }
     }
 
     /// The user signing in with `user_principal_name` and `password` in
@@ -195,6 +292,34 @@ impl Registry {
             .find(|(_, r)| r.users.contains_key(&upn))
             .map(|(tenant, _)| *tenant)
     }
+}
+
+/// Writes `bytes` to `path` (mode 0600) durably: a temporary file synced, then renamed over the old one.
+pub(crate) fn write_private_durably(path: &Path, bytes: &[u8]) -> Result<(), IdentityError> {
+    fn io(path: &Path) -> impl Fn(std::io::Error) -> IdentityError + '_ {
+        move |source| IdentityError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(io(path))?;
+    }
+    let temporary = path.with_extension("json.tmp");
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temporary)
+            .map_err(io(&temporary))?;
+        file.write_all(bytes).map_err(io(&temporary))?;
+        file.sync_all().map_err(io(&temporary))?;
+    }
+    fs::rename(&temporary, path).map_err(io(path))
 }
 
 /// A salted SHA-256 digest of a secret: `salt` and `digest` in hex.
@@ -234,7 +359,7 @@ impl Digest256 {
 }
 
 /// GUIDs as their text in the registry file (the domain's `Guid` has no serde).
-mod guid_text {
+pub(crate) mod guid_text {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
     use crate::Guid;
@@ -298,6 +423,7 @@ mod tests {
             secrets: vec!["s3cret".into(), "next-secret".into()],
             roles: vec!["Presence.ReadWrite.All".into()],
             scopes: vec!["Presence.ReadWrite".into()],
+            redirect_uris: vec![],
         };
         registry
             .merge(
@@ -334,6 +460,47 @@ mod tests {
     }
 
     #[test]
+    fn redirect_uris_are_https_or_loopback_http_and_match_exactly() {
+        for ok in [
+            "https://app.example/callback",
+            "http://localhost:3000/auth",
+            "http://127.0.0.1/cb",
+            "http://[::1]:8080/",
+        ] {
+            assert_eq!(check_redirect_uri(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "http://app.example/cb",
+            "https://app.example/cb#x",
+            "javascript:alert(1)",
+            "https://a\"b/",
+            "https:///cb",
+            "ftp://app.example/",
+            "/relative",
+        ] {
+            assert!(check_redirect_uri(bad).is_err(), "{bad}");
+        }
+        let app = Application {
+            app: APP,
+            display_name: String::new(),
+            secrets: vec![],
+            roles: vec![],
+            scopes: vec![],
+            redirect_uris: vec![
+                "https://app.example/cb".into(),
+                "http://localhost:3000/auth".into(),
+            ],
+        };
+        assert!(app.allows_redirect("https://APP.example/cb"));
+        assert!(app.allows_redirect("http://localhost:51234/auth"));
+        assert!(!app.allows_redirect("http://127.0.0.1:3000/auth"));
+        assert!(!app.allows_redirect("https://app.example/cb/x"));
+        assert!(!app.allows_redirect("https://app.example/cb?x=1"));
+        assert!(!app.allows_redirect("https://app.example.evil/cb"));
+        assert!(!app.allows_redirect("http://app.example/cb"));
+    }
+
+    #[test]
     fn the_registry_survives_a_save_and_load() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(Registry::load(dir.path()).unwrap(), Registry::default());
@@ -359,6 +526,7 @@ mod tests {
             secrets: vec!["rotated".into()],
             roles: vec![],
             scopes: vec![],
+            redirect_uris: vec![],
         };
         let added = NewApplication {
             app: other,

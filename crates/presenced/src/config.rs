@@ -26,6 +26,7 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FileConfig {
+    pub server: ServerConfig,
     pub throttle: ThrottleConfig,
     pub auth: AuthConfig,
     pub notifications: NotificationsConfig,
@@ -270,6 +271,28 @@ impl Default for LimitsConfig {
     }
 }
 
+/// `[server]`: how presenced is reached.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// The URL clients reach presenced at when it sits behind a proxy
+    /// (`https://presence.example.com`): the built-in identity provider names
+    /// its issuer and endpoints under it instead of the request's own URL.
+    pub public_url: Option<String>,
+}
+
+/// A public URL as `--public-url` or `[server] public_url` give it:
+/// `http(s)://host[:port]`, a trailing `/` dropped; nothing else.
+pub fn public_url(text: &str) -> anyhow::Result<String> {
+    let trimmed = text.strip_suffix('/').unwrap_or(text);
+    if !presenced_identity::is_origin(trimmed) {
+        anyhow::bail!(
+            "'{text}' is not a public URL such as https://presence.example.com or https://host:8443 (scheme, host and port only)"
+        );
+    }
+    Ok(trimmed.to_ascii_lowercase())
+}
+
 /// Cross-origin requests from browser apps (`[cors]`), on every Graph,
 /// identity-provider and extension path.
 #[derive(Debug, Clone, Deserialize)]
@@ -371,6 +394,23 @@ mod tests {
             assert_eq!(config.limits.max_sessions_per_user, 8);
             Ok(())
         });
+    }
+
+    #[test]
+    fn public_urls_are_origins() {
+        assert_eq!(
+            public_url("https://Presence.example.com/").unwrap(),
+            "https://presence.example.com"
+        );
+        assert_eq!(public_url("http://h:8080").unwrap(), "http://h:8080");
+        for bad in [
+            "presence.example.com",
+            "https://h/x",
+            "https://h?q",
+            "https://a\"b",
+        ] {
+            assert!(public_url(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! "mobilePhone":"...","officeLocation":"...","preferredLanguage":"...",
 //! "businessPhones":["..."]}],
 //! "applications":[{"appId":"<guid>","displayName":"...","secrets":["..."],
-//! "roles":["Presence.ReadWrite.All"],"scopes":["Presence.ReadWrite"]}]}]}`.
+//! "roles":["Presence.ReadWrite.All"],"scopes":["Presence.ReadWrite"],
+//! "redirectUris":["https://app.example/auth","http://localhost:3000"]}]}]}`.
+//! Redirect URIs are checked on load: `https://`, or `http://` on a loopback host.
 //! Loading it again updates and adds; users missing from it are kept.
 //! Unknown fields are ignored, so files written for later versions still
 //! load. Users and tenants go to the store; applications and passwords to
@@ -16,7 +18,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use presenced_domain::Guid;
-use presenced_identity::NewApplication;
+use presenced_identity::{NewApplication, check_redirect_uri};
 use presenced_store::{DirectoryUser, Tenant, TenantRecord, UserProfile};
 use serde::Deserialize;
 
@@ -49,6 +51,8 @@ struct ApplicationEntry {
     roles: Vec<String>,
     #[serde(default)]
     scopes: Vec<String>,
+    #[serde(default)]
+    redirect_uris: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -135,12 +139,18 @@ pub fn parse(text: &str) -> anyhow::Result<Vec<TenantDeclaration>> {
                     app.app_id
                 );
             };
+            for uri in &app.redirect_uris {
+                if let Err(reason) = check_redirect_uri(uri) {
+                    bail!("application {app_id} in tenant {tenant_id}: {reason}");
+                }
+            }
             applications.push(NewApplication {
                 app: app_id,
                 display_name: app.display_name,
                 secrets: app.secrets,
                 roles: app.roles,
                 scopes: app.scopes,
+                redirect_uris: app.redirect_uris,
             });
         }
         declarations.push(TenantDeclaration {
@@ -160,6 +170,17 @@ pub fn parse(text: &str) -> anyhow::Result<Vec<TenantDeclaration>> {
 
 /// The demo tenant's application: its client id and its one secret.
 pub const DEMO_APP: Guid = Guid::from_u128(0x11111111_1111_1111_1111_111111111111);
+
+/// The demo tenant's public client (no secret) for browser and desktop apps signing users in with the
+/// authorization code flow and PKCE.
+pub const DEMO_SPA: Guid = Guid::from_u128(0x22222222_2222_2222_2222_222222222222);
+
+/// Where the demo public client may be sent back to after sign-in.
+pub const DEMO_SPA_REDIRECT_URIS: [&str; 3] = [
+    "http://localhost:3000",
+    "http://localhost:5173",
+    "http://localhost",
+];
 
 /// A demo tenant with a handful of users and one application whose secret
 /// is made fresh, for a first start with no directory.
@@ -186,7 +207,7 @@ pub fn demo() -> TenantDeclaration {
             ..UserProfile::default()
         },
     })
-    .collect();
+    .collect::<Vec<_>>();
     let application = NewApplication {
         app: DEMO_APP,
         display_name: "Demo app".to_string(),
@@ -203,7 +224,27 @@ pub fn demo() -> TenantDeclaration {
             "User.Read".to_string(),
             "User.ReadBasic.All".to_string(),
         ],
+        redirect_uris: Vec::new(),
     };
+    let spa = NewApplication {
+        app: DEMO_SPA,
+        display_name: "Demo single-page app".to_string(),
+        secrets: Vec::new(),
+        roles: Vec::new(),
+        scopes: vec![
+            "Presence.Read".to_string(),
+            "Presence.Read.All".to_string(),
+            "Presence.ReadWrite".to_string(),
+            "User.Read".to_string(),
+            "User.ReadBasic.All".to_string(),
+        ],
+        redirect_uris: DEMO_SPA_REDIRECT_URIS.map(str::to_string).to_vec(),
+    };
+    let password = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+    let passwords = users
+        .iter()
+        .map(|u: &DirectoryUser| (u.id, u.user_principal_name.clone(), password.clone()))
+        .collect();
     TenantDeclaration {
         record: TenantRecord {
             tenant: Tenant {
@@ -212,8 +253,8 @@ pub fn demo() -> TenantDeclaration {
             },
             users,
         },
-        applications: vec![application],
-        passwords: Vec::new(),
+        applications: vec![application, spa],
+        passwords,
     }
 }
 
@@ -253,6 +294,23 @@ mod tests {
         assert_eq!(profile.office_location.as_deref(), Some("18/2111"));
         assert_eq!(profile.mobile_phone, None);
         assert_eq!(profile.business_phones, ["+44 20 7946 0000"]);
+    }
+
+    #[test]
+    fn redirect_uris_are_checked_on_load() {
+        let file = |uri: &str| {
+            format!(
+                r#"{{"tenants":[{{"id":"11111111-1111-1111-1111-111111111111","applications":[
+                {{"appId":"33333333-3333-3333-3333-333333333333","redirectUris":["{uri}"]}}]}}]}}"#
+            )
+        };
+        let ok = parse(&file("http://localhost:3000/auth")).unwrap();
+        assert_eq!(
+            ok[0].applications[0].redirect_uris,
+            ["http://localhost:3000/auth"]
+        );
+        let error = parse(&file("http://app.example/auth")).unwrap_err();
+        assert!(format!("{error:#}").contains("must be https"), "{error:#}");
     }
 
     #[test]

@@ -73,6 +73,10 @@ struct ServeArgs {
     /// How long after its last refresh an Available session reads Away.
     #[arg(long, env = "PRESENCED_FADE_AWAY", default_value = "PT10M")]
     fade_away: String,
+    /// The URL clients reach presenced at, behind a proxy (https://host[:port]): the identity provider's
+    /// issuer and endpoints are named under it (default: the URL each request came to).
+    #[arg(long, env = "PRESENCED_PUBLIC_URL")]
+    public_url: Option<String>,
     /// A TOML configuration file (issuers, per-tenant throttling...).
     #[arg(long, env = "PRESENCED_CONFIG")]
     config: Option<PathBuf>,
@@ -159,6 +163,10 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     if rules.fade_to_away <= rules.fade_to_inactive {
         anyhow::bail!("--fade-away must be longer than --fade-inactive");
     }
+    let mut file = FileConfig::load(args.config.as_deref())?;
+    if let Some(url) = args.public_url {
+        file.server.public_url = Some(url);
+    }
     let config = ServeConfig {
         data_dir: args.data_dir,
         listen: args.listen.0,
@@ -168,7 +176,7 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         directory: args.directory,
         clock: args.clock,
         throttle: Limit::parse(&args.throttle).map_err(|e| anyhow::anyhow!("--throttle: {e}"))?,
-        file: FileConfig::load(args.config.as_deref())?,
+        file,
         rules,
         webhooks_allow_loopback_http: args.webhooks_allow_loopback_http,
         durations: if args.accept_python_durations {

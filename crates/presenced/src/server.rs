@@ -61,6 +61,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         ..config
     };
     let cors = config.file.cors.cors()?;
+    let public_url = match &config.file.server.public_url {
+        Some(url) => {
+            Some(crate::config::public_url(url).context("--public-url / server.public_url")?)
+        }
+        None => None,
+    };
     let tls = match config.tls_listen {
         Some(_) => Some(tls::load(
             &certificate_source(&config)?,
@@ -91,6 +97,9 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     registry
         .save(&config.data_dir)
         .context("cannot save the identity registrations")?;
+
+    let refresh_tokens = presenced_identity::grants::RefreshTokens::load(&config.data_dir)
+        .context("cannot load the identity provider's refresh tokens")?;
 
     let clock = match config.clock {
         ClockKind::System => Clock::System,
@@ -125,6 +134,9 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         throttle: throttle(&config)?,
         edge: Edge::new(edge_limits),
         cors: Arc::new(cors),
+        public_url,
+        codes: Default::default(),
+        refresh_tokens: Arc::new(refresh_tokens),
     });
 
     let mut listeners = Vec::new();

@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use jsonwebtoken::{Algorithm, DecodingKey};
 
-use crate::mint::DEV_ISSUER_TEMPLATE;
+/// The path of the development issuer under its origin.
+const DEV_ISSUER_PATH: &str = "/{tenantid}/v2.0";
 use crate::{DevIssuerKey, GRAPH_APP_ID, GRAPH_AUDIENCE};
 
 /// A signing algorithm presenced accepts. Anything else (`none`, the HMAC family, PS*, EdDSA) is refused
@@ -108,6 +109,8 @@ pub struct IssuerPattern {
     prefix: String,
     /// The text after `{tenantid}`; `None` for a fixed issuer.
     suffix: Option<String>,
+    /// The prefix is any origin ([`crate::mint::is_origin`]) followed by `prefix`.
+    any_origin: bool,
 }
 
 impl IssuerPattern {
@@ -119,11 +122,27 @@ impl IssuerPattern {
             Some((prefix, suffix)) => IssuerPattern {
                 prefix: prefix.to_owned(),
                 suffix: Some(suffix.to_owned()),
+                any_origin: false,
             },
             None => IssuerPattern {
                 prefix: template.to_owned(),
                 suffix: None,
+                any_origin: false,
             },
+        }
+    }
+
+    /// A per-tenant pattern under any origin: `{origin}/{tenantid}/v2.0` for `path_template`
+    /// `/{tenantid}/v2.0`, where the origin is `http(s)://` and a plain authority (host and port). The
+    /// built-in identity provider names its issuer after the URL a client reached it at.
+    pub fn any_origin(path_template: &str) -> IssuerPattern {
+        let (prefix, suffix) = path_template
+            .split_once(Self::TENANT_PLACEHOLDER)
+            .unwrap_or((path_template, ""));
+        IssuerPattern {
+            prefix: prefix.to_owned(),
+            suffix: Some(suffix.to_owned()),
+            any_origin: true,
         }
     }
 
@@ -147,6 +166,18 @@ impl IssuerPattern {
     }
 
     fn tenant_segment<'a>(&self, iss: &'a str, suffix: &str) -> Option<&'a str> {
+        let iss = if self.any_origin {
+            let after_scheme = iss
+                .strip_prefix("https://")
+                .or_else(|| iss.strip_prefix("http://"))?;
+            let end = after_scheme.find('/')?;
+            if !crate::mint::is_authority(&after_scheme[..end]) {
+                return None;
+            }
+            &after_scheme[end..]
+        } else {
+            iss
+        };
         let segment = iss
             .strip_prefix(self.prefix.as_str())?
             .strip_suffix(suffix)?;
@@ -176,8 +207,11 @@ pub trait TrustedIssuer: Send + Sync + fmt::Debug {
 
 /// The development issuer: tokens minted by `presenced token` with the data directory's key.
 ///
-/// Its `iss` is `https://login.presenced.local/{tenantid}/v2.0` and its audience Microsoft Graph (as the
-/// URL or as Graph's app id).
+/// Its `iss` is `{origin}/{tenantid}/v2.0`: `presenced token` writes `https://login.presenced.local`, the
+/// built-in identity provider the URL it was reached at (or the configured public URL). Any `http(s)`
+/// origin is accepted, because only presenced holds the key: the signature, `tid` agreeing with the
+/// issuer's tenant segment, the audience and the lifetime are checked as for every issuer. Its audience is
+/// Microsoft Graph (as the URL or as Graph's app id).
 #[derive(Debug, Clone)]
 pub struct DevIssuer {
     pattern: IssuerPattern,
@@ -190,7 +224,7 @@ impl DevIssuer {
     /// Trusts tokens signed with `key`'s private half. Only the public key is kept.
     pub fn new(key: &DevIssuerKey) -> DevIssuer {
         DevIssuer {
-            pattern: IssuerPattern::new(DEV_ISSUER_TEMPLATE),
+            pattern: IssuerPattern::any_origin(DEV_ISSUER_PATH),
             key: key.verification_key(),
             audiences: vec![GRAPH_AUDIENCE.to_owned(), GRAPH_APP_ID.to_owned()],
         }
@@ -220,6 +254,7 @@ impl TrustedIssuer for DevIssuer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mint::DEV_ISSUER_TEMPLATE;
 
     #[test]
     fn templated_issuers_match_any_tenant_segment_and_check_it_against_tid() {
@@ -238,6 +273,38 @@ mod tests {
             "https://login.presenced.local/x/v2.0/",
         ] {
             assert!(!pattern.recognises(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn the_dev_issuer_pattern_takes_any_plain_origin() {
+        let pattern = IssuerPattern::any_origin(DEV_ISSUER_PATH);
+        let tid = "6e4d9b3a-0000-4000-8000-00000000000a";
+        for origin in [
+            "https://login.presenced.local",
+            "https://127.0.0.1:8443",
+            "http://localhost:8080",
+            "https://[::1]:9",
+        ] {
+            let iss = format!("{origin}/{tid}/v2.0");
+            assert!(pattern.recognises(&iss), "{iss}");
+            assert!(pattern.agrees_with(&iss, tid), "{iss}");
+            assert!(
+                !pattern.agrees_with(&iss, "6e4d9b3a-0000-4000-8000-00000000000b"),
+                "{iss}"
+            );
+        }
+        for other in [
+            format!("https://host/x/{tid}/v2.0"),
+            format!("https://us@er@host/{tid}/v2.0"),
+            format!("ftp://host/{tid}/v2.0"),
+            format!("https://host/{tid}/v1.0"),
+            format!("https://host/{tid}/v2.0/"),
+            format!("https:///{tid}/v2.0"),
+            format!("https://ho st/{tid}/v2.0"),
+            "https://host//v2.0".to_string(),
+        ] {
+            assert!(!pattern.recognises(&other), "{other}");
         }
     }
 

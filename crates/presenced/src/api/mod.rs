@@ -65,6 +65,12 @@ pub struct AppState {
     pub edge: edge::Edge,
     /// Which origins browser apps may call from.
     pub cors: Arc<cors::Cors>,
+    /// `--public-url`: the origin the identity provider names itself under; `None`: each request's own.
+    pub public_url: Option<String>,
+    /// Authorization codes waiting to be redeemed at the token endpoint.
+    pub codes: presenced_identity::grants::CodeStore,
+    /// Refresh tokens, persisted in the data directory.
+    pub refresh_tokens: Arc<presenced_identity::grants::RefreshTokens>,
 }
 
 /// The route template a response was produced for, for the access log.
@@ -126,6 +132,19 @@ fn routes() -> Router<Arc<AppState>> {
             get(oauth::openid_configuration),
         )
         .route("/{tenant}/discovery/v2.0/keys", get(oauth::keys))
+        .route(
+            "/{tenant}/discovery/instance",
+            get(oauth::instance_discovery),
+        )
+        .route("/{tenant}/userrealm/{user}", get(oauth::user_realm))
+        .route(
+            "/{tenant}/oauth2/v2.0/authorize",
+            get(oauth::authorize_page).post(oauth::authorize_submit),
+        )
+        .route(
+            "/{tenant}/oauth2/v2.0/logout",
+            get(oauth::logout).post(oauth::logout),
+        )
         .route(
             "/{tenant}/oauth2/v2.0/token",
             axum::routing::post(oauth::token),

@@ -3,6 +3,7 @@
 
 mod actions;
 mod batch;
+mod browser;
 mod captures;
 mod cli;
 mod cors;
@@ -13,6 +14,7 @@ mod errors;
 mod extensions;
 mod fuzz;
 mod helpers;
+pub mod idp;
 mod issuers;
 mod limits;
 mod notifications;

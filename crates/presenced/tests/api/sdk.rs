@@ -9,7 +9,7 @@
 use std::process::Command;
 
 use crate::helpers::*;
-use crate::sdk_env::{node_suite, python, workspace};
+use crate::sdk_env::{node_auth_suite, node_suite, python, workspace};
 
 /// A server on HTTPS whose other tenant is throttled hard (2 requests per 2
 /// seconds), so that the suites see a 429 and a retry that then succeeds.
@@ -94,5 +94,23 @@ async fn the_official_javascript_client_runs_unchanged_against_presenced() {
         .current_dir(&suite)
         .envs(suite_env(&server));
     let report = run_suite(command, "JavaScript client").await;
+    assert!(report.contains("# fail 0"), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn msal_node_and_azure_identity_sign_in_with_presenced() {
+    use crate::idp::code::{REDIRECT, SPA, directory};
+    let suite = tokio::task::spawn_blocking(node_auth_suite).await.unwrap();
+    let server =
+        TestServer::start_with_directory(&["--tls-listen", "127.0.0.1:0"], &directory()).await;
+    let mut command = Command::new("node");
+    command
+        .arg("--test")
+        .current_dir(&suite)
+        .envs(suite_env(&server))
+        .env("PRESENCED_PUBLIC_APP", SPA)
+        .env("PRESENCED_REDIRECT_URI", REDIRECT);
+    let report = run_suite(command, "MSAL for Node and Azure Identity").await;
+    assert!(report.contains("# pass 4"), "{report}");
     assert!(report.contains("# fail 0"), "{report}");
 }

@@ -1,7 +1,7 @@
 //! The SDK environments of `sdk-tests/`, built on first use from the pinned
 //! files: a Python virtual environment under `target/sdk-env/python`
 //! (`sdk-tests/python/requirements.txt`) and the JavaScript packages of
-//! `sdk-tests/js` (`npm ci`). A missing `python3` or `npm` fails the test
+//! `sdk-tests/js` and `sdk-tests/node-auth` (`npm ci`). A missing `python3` or `npm` fails the test
 //! that needs it: nothing is skipped.
 
 use std::path::{Path, PathBuf};
@@ -65,8 +65,17 @@ pub fn python() -> PathBuf {
 
 /// `sdk-tests/js` with its locked packages installed.
 pub fn node_suite() -> PathBuf {
+    npm_suite("js")
+}
+
+/// `sdk-tests/node-auth` (MSAL for Node, Azure Identity) with its locked packages installed.
+pub fn node_auth_suite() -> PathBuf {
+    npm_suite("node-auth")
+}
+
+fn npm_suite(name: &str) -> PathBuf {
     let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = workspace().join("sdk-tests/js");
+    let dir = workspace().join("sdk-tests").join(name);
     let lock = std::fs::read_to_string(dir.join("package-lock.json")).unwrap();
     let marker = dir.join("node_modules/.installed-lock.json");
     if std::fs::read_to_string(&marker).ok().as_deref() != Some(lock.as_str()) {
@@ -74,7 +83,27 @@ pub fn node_suite() -> PathBuf {
             Command::new("npm")
                 .args(["ci", "--no-audit", "--no-fund"])
                 .current_dir(&dir),
-            "npm ci in sdk-tests/js",
+            &format!("npm ci in sdk-tests/{name}"),
+        );
+        std::fs::write(&marker, lock).unwrap();
+    }
+    dir
+}
+
+/// `sdk-tests/browser` with its locked packages installed: msal-browser, the
+/// Graph Toolkit, esbuild (which bundles the page) and playwright-core (which
+/// drives the system's Chromium; it downloads no browser).
+pub fn browser_suite() -> PathBuf {
+    let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = workspace().join("sdk-tests/browser");
+    let lock = std::fs::read_to_string(dir.join("package-lock.json")).unwrap();
+    let marker = dir.join("node_modules/.installed-lock.json");
+    if std::fs::read_to_string(&marker).ok().as_deref() != Some(lock.as_str()) {
+        run(
+            Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund"])
+                .current_dir(&dir),
+            "npm ci in sdk-tests/browser",
         );
         std::fs::write(&marker, lock).unwrap();
     }

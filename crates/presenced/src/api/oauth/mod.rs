@@ -25,8 +25,16 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jiff::{SignedDuration, Timestamp};
 use presenced_domain::Guid;
-use presenced_identity::{GRAPH_APP_ID, GRAPH_AUDIENCE, Subject, TokenRequest, dev_issuer};
+use presenced_identity::grants::{Grant, IdTokenClaims, Refresh, pkce_matches};
+use presenced_identity::{GRAPH_APP_ID, GRAPH_AUDIENCE, Subject, TokenRequest, issuer_at};
 use serde::Serialize;
+
+mod authorize;
+mod discovery;
+
+pub use authorize::{authorize_page, authorize_submit, logout};
+
+pub use discovery::{instance_discovery, keys, openid_configuration, user_realm};
 
 use super::presence::read_body;
 use super::{AppState, RouteName};
@@ -98,54 +106,29 @@ fn route(mut response: Response, name: &'static str) -> Response {
     response
 }
 
+/// The origin the identity provider names its issuer and endpoints under: the configured public URL, or
+/// the scheme and authority the request came to. A `Host` that is not a plain authority is refused, so
+/// nothing a client sends reaches a discovery document or a token.
+fn issuer_base(state: &AppState, parts: &axum::http::request::Parts) -> Result<String, OAuthError> {
+    if let Some(url) = &state.public_url {
+        return Ok(url.clone());
+    }
+    let base = super::base_url(parts).to_ascii_lowercase();
+    if presenced_identity::is_origin(&base) {
+        Ok(base)
+    } else {
+        Err(OAuthError::new(
+            "invalid_request",
+            90023,
+            "The request's Host is not a valid host name and port.",
+        ))
+    }
+}
+
 fn known_tenant(state: &AppState, tenant: &str) -> Result<Guid, OAuthError> {
     Guid::parse(tenant)
         .filter(|t| state.registry.has_tenant(*t))
         .ok_or_else(|| OAuthError::unknown_tenant(tenant))
-}
-
-/// `GET /{tenant}/v2.0/.well-known/openid-configuration`.
-pub async fn openid_configuration(
-    State(state): State<Arc<AppState>>,
-    Path(tenant): Path<String>,
-    request: Request,
-) -> Response {
-    let (parts, _) = request.into_parts();
-    let response = match known_tenant(&state, &tenant) {
-        Err(e) => e.render(""),
-        Ok(tid) => {
-            let base = super::base_url(&parts);
-            json(
-                StatusCode::OK,
-                &serde_json::json!({
-                    "issuer": dev_issuer(tid),
-                    "token_endpoint": format!("{base}/{tid}/oauth2/v2.0/token"),
-                    "jwks_uri": format!("{base}/{tid}/discovery/v2.0/keys"),
-                    "authorization_endpoint": format!("{base}/{tid}/oauth2/v2.0/authorize"),
-                    "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
-                    "grant_types_supported": ["client_credentials", "password"],
-                    "response_types_supported": ["token"],
-                    "subject_types_supported": ["pairwise"],
-                    "id_token_signing_alg_values_supported": ["RS256"],
-                    "scopes_supported": ["openid", "profile", "email", "offline_access"],
-                    "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nbf", "tid", "oid", "name", "preferred_username", "ver"],
-                    "tenant_region_scope": null,
-                    "cloud_instance_name": "presenced.local",
-                    "msgraph_host": parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost"),
-                }),
-            )
-        }
-    };
-    route(response, "/{tenant}/v2.0/.well-known/openid-configuration")
-}
-
-/// `GET /{tenant}/discovery/v2.0/keys`.
-pub async fn keys(State(state): State<Arc<AppState>>, Path(tenant): Path<String>) -> Response {
-    let response = match known_tenant(&state, &tenant) {
-        Err(e) => e.render(""),
-        Ok(_) => json(StatusCode::OK, &state.issuer_key.jwks_json()),
-    };
-    route(response, "/{tenant}/discovery/v2.0/keys")
 }
 
 /// `POST /{tenant}/oauth2/v2.0/token`.
@@ -171,25 +154,20 @@ struct TokenResponse {
     ext_expires_in: i64,
     access_token: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token_expires_in: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     id_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     client_info: Option<String>,
 }
 
-#[derive(Serialize)]
-struct IdTokenClaims<'a> {
-    aud: String,
-    iss: String,
-    iat: i64,
-    nbf: i64,
-    exp: i64,
-    name: &'a str,
-    oid: String,
-    preferred_username: &'a str,
-    sub: String,
-    tid: String,
-    ver: &'static str,
-}
+/// Refresh tokens of single-page apps (token requests from a browser, which sends `Origin`): 24 hours
+/// from sign-in, not extended by rotation, as Entra's.
+const SPA_REFRESH_LIFETIME: SignedDuration = SignedDuration::from_hours(24);
+/// Other clients' refresh tokens: 90 days, renewed by each rotation, as Entra's.
+const REFRESH_LIFETIME: SignedDuration = SignedDuration::from_hours(90 * 24);
 
 async fn issue(state: &AppState, tenant: &str, request: Request) -> Result<Response, OAuthError> {
     let (parts, body) = request.into_parts();
@@ -204,40 +182,42 @@ async fn issue(state: &AppState, tenant: &str, request: Request) -> Result<Respo
         )
     })?;
     let field = |name: &str| form.get(name).map(String::as_str).filter(|v| !v.is_empty());
+    let missing = |name: &str| {
+        OAuthError::new(
+            "invalid_request",
+            900144,
+            format!("The request body must contain the following parameter: '{name}'."),
+        )
+    };
     let (basic_id, basic_secret) = basic_credentials(&parts.headers);
     let client_id = field("client_id")
         .map(str::to_string)
         .or(basic_id)
-        .ok_or_else(|| {
-            OAuthError::new(
-                "invalid_request",
-                900144,
-                "The request body must contain the following parameter: 'client_id'.",
-            )
-        })?;
+        .ok_or_else(|| missing("client_id"))?;
     let secret = field("client_secret").map(str::to_string).or(basic_secret);
-    let grant = field("grant_type").ok_or_else(|| {
-        OAuthError::new(
-            "invalid_request",
-            900144,
-            "The request body must contain the following parameter: 'grant_type'.",
-        )
-    })?;
-    let scope = field("scope").ok_or_else(|| {
-        OAuthError::new(
-            "invalid_request",
-            900144,
-            "The request body must contain the following parameter: 'scope'.",
-        )
-    })?;
+    let grant = field("grant_type").ok_or_else(|| missing("grant_type"))?;
+    let scope = match grant {
+        // The scope of a code or refresh token is the one granted at sign-in.
+        "authorization_code" | "refresh_token" => field("scope").unwrap_or(""),
+        _ => field("scope").ok_or_else(|| missing("scope"))?,
+    };
+    let base = issuer_base(state, &parts)?;
+    let now = Timestamp::now();
+    let spa = parts.headers.contains_key(header::ORIGIN);
 
-    let tenant_id = match (Guid::parse(tenant), grant, field("username")) {
-        (Some(t), _, _) => Some(t),
-        (None, "password", Some(username))
-            if ["organizations", "common"].contains(&tenant.to_ascii_lowercase().as_str()) =>
-        {
-            state.registry.tenant_of_user(username)
+    // Codes and refresh tokens name their tenant: `common`/`organizations` are resolved by them.
+    let code = match grant {
+        "authorization_code" => {
+            let text = field("code").ok_or_else(|| missing("code"))?;
+            Some(state.codes.redeem(text, now).ok_or_else(expired_grant)?)
         }
+        _ => None,
+    };
+    let multi = ["organizations", "common"].contains(&tenant.to_ascii_lowercase().as_str());
+    let tenant_id = match (Guid::parse(tenant), grant, field("username"), &code) {
+        (Some(t), _, _, _) => Some(t),
+        (None, _, _, Some(code)) if multi => Some(code.grant.tenant),
+        (None, "password", Some(username), _) if multi => state.registry.tenant_of_user(username),
         _ => None,
     }
     .filter(|t| state.registry.has_tenant(*t))
@@ -265,10 +245,25 @@ async fn issue(state: &AppState, tenant: &str, request: Request) -> Result<Respo
             "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value.",
         )
     };
-    let now = Timestamp::now();
-    let (subject, granted_scope, id_token) = match grant {
+    // A secret, when sent, must be right; confidential clients must send one for delegated grants
+    // that prove no password (a code or a refresh token), as Entra requires.
+    if let Some(secret) = &secret
+        && !app.has_secret(secret)
+    {
+        return Err(bad_secret());
+    }
+    let secret_missing = || OAuthError {
+        status: StatusCode::UNAUTHORIZED,
+        ..OAuthError::new(
+            "invalid_client",
+            7000218,
+            "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+        )
+    };
+
+    match grant {
         "client_credentials" => {
-            if !secret.as_deref().is_some_and(|s| app.has_secret(s)) {
+            if secret.is_none() {
                 return Err(bad_secret());
             }
             if !is_default_scope(scope) {
@@ -280,20 +275,35 @@ async fn issue(state: &AppState, tenant: &str, request: Request) -> Result<Respo
                     ),
                 ));
             }
-            (
-                Subject::Application {
+            let request = TokenRequest {
+                tenant: tenant_id,
+                app: app_id,
+                subject: Subject::Application {
                     roles: app.roles.clone(),
                 },
-                None,
-                None,
-            )
+                lifetime: TOKEN_LIFETIME,
+            };
+            let access_token = state
+                .issuer_key
+                .mint_issued_by(&request, &issuer_at(&base, tenant_id), now)
+                .map_err(server_error)?;
+            let lifetime = TOKEN_LIFETIME.as_secs() - 1;
+            Ok(json(
+                StatusCode::OK,
+                &TokenResponse {
+                    token_type: "Bearer",
+                    scope: None,
+                    expires_in: lifetime,
+                    ext_expires_in: lifetime,
+                    access_token,
+                    refresh_token: None,
+                    refresh_token_expires_in: None,
+                    id_token: None,
+                    client_info: None,
+                },
+            ))
         }
         "password" => {
-            if let Some(secret) = &secret
-                && !app.has_secret(secret)
-            {
-                return Err(bad_secret());
-            }
             let (username, password) = (
                 field("username").unwrap_or(""),
                 field("password").unwrap_or(""),
@@ -308,73 +318,240 @@ async fn issue(state: &AppState, tenant: &str, request: Request) -> Result<Respo
                         "Error validating credentials due to invalid username or password.",
                     )
                 })?;
-            let scopes = delegated_scopes(scope, &app.scopes)?;
-            let directory_user = state
-                .store
-                .user(presenced_store::UserKey {
-                    tenant: tenant_id,
-                    user,
-                })
-                .await
-                .ok()
-                .flatten();
-            let name = directory_user
-                .as_ref()
-                .map_or(username, |u| u.display_name.as_str());
-            let claims = IdTokenClaims {
-                aud: app_id.to_string(),
-                iss: dev_issuer(tenant_id),
-                iat: now.as_second(),
-                nbf: now.as_second(),
-                exp: now.as_second() + TOKEN_LIFETIME.as_secs(),
-                name,
-                oid: user.to_string(),
-                preferred_username: username,
-                sub: user.to_string(),
-                tid: tenant_id.to_string(),
-                ver: "2.0",
+            let grant = Grant {
+                tenant: tenant_id,
+                app: app_id,
+                user,
+                scopes: delegated_scopes(scope, &app.scopes)?,
+                oidc: oidc_scopes(scope),
             };
-            let id_token = state.issuer_key.sign(&claims).map_err(server_error)?;
-            let joined = scopes.join(" ");
-            (
-                Subject::Delegated { user, scopes },
-                Some(joined),
-                Some((id_token, user)),
+            // The password grant has always answered an id token: kept for the clients that read it.
+            delegated_answer(state, &base, &grant, None, true, None, spa, now).await
+        }
+        "authorization_code" => {
+            let code = code.expect("redeemed above");
+            if code.grant.tenant != tenant_id || code.grant.app != app_id {
+                return Err(expired_grant());
+            }
+            if app.is_confidential() && secret.is_none() {
+                return Err(secret_missing());
+            }
+            if field("redirect_uri") != Some(code.redirect_uri.as_str()) {
+                return Err(OAuthError::new(
+                    "invalid_grant",
+                    500112,
+                    "The reply address does not match the reply address provided when requesting the authorization code.",
+                ));
+            }
+            if let Some(challenge) = &code.code_challenge {
+                let verifier = field("code_verifier").unwrap_or("");
+                if !pkce_matches(challenge, verifier) {
+                    return Err(OAuthError::new(
+                        "invalid_grant",
+                        501481,
+                        "The Code_Verifier does not match the code_challenge supplied in the authorization request.",
+                    ));
+                }
+            }
+            let id_token = code.grant.asked("openid");
+            delegated_answer(
+                state,
+                &base,
+                &code.grant,
+                code.nonce.as_deref(),
+                id_token,
+                None,
+                spa,
+                now,
             )
+            .await
         }
-        other => {
-            return Err(OAuthError::new(
-                "unsupported_grant_type",
-                70003,
-                format!("The app requested an unsupported grant type '{other}'."),
-            ));
+        "refresh_token" => {
+            if app.is_confidential() && secret.is_none() {
+                return Err(secret_missing());
+            }
+            let text = field("refresh_token")
+                .ok_or_else(|| missing("refresh_token"))?
+                .to_string();
+            let lifetime = if spa {
+                SPA_REFRESH_LIFETIME
+            } else {
+                REFRESH_LIFETIME
+            };
+            let refresh = state.refresh_tokens.clone();
+            let outcome = tokio::task::spawn_blocking(move || {
+                refresh.redeem(&text, tenant_id, app_id, lifetime, now)
+            })
+            .await
+            .map_err(server_error)?
+            .map_err(server_error)?;
+            let (mut grant, rotated) = match outcome {
+                Refresh::Rotated {
+                    grant,
+                    refresh_token,
+                } => (grant, refresh_token),
+                Refresh::Invalid => return Err(expired_grant()),
+                Refresh::Reused => {
+                    return Err(OAuthError::new(
+                        "invalid_grant",
+                        54005,
+                        "The refresh token has already been used; every token of its sign-in is now revoked. Sign in again.",
+                    ));
+                }
+            };
+            // A narrower (or other consented) set of scopes may be asked for.
+            if scope.split_whitespace().any(|w| !is_oidc_scope(w)) {
+                grant.scopes = delegated_scopes(scope, &app.scopes)?;
+            }
+            let id_token = grant.asked("openid");
+            delegated_answer(
+                state,
+                &base,
+                &grant,
+                None,
+                id_token,
+                Some(rotated),
+                spa,
+                now,
+            )
+            .await
         }
-    };
+        other => Err(OAuthError::new(
+            "unsupported_grant_type",
+            70003,
+            format!("The app requested an unsupported grant type '{other}'."),
+        )),
+    }
+}
+
+fn expired_grant() -> OAuthError {
+    OAuthError::new(
+        "invalid_grant",
+        70008,
+        "The provided authorization code or refresh token has expired, was already redeemed or is not valid for this client. Send a new interactive authorization request.",
+    )
+}
+
+/// The answer to a delegated grant: an access token for `grant`, an id token when asked, a refresh
+/// token when `offline_access` was asked (`rotated`, or a new family), and MSAL's `client_info`.
+#[allow(clippy::too_many_arguments)]
+async fn delegated_answer(
+    state: &AppState,
+    base: &str,
+    grant: &Grant,
+    nonce: Option<&str>,
+    id_token: bool,
+    rotated: Option<String>,
+    spa: bool,
+    now: Timestamp,
+) -> Result<Response, OAuthError> {
+    let issuer = issuer_at(base, grant.tenant);
     let request = TokenRequest {
-        tenant: tenant_id,
-        app: app_id,
-        subject,
+        tenant: grant.tenant,
+        app: grant.app,
+        subject: Subject::Delegated {
+            user: grant.user,
+            scopes: grant.scopes.clone(),
+        },
         lifetime: TOKEN_LIFETIME,
     };
-    let access_token = state.issuer_key.mint(&request, now).map_err(server_error)?;
-    let client_info = id_token.as_ref().map(|(_, user)| {
-        URL_SAFE_NO_PAD.encode(
-            serde_json::json!({"uid": user.to_string(), "utid": tenant_id.to_string()}).to_string(),
-        )
-    });
+    let access_token = state
+        .issuer_key
+        .mint_issued_by(&request, &issuer, now)
+        .map_err(server_error)?;
+    let id_token = if id_token {
+        let directory_user = state
+            .store
+            .user(presenced_store::UserKey {
+                tenant: grant.tenant,
+                user: grant.user,
+            })
+            .await
+            .ok()
+            .flatten();
+        let upn = directory_user
+            .as_ref()
+            .map_or("", |u| u.user_principal_name.as_str());
+        let name = directory_user
+            .as_ref()
+            .map_or(upn, |u| u.display_name.as_str());
+        let claims = IdTokenClaims {
+            aud: grant.app.to_string(),
+            iss: issuer.clone(),
+            iat: now.as_second(),
+            nbf: now.as_second(),
+            exp: now.as_second() + TOKEN_LIFETIME.as_secs(),
+            name,
+            nonce,
+            oid: grant.user.to_string(),
+            preferred_username: upn,
+            sub: grant.user.to_string(),
+            tid: grant.tenant.to_string(),
+            ver: "2.0",
+        };
+        Some(state.issuer_key.id_token(&claims).map_err(server_error)?)
+    } else {
+        None
+    };
+    let (refresh_token, refresh_expires) = match rotated {
+        Some(token) => (Some(token), None),
+        None if grant.asked("offline_access") => {
+            let (lifetime, fixed) = if spa {
+                (SPA_REFRESH_LIFETIME, true)
+            } else {
+                (REFRESH_LIFETIME, false)
+            };
+            let refresh = state.refresh_tokens.clone();
+            let owned = grant.clone();
+            let token =
+                tokio::task::spawn_blocking(move || refresh.issue(owned, lifetime, fixed, now))
+                    .await
+                    .map_err(server_error)?
+                    .map_err(server_error)?;
+            (Some(token), Some(lifetime.as_secs()))
+        }
+        None => (None, None),
+    };
+    let client_info = client_info(grant.user, grant.tenant);
+    let scope = &grant.scopes;
     let lifetime = TOKEN_LIFETIME.as_secs() - 1;
     Ok(json(
         StatusCode::OK,
         &TokenResponse {
             token_type: "Bearer",
-            scope: granted_scope,
+            scope: Some(scope.join(" ")),
             expires_in: lifetime,
             ext_expires_in: lifetime,
             access_token,
-            id_token: id_token.map(|(t, _)| t),
-            client_info,
+            refresh_token,
+            refresh_token_expires_in: refresh_expires,
+            id_token,
+            client_info: Some(client_info),
         },
     ))
+}
+
+/// MSAL's `client_info`: base64url JSON naming the user and their tenant.
+fn client_info(user: Guid, tenant: Guid) -> String {
+    URL_SAFE_NO_PAD.encode(
+        serde_json::json!({"uid": user.to_string(), "utid": tenant.to_string()}).to_string(),
+    )
+}
+
+fn is_oidc_scope(word: &str) -> bool {
+    OIDC_SCOPES.iter().any(|s| s.eq_ignore_ascii_case(word))
+}
+
+/// The OpenID Connect scopes among `scope`, lower-case, once each.
+fn oidc_scopes(scope: &str) -> Vec<String> {
+    let mut found: Vec<String> = scope
+        .split_whitespace()
+        .filter(|w| is_oidc_scope(w))
+        .map(str::to_ascii_lowercase)
+        .collect();
+    found.sort();
+    found.dedup();
+    found
 }
 
 fn server_error(error: impl std::fmt::Display) -> OAuthError {
@@ -432,7 +609,7 @@ fn is_default_scope(scope: &str) -> bool {
 fn delegated_scopes(scope: &str, allowed: &[String]) -> Result<Vec<String>, OAuthError> {
     let mut scopes = Vec::new();
     for word in scope.split_whitespace() {
-        if OIDC_SCOPES.iter().any(|s| s.eq_ignore_ascii_case(word)) {
+        if is_oidc_scope(word) {
             continue;
         }
         let name = [GRAPH_AUDIENCE, GRAPH_APP_ID]

@@ -1,0 +1,420 @@
+//! What the built-in identity provider remembers between two requests of a delegated sign-in:
+//! authorization codes (in memory, single use, short-lived), refresh tokens (persisted hashed in the
+//! data directory, rotated, a reused one revoking its family), PKCE verification, and id tokens.
+//!
+//! Codes and refresh tokens are 32 random bytes, base64url. Only their SHA-256 is kept, so a copy of
+//! the data directory does not hold a usable refresh token. Times are passed in (`now`): codes and
+//! refresh tokens live in real time, as access tokens do.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::{DevIssuerKey, Guid, IdentityError};
+
+/// How long an authorization code may be redeemed, as Entra's (10 minutes).
+pub const CODE_LIFETIME: SignedDuration = SignedDuration::from_mins(10);
+/// Codes waiting to be redeemed, at most; the oldest are dropped beyond.
+const MAX_CODES: usize = 10_000;
+/// Refresh tokens kept, at most (used ones included, to detect replay); the soonest to expire are
+/// dropped beyond.
+pub const MAX_REFRESH_TOKENS: usize = 50_000;
+/// The refresh-token file, relative to the data directory.
+pub const REFRESH_FILE: &str = "identity/refresh-tokens.json";
+
+/// What a delegated sign-in granted: who, to which app, with which scopes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    #[serde(with = "crate::registry::guid_text")]
+    pub tenant: Guid,
+    #[serde(with = "crate::registry::guid_text")]
+    pub app: Guid,
+    #[serde(with = "crate::registry::guid_text")]
+    pub user: Guid,
+    /// Delegated permissions (the access token's `scp`).
+    pub scopes: Vec<String>,
+    /// `openid`, `profile`, `email`, `offline_access` as asked.
+    pub oidc: Vec<String>,
+}
+
+impl Grant {
+    pub fn asked(&self, oidc_scope: &str) -> bool {
+        self.oidc.iter().any(|s| s.eq_ignore_ascii_case(oidc_scope))
+    }
+}
+
+/// An authorization code's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizationCode {
+    pub grant: Grant,
+    /// The redirect URI the code was sent to: the token request must name the same.
+    pub redirect_uri: String,
+    /// PKCE's S256 challenge, if the client sent one.
+    pub code_challenge: Option<String>,
+    pub nonce: Option<String>,
+    pub expires: Timestamp,
+}
+
+/// Codes issued and not yet redeemed.
+#[derive(Debug, Default)]
+pub struct CodeStore {
+    codes: Mutex<HashMap<String, AuthorizationCode>>,
+}
+
+impl CodeStore {
+    /// Remembers `code` and returns the text to hand the client.
+    pub fn issue(&self, code: AuthorizationCode, now: Timestamp) -> Result<String, IdentityError> {
+        let text = random_token()?;
+        let mut codes = self.codes.lock().unwrap_or_else(|e| e.into_inner());
+        codes.retain(|_, c| c.expires > now);
+        if codes.len() >= MAX_CODES
+            && let Some(oldest) = codes
+                .iter()
+                .min_by_key(|(_, c)| c.expires)
+                .map(|(k, _)| k.clone())
+        {
+            codes.remove(&oldest);
+        }
+        codes.insert(digest(&text), code);
+        Ok(text)
+    }
+
+    /// The code's record, once: a second redemption, an unknown or an expired code get `None`.
+    pub fn redeem(&self, text: &str, now: Timestamp) -> Option<AuthorizationCode> {
+        let mut codes = self.codes.lock().unwrap_or_else(|e| e.into_inner());
+        codes
+            .remove(&digest(text))
+            .filter(|code| code.expires > now)
+    }
+}
+
+/// Whether `verifier` answers the S256 `challenge` (RFC 7636): BASE64URL(SHA-256(verifier)), the
+/// verifier 43 to 128 unreserved characters.
+pub fn pkce_matches(challenge: &str, verifier: &str) -> bool {
+    let well_formed = (43..=128).contains(&verifier.len())
+        && verifier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+    let computed = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    well_formed && constant_time_eq(computed.as_bytes(), challenge.as_bytes())
+}
+
+/// Whether `challenge` has the shape of an S256 challenge (43 base64url characters).
+pub fn is_s256_challenge(challenge: &str) -> bool {
+    challenge.len() == 43
+        && challenge
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// One refresh token's record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct RefreshRecord {
+    grant: Grant,
+    /// Tokens rotated from one sign-in share a family; replaying a used one revokes it all.
+    family: String,
+    /// Unix seconds.
+    expires: i64,
+    /// Whether the family's expiry is fixed (single-page apps: 24 hours from sign-in, as Entra).
+    fixed_expiry: bool,
+    used: bool,
+}
+
+/// The outcome of redeeming a refresh token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refresh {
+    /// The grant, and the rotated refresh token that replaces the redeemed one.
+    Rotated { grant: Grant, refresh_token: String },
+    /// Unknown or expired.
+    Invalid,
+    /// Already redeemed once: the whole family is now revoked.
+    Reused,
+}
+
+/// Refresh tokens, kept hashed in `<data-dir>/identity/refresh-tokens.json` (written whole, durably,
+/// on every change; bounded by [`MAX_REFRESH_TOKENS`]; expired ones pruned on each write).
+#[derive(Debug)]
+pub struct RefreshTokens {
+    path: PathBuf,
+    records: Mutex<HashMap<String, RefreshRecord>>,
+}
+
+impl RefreshTokens {
+    /// The refresh tokens of a data directory (none if there is no file yet).
+    pub fn load(data_dir: &Path) -> Result<RefreshTokens, IdentityError> {
+        let path = data_dir.join(REFRESH_FILE);
+        let records = match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| IdentityError::KeyFormat {
+                path: path.clone(),
+                reason: format!("not a refresh-token file: {e}"),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
+            Err(source) => return Err(IdentityError::Io { path, source }),
+        };
+        Ok(RefreshTokens {
+            path,
+            records: Mutex::new(records),
+        })
+    }
+
+    /// A new refresh token for `grant` (a new family), valid for `lifetime`; `fixed` if rotation must
+    /// not extend it.
+    pub fn issue(
+        &self,
+        grant: Grant,
+        lifetime: SignedDuration,
+        fixed: bool,
+        now: Timestamp,
+    ) -> Result<String, IdentityError> {
+        let family = random_token()?;
+        let expires = now.as_second().saturating_add(lifetime.as_secs());
+        let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
+        let text = random_token()?;
+        records.insert(
+            digest(&text),
+            RefreshRecord {
+                grant,
+                family,
+                expires,
+                fixed_expiry: fixed,
+                used: false,
+            },
+        );
+        self.save(&mut records, now)?;
+        Ok(text)
+    }
+
+    /// Redeems `text` for `app` in `tenant`: the grant and a rotated token (with `lifetime` from now,
+    /// unless the family's expiry is fixed), or why not.
+    pub fn redeem(
+        &self,
+        text: &str,
+        tenant: Guid,
+        app: Guid,
+        lifetime: SignedDuration,
+        now: Timestamp,
+    ) -> Result<Refresh, IdentityError> {
+        let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
+        let key = digest(text);
+        let Some(record) = records.get(&key).cloned() else {
+            return Ok(Refresh::Invalid);
+        };
+        if record.expires <= now.as_second()
+            || record.grant.tenant != tenant
+            || record.grant.app != app
+        {
+            return Ok(Refresh::Invalid);
+        }
+        if record.used {
+            records.retain(|_, r| r.family != record.family);
+            self.save(&mut records, now)?;
+            return Ok(Refresh::Reused);
+        }
+        if let Some(r) = records.get_mut(&key) {
+            r.used = true;
+        }
+        let expires = if record.fixed_expiry {
+            record.expires
+        } else {
+            now.as_second().saturating_add(lifetime.as_secs())
+        };
+        let rotated = random_token()?;
+        records.insert(
+            digest(&rotated),
+            RefreshRecord {
+                used: false,
+                expires,
+                ..record.clone()
+            },
+        );
+        self.save(&mut records, now)?;
+        Ok(Refresh::Rotated {
+            grant: record.grant,
+            refresh_token: rotated,
+        })
+    }
+
+    /// Revokes every refresh token of `user` for `app` in `tenant` (sign-out).
+    pub fn revoke(
+        &self,
+        tenant: Guid,
+        app: Guid,
+        user: Guid,
+        now: Timestamp,
+    ) -> Result<(), IdentityError> {
+        let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
+        let before = records.len();
+        records.retain(|_, r| {
+            !(r.grant.tenant == tenant && r.grant.app == app && r.grant.user == user)
+        });
+        if records.len() != before {
+            self.save(&mut records, now)?;
+        }
+        Ok(())
+    }
+
+    fn save(
+        &self,
+        records: &mut HashMap<String, RefreshRecord>,
+        now: Timestamp,
+    ) -> Result<(), IdentityError> {
+        records.retain(|_, r| r.expires > now.as_second());
+        if records.len() > MAX_REFRESH_TOKENS {
+            let mut by_expiry: Vec<(i64, String)> = records
+                .iter()
+                .map(|(k, r)| (r.expires, k.clone()))
+                .collect();
+            by_expiry.sort();
+            let excess = records.len() - MAX_REFRESH_TOKENS;
+            for (_, key) in by_expiry.into_iter().take(excess) {
+                records.remove(&key);
+            }
+        }
+        let bytes = serde_json::to_vec(&*records).expect("refresh tokens serialise");
+        crate::registry::write_private_durably(&self.path, &bytes)
+    }
+}
+
+/// The claims of an id token (OpenID Connect Core §2, as Entra's v2 id tokens).
+#[derive(Debug, Serialize)]
+pub struct IdTokenClaims<'a> {
+    pub aud: String,
+    pub iss: String,
+    pub iat: i64,
+    pub nbf: i64,
+    pub exp: i64,
+    pub name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<&'a str>,
+    pub oid: String,
+    pub preferred_username: &'a str,
+    pub sub: String,
+    pub tid: String,
+    pub ver: &'static str,
+}
+
+impl DevIssuerKey {
+    /// Signs an id token.
+    pub fn id_token(&self, claims: &IdTokenClaims<'_>) -> Result<String, IdentityError> {
+        self.sign(claims)
+    }
+}
+
+fn random_token() -> Result<String, IdentityError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| IdentityError::KeyGeneration(e.to_string()))?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+fn digest(text: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(text.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guid(n: u128) -> Guid {
+        Guid::from_u128(n)
+    }
+
+    fn grant() -> Grant {
+        Grant {
+            tenant: guid(1),
+            app: guid(2),
+            user: guid(3),
+            scopes: vec!["Presence.Read".into()],
+            oidc: vec!["openid".into(), "offline_access".into()],
+        }
+    }
+
+    #[test]
+    fn pkce_s256_is_checked() {
+        // RFC 7636 appendix B.
+        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+        assert!(is_s256_challenge(challenge));
+        assert!(pkce_matches(challenge, verifier));
+        assert!(!pkce_matches(
+            challenge,
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXj"
+        ));
+        assert!(!pkce_matches(challenge, "short"));
+        assert!(!pkce_matches(verifier, verifier));
+        assert!(!is_s256_challenge("plain"));
+    }
+
+    #[test]
+    fn codes_are_single_use_and_expire() {
+        let store = CodeStore::default();
+        let now = Timestamp::now();
+        let code = AuthorizationCode {
+            grant: grant(),
+            redirect_uri: "http://localhost/cb".into(),
+            code_challenge: None,
+            nonce: None,
+            expires: now + CODE_LIFETIME,
+        };
+        let text = store.issue(code.clone(), now).unwrap();
+        assert_eq!(store.redeem(&text, now), Some(code.clone()));
+        assert_eq!(store.redeem(&text, now), None);
+        let text = store.issue(code, now).unwrap();
+        assert_eq!(store.redeem(&text, now + CODE_LIFETIME), None);
+        assert_eq!(store.redeem("unknown", now), None);
+    }
+
+    #[test]
+    fn refresh_tokens_rotate_survive_a_reload_and_reuse_revokes_the_family() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Timestamp::now();
+        let day = SignedDuration::from_hours(24);
+        let tokens = RefreshTokens::load(dir.path()).unwrap();
+        let first = tokens.issue(grant(), day, false, now).unwrap();
+        let Refresh::Rotated {
+            refresh_token: second,
+            grant: got,
+        } = tokens.redeem(&first, guid(1), guid(2), day, now).unwrap()
+        else {
+            panic!("not rotated");
+        };
+        assert_eq!(got, grant());
+        // Another app or tenant cannot redeem it.
+        assert_eq!(
+            tokens.redeem(&second, guid(1), guid(9), day, now).unwrap(),
+            Refresh::Invalid
+        );
+        let reloaded = RefreshTokens::load(dir.path()).unwrap();
+        let file = fs::read_to_string(dir.path().join(REFRESH_FILE)).unwrap();
+        assert!(!file.contains(&second) && !file.contains(&first));
+        // Replaying the first revokes the family: the second is refused too.
+        assert_eq!(
+            reloaded.redeem(&first, guid(1), guid(2), day, now).unwrap(),
+            Refresh::Reused
+        );
+        assert_eq!(
+            reloaded
+                .redeem(&second, guid(1), guid(2), day, now)
+                .unwrap(),
+            Refresh::Invalid
+        );
+        // Expired tokens are refused.
+        let third = reloaded.issue(grant(), day, true, now).unwrap();
+        assert_eq!(
+            reloaded
+                .redeem(&third, guid(1), guid(2), day, now + day)
+                .unwrap(),
+            Refresh::Invalid
+        );
+    }
+}
