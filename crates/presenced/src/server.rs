@@ -396,14 +396,26 @@ fn print_demo(demo: &directory::TenantDeclaration) {
             user.id, user.user_principal_name, user.display_name
         );
     }
+    if let Some((_, _, password)) = demo.passwords.first() {
+        println!("They sign in with the password {password}.");
+    }
     for app in &demo.applications {
-        println!(
-            "and the application {} ({}), client secret {}, with {}.",
-            app.display_name,
-            app.app,
-            app.secrets.join(", "),
-            app.roles.join(" and ")
-        );
+        if app.secrets.is_empty() {
+            println!(
+                "and the public client {} ({}) for the authorization code flow with PKCE, redirect URIs {}.",
+                app.display_name,
+                app.app,
+                app.redirect_uris.join(", ")
+            );
+        } else {
+            println!(
+                "and the application {} ({}), client secret {}, with {}.",
+                app.display_name,
+                app.app,
+                app.secrets.join(", "),
+                app.roles.join(" and ")
+            );
+        }
     }
     if let Some(first) = demo.record.users.first() {
         println!(

@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use jsonwebtoken::{Algorithm, DecodingKey};
 
+/// The origin `presenced token` names the development issuer by.
+const DEV_ISSUER_HOME: &str = "https://login.presenced.local";
 /// The path of the development issuer under its origin.
 const DEV_ISSUER_PATH: &str = "/{tenantid}/v2.0";
 use crate::{DevIssuerKey, GRAPH_APP_ID, GRAPH_AUDIENCE};
@@ -111,6 +113,8 @@ pub struct IssuerPattern {
     suffix: Option<String>,
     /// The prefix is any origin ([`crate::mint::is_origin`]) followed by `prefix`.
     any_origin: bool,
+    /// For an any-origin pattern, the origin that is the issuer's own name (see [`Self::vouches_for`]).
+    home: Option<String>,
 }
 
 impl IssuerPattern {
@@ -123,11 +127,13 @@ impl IssuerPattern {
                 prefix: prefix.to_owned(),
                 suffix: Some(suffix.to_owned()),
                 any_origin: false,
+                home: None,
             },
             None => IssuerPattern {
                 prefix: template.to_owned(),
                 suffix: None,
                 any_origin: false,
+                home: None,
             },
         }
     }
@@ -135,7 +141,8 @@ impl IssuerPattern {
     /// A per-tenant pattern under any origin: `{origin}/{tenantid}/v2.0` for `path_template`
     /// `/{tenantid}/v2.0`, where the origin is `http(s)://` and a plain authority (host and port). The
     /// built-in identity provider names its issuer after the URL a client reached it at.
-    pub fn any_origin(path_template: &str) -> IssuerPattern {
+    /// `home` is the origin the issuer is known by: see [`Self::vouches_for`].
+    pub fn any_origin(home: &str, path_template: &str) -> IssuerPattern {
         let (prefix, suffix) = path_template
             .split_once(Self::TENANT_PLACEHOLDER)
             .unwrap_or((path_template, ""));
@@ -143,6 +150,19 @@ impl IssuerPattern {
             prefix: prefix.to_owned(),
             suffix: Some(suffix.to_owned()),
             any_origin: true,
+            home: Some(home.to_owned()),
+        }
+    }
+
+    /// Whether a token whose `iss` this pattern recognises but whose key the issuer lacks is the
+    /// issuer's with an unknown key (`true`) rather than a stranger's (`false`): an any-origin pattern
+    /// vouches only for its home origin, so a foreign issuer's token reads "invalid issuer".
+    pub fn vouches_for(&self, iss: &str) -> bool {
+        match &self.home {
+            None => true,
+            Some(home) => iss
+                .strip_prefix(home.as_str())
+                .is_some_and(|rest| rest.starts_with('/')),
         }
     }
 
@@ -224,7 +244,7 @@ impl DevIssuer {
     /// Trusts tokens signed with `key`'s private half. Only the public key is kept.
     pub fn new(key: &DevIssuerKey) -> DevIssuer {
         DevIssuer {
-            pattern: IssuerPattern::any_origin(DEV_ISSUER_PATH),
+            pattern: IssuerPattern::any_origin(DEV_ISSUER_HOME, DEV_ISSUER_PATH),
             key: key.verification_key(),
             audiences: vec![GRAPH_AUDIENCE.to_owned(), GRAPH_APP_ID.to_owned()],
         }
@@ -278,8 +298,10 @@ mod tests {
 
     #[test]
     fn the_dev_issuer_pattern_takes_any_plain_origin() {
-        let pattern = IssuerPattern::any_origin(DEV_ISSUER_PATH);
+        let pattern = IssuerPattern::any_origin(DEV_ISSUER_HOME, DEV_ISSUER_PATH);
         let tid = "6e4d9b3a-0000-4000-8000-00000000000a";
+        assert!(pattern.vouches_for(&format!("{DEV_ISSUER_HOME}/{tid}/v2.0")));
+        assert!(!pattern.vouches_for(&format!("https://127.0.0.1:1/{tid}/v2.0")));
         for origin in [
             "https://login.presenced.local",
             "https://127.0.0.1:8443",

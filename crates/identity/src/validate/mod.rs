@@ -206,7 +206,7 @@ impl Validator {
             .iter()
             .filter(|issuer| issuer.pattern().recognises(iss))
         {
-            recognised = true;
+            recognised |= issuer.pattern().vouches_for(iss);
             if let Some(key) = issuer.verification_key(jwt.kid.as_deref(), jwt.algorithm) {
                 return Ok((issuer.as_ref(), key));
             }

@@ -114,8 +114,11 @@ fn issuers_must_be_trusted_and_name_the_tokens_tenant() {
         ),
         None,
     );
+    // The dev key's tokens may name any plain origin (the built-in provider names the URL it was
+    // reached at); the tenant segment must still be the token's tid.
+    check(&format!("https://127.0.0.1:8443/{TENANT}/v2.0"), None);
     check(
-        &format!("https://login.microsoftonline.com/{TENANT}/v2.0"),
+        "https://127.0.0.1:8443/9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d/v2.0",
         Some(AuthError::UntrustedIssuer),
     );
     check(

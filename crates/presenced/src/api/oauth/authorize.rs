@@ -48,7 +48,7 @@ pub async fn authorize_submit(
     };
     let response = match check(&state, &tenant, &params) {
         Err(failure) => failure.respond(),
-        Ok(checked) => sign_in(&state, &tenant, &params, checked),
+        Ok(checked) => sign_in(&state, &params, checked),
     };
     route(response, "/{tenant}/oauth2/v2.0/authorize")
 }
@@ -244,12 +244,7 @@ fn check(
     })
 }
 
-fn sign_in(
-    state: &AppState,
-    tenant: &str,
-    params: &HashMap<String, String>,
-    checked: Checked,
-) -> Response {
+fn sign_in(state: &AppState, params: &HashMap<String, String>, checked: Checked) -> Response {
     let username = params.get("username").map(String::as_str).unwrap_or("");
     let password = params.get("password").map(String::as_str).unwrap_or("");
     let tenant_id = checked
@@ -262,7 +257,6 @@ fn sign_in(
             .map(|u| (t, u))
     });
     let Some((tenant_id, user)) = user else {
-        let _ = tenant;
         return page(
             params,
             Some("Your account or password is incorrect. (AADSTS50126)"),
