@@ -60,6 +60,17 @@ impl Histogram {
         self.max = self.max.max(value);
     }
 
+    /// `count` values of `latency` at once.
+    pub fn record_n(&mut self, latency: Duration, count: u64) {
+        if count == 0 {
+            return;
+        }
+        let value = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        self.counts[index(value)] += count;
+        self.total += count;
+        self.max = self.max.max(value);
+    }
+
     pub fn merge(&mut self, other: &Histogram) {
         for (mine, theirs) in self.counts.iter_mut().zip(other.counts.iter()) {
             *mine += theirs;

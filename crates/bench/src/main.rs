@@ -8,7 +8,11 @@
 //! ```
 //!
 //! Builds `presenced` (release) first. `baseline` is the baseline server the
-//! scenarios start themselves.
+//! scenarios start themselves. Closed-loop runs are driven by `wrk` and the
+//! anchors measured with `redis-server`/`redis-benchmark`; each Debian
+//! package is installed (`apt-get install -y`) when missing.
+//! `--generator workspace` drives the closed-loop runs with the workspace
+//! generator instead.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -17,10 +21,10 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use presenced_bench::baseline::{self, Sizes};
 use presenced_bench::process::Binaries;
-use presenced_bench::suite::{self, Scenario, Settings};
+use presenced_bench::suite::{self, Generator, Scenario, Settings};
 
 const USAGE: &str = "usage:
-  presenced-bench all|SCENARIO... [--smoke] [--out FILE] [--users N] [--seconds S] [--connections C] [--threads T] [--sizes N,N,...]
+  presenced-bench all|SCENARIO... [--smoke] [--out FILE] [--users N] [--seconds S] [--connections C] [--threads T] [--sizes N,N,...] [--generator wrk|workspace]
       scenarios: get set bulk mixed scale timers; `all` writes BENCHMARKS.md unless --out says otherwise
   presenced-bench notify-fade [--users N]
   presenced-bench baseline --get BYTES --bulk BYTES --action BYTES";
@@ -82,6 +86,13 @@ fn scenarios(args: &[String]) -> anyhow::Result<()> {
             "--seconds" => settings.measure = Duration::from_secs_f64(number(args.next())),
             "--connections" => settings.connections = number(args.next()),
             "--threads" => settings.threads = number(args.next()),
+            "--generator" => {
+                settings.generator = match args.next().map(String::as_str) {
+                    Some("wrk") => Generator::Wrk,
+                    Some("workspace") => Generator::Workspace,
+                    _ => usage(),
+                }
+            }
             "--sizes" => {
                 settings.scale_sizes = args
                     .next()

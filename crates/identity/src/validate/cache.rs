@@ -15,8 +15,8 @@ use crate::Principal;
 /// The SHA-256 of a token.
 pub(crate) type TokenDigest = [u8; 32];
 
-pub(crate) fn digest(token: &str) -> TokenDigest {
-    Sha256::digest(token.as_bytes()).into()
+pub(crate) fn digest(token: &[u8]) -> TokenDigest {
+    Sha256::digest(token).into()
 }
 
 /// Independent maps, picked by the digest's first byte, so that concurrent requests rarely wait for the
@@ -117,7 +117,7 @@ mod tests {
     #[test]
     fn entries_last_until_their_expiry() {
         let cache = TokenCache::new(100);
-        let key = digest("token");
+        let key = digest(b"token");
         assert!(matches!(cache.get(&key, 0), Lookup::Unknown));
         cache.insert(key, 10, principal(), 0);
         assert!(matches!(cache.get(&key, 10), Lookup::Valid(_)));
@@ -132,18 +132,18 @@ mod tests {
     fn the_cache_stays_bounded() {
         let cache = TokenCache::new(SHARDS * 8);
         for i in 0..10_000 {
-            cache.insert(digest(&i.to_string()), 100, principal(), 0);
+            cache.insert(digest(i.to_string().as_bytes()), 100, principal(), 0);
         }
         assert!(cache.len() <= SHARDS * 8, "{}", cache.len());
         // The most recent insertion is always kept.
-        assert!(matches!(cache.get(&digest("9999"), 0), Lookup::Valid(_)));
+        assert!(matches!(cache.get(&digest(b"9999"), 0), Lookup::Valid(_)));
     }
 
     #[test]
     fn a_full_shard_drops_expired_entries_first() {
         let cache = TokenCache::new(SHARDS * 8);
         let keys: Vec<TokenDigest> = (0..)
-            .map(|i: u32| digest(&i.to_string()))
+            .map(|i: u32| digest(i.to_string().as_bytes()))
             .filter(|d| usize::from(d[0]).is_multiple_of(SHARDS))
             .take(9)
             .collect();
@@ -162,7 +162,7 @@ mod tests {
     #[test]
     fn capacity_zero_turns_the_cache_off() {
         let cache = TokenCache::new(0);
-        cache.insert(digest("t"), 100, principal(), 0);
-        assert!(matches!(cache.get(&digest("t"), 0), Lookup::Unknown));
+        cache.insert(digest(b"t"), 100, principal(), 0);
+        assert!(matches!(cache.get(&digest(b"t"), 0), Lookup::Unknown));
     }
 }

@@ -103,8 +103,10 @@ impl Validator {
 
     /// The caller behind an `Authorization` header's raw value (`None`: no header).
     pub fn validate(&self, authorization: Option<&[u8]>) -> Result<Principal, AuthError> {
-        let token = token::bearer_token(authorization)?;
-        self.validate_token(token)
+        // The cache is asked before the token's characters are checked: only
+        // tokens that passed every check are in it, so a hit needs no second
+        // pass over the (kilobyte-long) token.
+        self.validate_bytes(token::bearer_bytes(authorization)?)
     }
 
     /// The caller behind a bare token (what follows `Bearer `).
@@ -112,6 +114,12 @@ impl Validator {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::Malformed("the token is longer than 16384 bytes"));
         }
+        self.validate_bytes(token.as_bytes())
+    }
+
+    /// [`Validator::validate_token`] for a token of at most `MAX_TOKEN_BYTES`
+    /// whose characters are not checked yet.
+    fn validate_bytes(&self, token: &[u8]) -> Result<Principal, AuthError> {
         let now = (self.now)().as_second();
         let digest = cache::digest(token);
         match self.cache.get(&digest, now) {
@@ -119,6 +127,7 @@ impl Validator {
             Lookup::Expired => return Err(AuthError::Expired),
             Lookup::Unknown => {}
         }
+        let token = token::token_text(token)?;
         let (principal, expires) = self.verify(token, now)?;
         self.cache.insert(
             digest,
