@@ -63,7 +63,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let cors = config.file.cors.cors()?;
     let public_url = match &config.file.server.public_url {
         Some(url) => {
-            Some(crate::config::public_url(url).context("--public-url / server.public_url")?)
+            let url = crate::config::public_url(url).context("--public-url / server.public_url")?;
+            Some(crate::api::PublicUrl(url.into()))
         }
         None => None,
     };

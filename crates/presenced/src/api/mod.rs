@@ -65,8 +65,10 @@ pub struct AppState {
     pub edge: edge::Edge,
     /// Which origins browser apps may call from.
     pub cors: Arc<cors::Cors>,
-    /// `--public-url`: the origin the identity provider names itself under; `None`: each request's own.
-    pub public_url: Option<String>,
+    /// `--public-url`: the origin the identity provider names itself under
+    /// and `@odata.context` names; `None`: each request's own (the Host for
+    /// the identity provider, the listener's address for `@odata.context`).
+    pub public_url: Option<PublicUrl>,
     /// Authorization codes waiting to be redeemed at the token endpoint.
     pub codes: presenced_identity::grants::CodeStore,
     /// Refresh tokens, persisted in the data directory.
@@ -168,7 +170,7 @@ const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("client-request-id
 /// envelope, and writes the access-log line.
 pub async fn envelope(
     State(state): State<Arc<AppState>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let started = Instant::now();
@@ -182,6 +184,10 @@ pub async fn envelope(
         .filter(|v| !v.is_empty())
         .cloned()
         .unwrap_or_else(|| request_id_header.clone());
+
+    if let Some(url) = &state.public_url {
+        request.extensions_mut().insert(url.clone());
+    }
 
     // The edge guard runs inside the envelope, called directly rather than
     // as a layer of its own: one boxed service clone and future fewer per
@@ -310,9 +316,9 @@ struct InnerError<'a> {
 /// The base of the Graph API's absolute URLs (`@odata.context`,
 /// `@odata.nextLink`): `scheme://address` of the listener the request
 /// arrived on ([`crate::transport::LocalAddr`]), never a client-supplied
-/// `Host` or absolute-form request target. A configured public URL can take
-/// its place here later; requests built in-process without a connection
-/// get `http://localhost`.
+/// `Host` or absolute-form request target; a configured public URL
+/// (`--public-url`) takes its place. Requests built in-process without a
+/// connection get `http://localhost`.
 pub fn context_base(parts: &axum::http::request::Parts) -> String {
     let mut url = String::new();
     write_context_base(&mut url, parts);
@@ -322,6 +328,10 @@ pub fn context_base(parts: &axum::http::request::Parts) -> String {
 /// Appends [`context_base`] to `out`.
 pub fn write_context_base(out: &mut String, parts: &axum::http::request::Parts) {
     use std::fmt::Write as _;
+    if let Some(url) = parts.extensions.get::<PublicUrl>() {
+        out.push_str(&url.0);
+        return;
+    }
     let scheme = parts
         .extensions
         .get::<crate::transport::Scheme>()
@@ -335,6 +345,12 @@ pub fn write_context_base(out: &mut String, parts: &axum::http::request::Parts) 
         None => out.push_str("localhost"),
     }
 }
+
+/// The configured public URL (`--public-url`), an origin without a trailing
+/// slash. The envelope puts it into each request's extensions, so that
+/// [`context_base`] finds it with the request's own parts.
+#[derive(Debug, Clone)]
+pub struct PublicUrl(pub Arc<str>);
 
 /// `scheme://host` as the client reached presenced: the listener's scheme
 /// and the Host (or HTTP/2 authority) the client named. Only the identity

@@ -111,7 +111,7 @@ fn route(mut response: Response, name: &'static str) -> Response {
 /// nothing a client sends reaches a discovery document or a token.
 fn issuer_base(state: &AppState, parts: &axum::http::request::Parts) -> Result<String, OAuthError> {
     if let Some(url) = &state.public_url {
-        return Ok(url.clone());
+        return Ok(url.0.to_string());
     }
     let base = super::base_url(parts).to_ascii_lowercase();
     if presenced_identity::is_origin(&base) {
