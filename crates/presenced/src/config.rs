@@ -31,6 +31,7 @@ pub struct FileConfig {
     pub notifications: NotificationsConfig,
     pub tls: TlsConfig,
     pub limits: LimitsConfig,
+    pub metrics: crate::telemetry::MetricsConfig,
 }
 
 /// Token validation: clock skew, the validated-token cache, and the issuers

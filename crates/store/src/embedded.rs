@@ -47,6 +47,7 @@ mod writer;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
@@ -61,8 +62,8 @@ use self::tables::{DEADLINE_USERKEY, io, user_key_bytes};
 use self::writer::{Message, Op, Shared};
 use crate::{
     ApplyOutcome, BoxFuture, DirectoryChange, DirectoryUser, KnownFacts, OutboxBody, OutboxEntry,
-    OutboxId, OutboxSettlement, Store, StoreError, SubscriptionRecord, Tenant, TenantRecord,
-    UserKey, codec,
+    OutboxId, OutboxSettlement, Store, StoreError, StoreFigures, SubscriptionRecord, Tenant,
+    TenantRecord, UserKey, codec,
 };
 
 pub use self::tables::FILE_NAME;
@@ -127,6 +128,9 @@ pub struct EmbeddedStore {
     db: RwLock<Option<Arc<Database>>>,
     /// The writer thread, joined by `close()` or on drop.
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Users in the directory: counted at start-up, then kept by directory
+    /// loads and removals (under `directory_writes`), for [`Store::figures`].
+    directory_users: AtomicU64,
 }
 
 /// The result of the synchronous part of a write.
@@ -164,6 +168,7 @@ impl EmbeddedStore {
         tables::prepare(&db)?;
         let memory = Memory::new();
         let loaded = tables::load(&db, &memory)?;
+        let directory_users = memory.directory_len() as u64;
         let db = Arc::new(db);
         let shared = Arc::new(Shared::default());
         let (queue, receiver) = mpsc::channel();
@@ -180,6 +185,7 @@ impl EmbeddedStore {
             shared,
             db: RwLock::new(Some(db)),
             writer: Mutex::new(Some(writer)),
+            directory_users: AtomicU64::new(directory_users),
         }))
     }
 
@@ -667,5 +673,13 @@ impl Store for EmbeddedStore {
 
     fn is_ready(&self) -> bool {
         EmbeddedStore::is_ready(self)
+    }
+
+    fn figures(&self) -> StoreFigures {
+        StoreFigures {
+            backend: "embedded",
+            users: Some(self.directory_users.load(Ordering::Relaxed)),
+            outbox_entries: Some(self.outbox_len() as u64),
+        }
     }
 }

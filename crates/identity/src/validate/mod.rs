@@ -17,6 +17,7 @@
 mod cache;
 mod error;
 mod issuer;
+pub mod outcome;
 mod token;
 
 use std::fmt;
@@ -103,23 +104,32 @@ impl Validator {
 
     /// The caller behind an `Authorization` header's raw value (`None`: no header).
     pub fn validate(&self, authorization: Option<&[u8]>) -> Result<Principal, AuthError> {
-        let token = token::bearer_token(authorization)?;
+        let token = token::bearer_token(authorization).inspect_err(outcome::refused)?;
         self.validate_token(token)
     }
 
-    /// The caller behind a bare token (what follows `Bearer `).
+    /// The caller behind a bare token (what follows `Bearer `). Every call
+    /// is counted in [`outcome::NAME`].
     pub fn validate_token(&self, token: &str) -> Result<Principal, AuthError> {
+        self.check_token(token).inspect_err(outcome::refused)
+    }
+
+    fn check_token(&self, token: &str) -> Result<Principal, AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::Malformed("the token is longer than 16384 bytes"));
         }
         let now = (self.now)().as_second();
         let digest = cache::digest(token);
         match self.cache.get(&digest, now) {
-            Lookup::Valid(principal) => return Ok(principal),
+            Lookup::Valid(principal) => {
+                outcome::record(outcome::Outcome::CacheHit);
+                return Ok(principal);
+            }
             Lookup::Expired => return Err(AuthError::Expired),
             Lookup::Unknown => {}
         }
         let (principal, expires) = self.verify(token, now)?;
+        outcome::record(outcome::Outcome::Valid);
         self.cache.insert(
             digest,
             expires.saturating_add(self.leeway),

@@ -10,6 +10,7 @@ mod errors;
 mod extensions;
 mod helpers;
 mod issuers;
+mod metrics;
 mod notifications;
 mod oauth;
 mod provider;

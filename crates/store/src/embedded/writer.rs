@@ -190,6 +190,7 @@ impl Drop for FailOnPanic<'_> {
 
 fn run(db: Arc<Database>, queue: Receiver<Message>, shared: Arc<Shared>) {
     let _fail_on_panic = FailOnPanic(&shared);
+    let metrics = CommitMetrics::register();
     let mut batch = Vec::new();
     // Ends when every sender is gone (the store was dropped): by then
     // everything queued has been taken and committed.
@@ -208,7 +209,7 @@ fn run(db: Arc<Database>, queue: Receiver<Message>, shared: Arc<Shared>) {
                 next = queue.try_recv().ok();
             }
         }
-        if !write_batch(&db, &mut batch, &shared) {
+        if !write_batch(&db, &mut batch, &shared, &metrics) {
             return;
         }
         if let Some(done) = shutdown {
@@ -221,13 +222,40 @@ fn run(db: Arc<Database>, queue: Receiver<Message>, shared: Arc<Shared>) {
     }
 }
 
+/// The writer's series, registered once when the thread starts (after the
+/// process installed its recorder): recording is then an atomic update.
+struct CommitMetrics {
+    /// `presenced_store_commit_seconds`: a transaction's commit, fsync included.
+    seconds: metrics::Histogram,
+    /// `presenced_store_commit_writes`: the writes one transaction carried.
+    writes: metrics::Histogram,
+    /// `presenced_store_commit_failures_total`.
+    failures: metrics::Counter,
+}
+
+impl CommitMetrics {
+    fn register() -> CommitMetrics {
+        CommitMetrics {
+            seconds: metrics::histogram!("presenced_store_commit_seconds"),
+            writes: metrics::histogram!("presenced_store_commit_writes"),
+            failures: metrics::counter!("presenced_store_commit_failures_total"),
+        }
+    }
+}
+
 /// Commits and acknowledges one batch; false if the commit failed.
-fn write_batch(db: &Database, batch: &mut Vec<(Op, Ack)>, shared: &Shared) -> bool {
+fn write_batch(
+    db: &Database,
+    batch: &mut Vec<(Op, Ack)>,
+    shared: &Shared,
+    metrics: &CommitMetrics,
+) -> bool {
     let writes = batch
         .iter()
         .flat_map(|(op, _)| op.parts())
         .filter(|op| !matches!(op, Op::Barrier))
         .count() as u64;
+    let started = std::time::Instant::now();
     let result = if writes == 0 {
         Ok(())
     } else {
@@ -236,6 +264,8 @@ fn write_batch(db: &Database, batch: &mut Vec<(Op, Ack)>, shared: &Shared) -> bo
     match result {
         Ok(()) => {
             if writes > 0 {
+                metrics.seconds.record(started.elapsed().as_secs_f64());
+                metrics.writes.record(writes as f64);
                 shared.commits.fetch_add(1, Ordering::Relaxed);
                 shared.writes.fetch_add(writes, Ordering::Relaxed);
                 shared.largest_batch.fetch_max(writes, Ordering::Relaxed);
@@ -248,6 +278,7 @@ fn write_batch(db: &Database, batch: &mut Vec<(Op, Ack)>, shared: &Shared) -> bo
         }
         Err(why) => {
             tracing::error!(error = %why, writes, "store commit failed; the store stops accepting calls");
+            metrics.failures.increment(1);
             shared.fail(&why);
             for (_, ack) in batch.drain(..) {
                 let _ = ack.send(Err(StoreError::Io(why.clone())));
