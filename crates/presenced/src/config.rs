@@ -33,6 +33,7 @@ pub struct FileConfig {
     pub tls: TlsConfig,
     pub limits: LimitsConfig,
     pub cors: CorsConfig,
+    pub metrics: crate::telemetry::MetricsConfig,
 }
 
 /// Token validation: clock skew, the validated-token cache, and the issuers

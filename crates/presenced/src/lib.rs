@@ -9,6 +9,8 @@
 //! - [`notify`]: change notifications: subscriptions, outbox delivery,
 //!   time-driven changes, lifecycle events.
 //! - [`server`]: start-up, serving, shutdown.
+//! - [`status`]: the `presenced status` command (a client of `/admin/status`).
+//! - [`telemetry`]: Prometheus metrics and the figures of `presenced status`.
 //! - [`transport`]: listeners and connections, and their limits.
 //! - [`tls`]: the HTTPS certificate (configured, or a development CA).
 //!
@@ -22,5 +24,7 @@ pub mod directory;
 pub mod logging;
 pub mod notify;
 pub mod server;
+pub mod status;
+pub mod telemetry;
 pub mod tls;
 pub mod transport;

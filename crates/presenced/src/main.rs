@@ -1,5 +1,5 @@
 //! The `presenced` command: `serve` runs the server, `token` mints a
-//! development access token.
+//! development access token, `status` asks a running server how it is.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,6 +39,9 @@ enum Command {
     Serve(ServeArgs),
     /// Print one development access token signed with the data directory's key.
     Token(TokenArgs),
+    /// Ask a running server for its readiness and figures (exit 0 ready,
+    /// 1 not ready, 2 unreachable).
+    Status(StatusArgs),
 }
 
 #[derive(Args)]
@@ -109,11 +112,30 @@ struct TokenArgs {
     data_dir: PathBuf,
 }
 
+#[derive(Args)]
+struct StatusArgs {
+    /// The server's base URL.
+    #[arg(long, env = "PRESENCED_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// PEM CA certificates to trust for an https URL (default: DATA_DIR/tls/ca.pem, the development CA).
+    #[arg(long)]
+    cacert: Option<PathBuf>,
+    #[arg(long, env = "PRESENCED_DATA_DIR", default_value = "./presenced-data")]
+    data_dir: PathBuf,
+    /// Print the server's JSON answer instead of lines.
+    #[arg(long)]
+    json: bool,
+    /// How long to wait for the answer, ISO 8601.
+    #[arg(long, default_value = "PT5S")]
+    timeout: String,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => run_serve(args),
         Command::Token(args) => run_token(args),
+        Command::Status(args) => return run_status(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -189,6 +211,29 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?
         .block_on(serve(config))
+}
+
+fn run_status(args: StatusArgs) -> ExitCode {
+    let timeout = match duration_flag("timeout", &args.timeout)
+        .ok()
+        .and_then(|d| std::time::Duration::try_from(d).ok())
+    {
+        Some(timeout) => timeout,
+        None => {
+            eprintln!(
+                "presenced status: --timeout: '{}' is not a duration such as PT5S",
+                args.timeout
+            );
+            return ExitCode::from(presenced::status::UNREACHABLE);
+        }
+    };
+    presenced::status::run(&presenced::status::StatusRequest {
+        url: args.url,
+        cacert: args.cacert,
+        data_dir: args.data_dir,
+        json: args.json,
+        timeout,
+    })
 }
 
 fn run_token(args: TokenArgs) -> anyhow::Result<()> {

@@ -50,6 +50,8 @@ pub struct ServeConfig {
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     // Settings first: a mistake in them stops start-up before anything is opened.
     let validator_config = config.file.auth.validator_config()?;
+    // Before anything that records (store, validator, scheduler) starts.
+    crate::telemetry::install(&config.file.metrics)?;
     let trusted = config.file.auth.issuers()?;
     tls::install_provider();
     let (edge_limits, connection_limits) = limits(&config)?;
@@ -140,6 +142,27 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         refresh_tokens: Arc::new(refresh_tokens),
     });
 
+    // The metrics listener first: its line precedes the API's on stdout.
+    let metrics_server = match config.file.metrics.listen {
+        Some(address) => {
+            let listener = Listener::bind(address, None)
+                .await
+                .context("metrics.listen")?;
+            println!("presenced metrics on http://{}", listener.local_addr()?);
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(transport::serve(
+                vec![listener],
+                crate::telemetry::router(state.clone()),
+                connection_limits,
+                async {
+                    let _ = stopped.await;
+                },
+            ));
+            Some((stop, task))
+        }
+        None => None,
+    };
+
     let mut listeners = Vec::new();
     if let Some(listen) = config.listen {
         let plain = Listener::bind(listen, None).await?;
@@ -170,6 +193,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         shutdown_signal(),
     )
     .await;
+    if let Some((stop, task)) = metrics_server {
+        let _ = stop.send(());
+        let _ = task.await;
+    }
     tracing::info!("shutting down: finishing writes");
     store.close().await?;
     Ok(())

@@ -54,6 +54,7 @@ mod writer;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
@@ -69,8 +70,8 @@ use self::tables::{DEADLINE_USERKEY, io, user_key_bytes};
 use self::writer::{Message, Op, Shared, Writer};
 use crate::{
     ApplyOutcome, BoxFuture, DirectoryChange, DirectoryUser, KnownFacts, OutboxBody, OutboxEntry,
-    OutboxId, OutboxSettlement, Store, StoreError, SubscriptionRecord, Tenant, TenantRecord,
-    UserKey, codec,
+    OutboxId, OutboxSettlement, Store, StoreError, StoreFigures, SubscriptionRecord, Tenant,
+    TenantRecord, UserKey, codec,
 };
 
 pub use self::tables::FILE_NAME;
@@ -142,6 +143,9 @@ pub struct EmbeddedStore {
     shared: Arc<Shared>,
     /// The writer thread, joined by `close()` or on drop.
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Users in the directory: counted at start-up, then kept by directory
+    /// loads and removals (under `directory_writes`), for [`Store::figures`].
+    directory_users: AtomicU64,
 }
 
 /// The result of the synchronous part of a write.
@@ -188,6 +192,7 @@ impl EmbeddedStore {
         }
         let memory = Arc::new(Memory::new());
         let loaded = tables::load(&db, &memory)?;
+        let directory_users = memory.directory_len() as u64;
         let shared = Arc::new(Shared::default());
         *shared.db.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(db));
         let views = Views {
@@ -224,6 +229,7 @@ impl EmbeddedStore {
             queue: Some(queue),
             shared,
             writer: Mutex::new(Some(writer)),
+            directory_users: AtomicU64::new(directory_users),
         }))
     }
 
@@ -735,5 +741,13 @@ impl Store for EmbeddedStore {
 
     fn is_ready(&self) -> bool {
         EmbeddedStore::is_ready(self)
+    }
+
+    fn figures(&self) -> StoreFigures {
+        StoreFigures {
+            backend: "embedded",
+            users: Some(self.directory_users.load(Ordering::Relaxed)),
+            outbox_entries: Some(self.outbox_len() as u64),
+        }
     }
 }

@@ -355,4 +355,32 @@ pub trait Store: Send + Sync + 'static {
     fn is_ready(&self) -> bool {
         true
     }
+
+    /// Figures for operators (`/metrics`, `presenced status`), read at each
+    /// scrape: they must be cheap to take (no walk over every user). The
+    /// default names no backend and knows no figure.
+    fn figures(&self) -> StoreFigures {
+        StoreFigures::default()
+    }
+}
+
+/// What [`Store::figures`] answers; `None`: this backend cannot tell cheaply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreFigures {
+    /// The backend's name, such as `embedded`.
+    pub backend: &'static str,
+    /// Users in the directory.
+    pub users: Option<u64>,
+    /// Entries in the outbox of notification work, claimed or not.
+    pub outbox_entries: Option<u64>,
+}
+
+impl Default for StoreFigures {
+    fn default() -> Self {
+        StoreFigures {
+            backend: "unknown",
+            users: None,
+            outbox_entries: None,
+        }
+    }
 }

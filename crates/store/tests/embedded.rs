@@ -816,3 +816,55 @@ async fn a_write_on_one_redis_node_is_read_on_another() {
     let sessions = facts(&b, user(2)).await.unwrap();
     assert_eq!(sessions.sessions.len(), 20, "{sessions:?}");
 }
+
+#[tokio::test]
+async fn figures_count_directory_users_and_outbox_entries_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let empty = store.figures();
+    assert_eq!(
+        (empty.backend, empty.users, empty.outbox_entries),
+        ("embedded", Some(0), Some(0))
+    );
+
+    let users = vec![
+        directory_user(1, "Ada"),
+        directory_user(2, "Bo"),
+        directory_user(3, "Cy"),
+    ];
+    store
+        .load_directory(vec![tenant(TENANT, "Contoso", users.clone())])
+        .await
+        .unwrap();
+    // Loading the same users again adds none; presence alone adds no user.
+    store
+        .load_directory(vec![tenant(TENANT, "Contoso", users)])
+        .await
+        .unwrap();
+    store
+        .apply(user(9), Mutation::ClearPreferred, at(0))
+        .await
+        .unwrap();
+    assert!(store.remove_user(user(2)).await.unwrap());
+    assert!(!store.remove_user(user(2)).await.unwrap());
+    store
+        .settle_outbox(OutboxSettlement {
+            add: vec![
+                (at(0), OutboxBody::Opaque(b"a".to_vec())),
+                (at(0), OutboxBody::Opaque(b"b".to_vec())),
+            ],
+            ..OutboxSettlement::default()
+        })
+        .await
+        .unwrap();
+    // A claimed entry is still in the outbox until it is settled.
+    assert_eq!(store.claim_outbox(at(0), 1).await.unwrap().len(), 1);
+    assert_eq!(store.figures().users, Some(2));
+    assert_eq!(store.figures().outbox_entries, Some(2));
+    store.close().await.unwrap();
+    drop(store);
+
+    let store = open(dir.path());
+    assert_eq!(store.figures().users, Some(2));
+    assert_eq!(store.figures().outbox_entries, Some(2));
+}

@@ -17,6 +17,7 @@
 mod cache;
 mod error;
 mod issuer;
+pub mod outcome;
 mod token;
 
 use std::fmt;
@@ -106,11 +107,17 @@ impl Validator {
         // The cache is asked before the token's characters are checked: only
         // tokens that passed every check are in it, so a hit needs no second
         // pass over the (kilobyte-long) token.
-        self.validate_bytes(token::bearer_bytes(authorization)?)
+        self.validate_bytes(token::bearer_bytes(authorization).inspect_err(outcome::refused)?)
+            .inspect_err(outcome::refused)
     }
 
-    /// The caller behind a bare token (what follows `Bearer `).
+    /// The caller behind a bare token (what follows `Bearer `). Every call
+    /// is counted in [`outcome::NAME`].
     pub fn validate_token(&self, token: &str) -> Result<Principal, AuthError> {
+        self.check_token(token).inspect_err(outcome::refused)
+    }
+
+    fn check_token(&self, token: &str) -> Result<Principal, AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::Malformed("the token is longer than 16384 bytes"));
         }
@@ -123,12 +130,16 @@ impl Validator {
         let now = (self.now)().as_second();
         let digest = cache::digest(token);
         match self.cache.get(&digest, now) {
-            Lookup::Valid(principal) => return Ok(principal),
+            Lookup::Valid(principal) => {
+                outcome::record(outcome::Outcome::CacheHit);
+                return Ok(principal);
+            }
             Lookup::Expired => return Err(AuthError::Expired),
             Lookup::Unknown => {}
         }
         let token = token::token_text(token)?;
         let (principal, expires) = self.verify(token, now)?;
+        outcome::record(outcome::Outcome::Valid);
         self.cache.insert(
             digest,
             expires.saturating_add(self.leeway),

@@ -1,5 +1,5 @@
 //! Calls that are not part of Graph: health, readiness, the manual clock, the
-//! scheduler's lag, and the out-of-office stand-in for the calendar and mailbox.
+//! scheduler's lag, the operator's status figures, and the out-of-office stand-in for the calendar and mailbox.
 
 use std::sync::Arc;
 
@@ -111,6 +111,37 @@ async fn scheduler(state: &AppState) -> Result<Response, ApiError> {
         "oldestDue": oldest.map(|at| at.to_string()),
     });
     Ok(json_response(StatusCode::OK, body.to_string().into_bytes()))
+}
+
+/// `GET /admin/status`: what `presenced status` prints. Unauthenticated like
+/// `/admin/scheduler` and `/readyz`: counts only, nothing about any user.
+/// Always 200 while the process answers; `ready` says whether the store
+/// accepts calls. A figure the store cannot tell cheaply is `null`.
+pub async fn get_status(State(state): State<Arc<AppState>>) -> Response {
+    let f = crate::telemetry::figures(&state).await;
+    let seconds = |d: SignedDuration| d.as_secs_f64();
+    let body = serde_json::json!({
+        "ready": f.ready,
+        "version": f.version,
+        "store": f.store,
+        "users": f.users,
+        "liveSessions": f.live_sessions,
+        "scheduler": {
+            "lagSeconds": f.scheduler_lag.map(seconds),
+            "maxLagSeconds": seconds(f.scheduler_max_lag),
+            "processed": f.scheduler_processed,
+            "deadlinesDue": f.deadlines_due,
+            "deadlinesDueCountedUpTo": crate::telemetry::DUE_COUNT_CAP,
+        },
+        "outbox": {
+            "entries": f.outbox_entries,
+            "oldestDueAgeSeconds": f.outbox_oldest_due_age.map(seconds),
+        },
+    });
+    with_route(
+        json_response(StatusCode::OK, body.to_string().into_bytes()),
+        "/admin/status",
+    )
 }
 
 /// `PUT /admin/tenants/{tid}/users/{uid}/outOfOfficeSettings` with

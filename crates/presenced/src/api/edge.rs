@@ -132,6 +132,7 @@ pub async fn guard(State(state): State<Arc<AppState>>, request: Request, next: N
     if let Some(address) = address
         && let Err(wait) = edge.admit(address, Instant::now())
     {
+        crate::telemetry::throttled(crate::telemetry::Throttled::Unauthenticated);
         return ApiError::too_many_requests(
             wait,
             format!(

@@ -95,6 +95,7 @@ async fn open(
         cursor,
         pending: VecDeque::new(),
         wake,
+        _session: crate::telemetry::LiveSession::open(),
     };
     if gap {
         reader.pending.push_back(reader.missed(cursor));
@@ -145,6 +146,8 @@ struct Reader {
     cursor: u64,
     pending: VecDeque<Event>,
     wake: watch::Receiver<u64>,
+    /// Counts this stream as open until the client goes.
+    _session: crate::telemetry::LiveSession,
 }
 
 impl Reader {

@@ -121,6 +121,8 @@ fn routes() -> Router<Arc<AppState>> {
             get(admin::get_clock).post(admin::advance_clock),
         )
         .route("/admin/scheduler", get(admin::get_scheduler))
+        .route("/admin/status", get(admin::get_status))
+        .route("/metrics", get(crate::telemetry::scrape_main))
         .route(
             "/admin/tenants/{tenant}/users/{user}/outOfOfficeSettings",
             axum::routing::put(admin::put_out_of_office),
@@ -226,11 +228,13 @@ pub async fn envelope(
         .extensions()
         .get::<RouteName>()
         .map_or("unmatched", |r| r.0);
+    let latency = started.elapsed();
+    crate::telemetry::request(route, response.status(), latency);
     tracing::info!(
         method = %method,
         route,
         status = response.status().as_u16(),
-        latency_us = started.elapsed().as_micros() as u64,
+        latency_us = latency.as_micros() as u64,
         request_id = %request_id,
         "request"
     );

@@ -95,6 +95,7 @@ impl Throttle {
         let ahead = start - now;
         if ahead > tolerance {
             let wait = ahead - tolerance;
+            crate::telemetry::throttled(crate::telemetry::Throttled::AppTenant);
             return Err(wait.as_secs() + u64::from(wait.subsec_nanos() > 0));
         }
         *tat = start + interval;

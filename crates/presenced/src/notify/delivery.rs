@@ -217,6 +217,10 @@ async fn deliver(notifier: &Arc<Notifier>, url: &str, deliveries: Vec<(OutboxId,
                     notifications = batch.len(),
                     "slow endpoint: notifications dropped"
                 );
+                crate::telemetry::webhook_dropped(
+                    crate::telemetry::Dropped::SlowEndpoint,
+                    batch.len(),
+                );
                 settle(notifier, drop_with_missed(notifier, batch)).await;
                 continue;
             }
@@ -239,9 +243,11 @@ async fn deliver(notifier: &Arc<Notifier>, url: &str, deliveries: Vec<(OutboxId,
         let started = Instant::now();
         let outcome = post(notifier, url, &batch).await;
         let count = u64::try_from(batch.len()).unwrap_or(u64::MAX);
+        let elapsed = started.elapsed();
+        crate::telemetry::webhook_post(outcome.is_ok(), elapsed);
         notifier
             .endpoints
-            .record(&rules, url, count, started.elapsed(), Instant::now());
+            .record(&rules, url, count, elapsed, Instant::now());
         let settlement = match outcome {
             Ok(()) => OutboxSettlement {
                 done: batch.iter().map(|(id, _)| *id).collect(),
@@ -337,6 +343,7 @@ fn give_up_or_retry(notifier: &Notifier, batch: Vec<(OutboxId, Delivery)>) -> Ou
         if now.duration_since(first) >= notifier.config.retry_window {
             settlement.done.push(id);
             tracing::warn!(url = %delivery.url, subscription = %delivery.subscription, "notification dropped after the retry window");
+            crate::telemetry::webhook_dropped(crate::telemetry::Dropped::RetryWindow, 1);
             if let Some(missed) = missed(delivery, now, &mut missed_sent) {
                 settlement.add.push((Timestamp::MIN, missed.into_body()));
             }

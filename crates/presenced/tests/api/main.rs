@@ -17,6 +17,7 @@ mod helpers;
 pub mod idp;
 mod issuers;
 mod limits;
+mod metrics;
 mod notifications;
 mod oauth;
 mod provider;

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::PoisonError;
+use std::sync::atomic::Ordering;
 
 use presenced_domain::Guid;
 
@@ -81,6 +82,8 @@ impl EmbeddedStore {
             }
         };
         let pending = self.send(op)?;
+        self.directory_users
+            .fetch_add(change.users_added as u64, Ordering::Relaxed);
         self.tenants
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -113,6 +116,7 @@ impl EmbeddedStore {
         }
         // Queued under the shard lock, like every write to this user.
         let pending = self.send(Op::RemoveUser(key))?;
+        self.directory_users.fetch_sub(1, Ordering::Relaxed);
         let facts = resident.facts().map(<[u8]>::to_vec);
         residents.replace(Resident::new(&key, None, facts.as_deref()));
         Ok(Step::Wait(true, pending))

@@ -159,6 +159,19 @@ impl Memory {
         write(self.shard(resident.key())).replace(resident);
     }
 
+    /// How many users are in the directory (walks every shard: start-up only).
+    pub(super) fn directory_len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| {
+                read(shard)
+                    .iter()
+                    .filter(|r| r.directory().is_some())
+                    .count()
+            })
+            .sum()
+    }
+
     /// How many users have a presence record.
     pub(super) fn facts_len(&self) -> usize {
         self.shards

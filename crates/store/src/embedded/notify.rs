@@ -414,6 +414,12 @@ impl EmbeddedStore {
         let outbox = self.outbox.lock().unwrap_or_else(PoisonError::into_inner);
         Ok(outbox.queue.keys().next().map(|(due, _)| *due))
     }
+
+    /// Entries in the outbox, claimed or not.
+    pub(super) fn outbox_len(&self) -> usize {
+        let outbox = self.outbox.lock().unwrap_or_else(PoisonError::into_inner);
+        outbox.queue.len() + outbox.claimed.len()
+    }
 }
 
 #[cfg(test)]

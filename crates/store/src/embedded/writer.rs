@@ -283,6 +283,7 @@ impl Drop for FailOnPanic<'_> {
 
 fn run(writer: Writer) {
     let _fail_on_panic = FailOnPanic(&writer.shared);
+    let metrics = CommitMetrics::register();
     let mut batch = Vec::new();
     let mut idle = Idle::new();
     // Ends when every sender is gone (the store was dropped): by then
@@ -311,7 +312,7 @@ fn run(writer: Writer) {
             }
         }
         idle.note(&batch);
-        if let Err(why) = write_batch(&writer.shared, &mut batch) {
+        if let Err(why) = write_batch(&writer.shared, &mut batch, &metrics) {
             let failed = std::mem::take(&mut batch);
             match recover(&writer, failed, why, shutdown) {
                 Recovered::Open => shutdown = None,
@@ -390,19 +391,51 @@ impl Idle {
     }
 }
 
+/// The writer's series, registered once when the thread starts (after the
+/// process installed its recorder): recording is then an atomic update.
+struct CommitMetrics {
+    /// `presenced_store_commit_seconds`: a transaction's commit, fsync included.
+    seconds: metrics::Histogram,
+    /// `presenced_store_commit_writes`: the writes one transaction carried.
+    writes: metrics::Histogram,
+    /// `presenced_store_commit_failures_total`.
+    failures: metrics::Counter,
+}
+
+impl CommitMetrics {
+    fn register() -> CommitMetrics {
+        CommitMetrics {
+            seconds: metrics::histogram!("presenced_store_commit_seconds"),
+            writes: metrics::histogram!("presenced_store_commit_writes"),
+            failures: metrics::counter!("presenced_store_commit_failures_total"),
+        }
+    }
+}
+
 /// Commits and acknowledges one batch. If the commit fails, nothing is
 /// acknowledged and the batch is left for [`recover`].
-fn write_batch(shared: &Shared, batch: &mut Vec<(Op, Ack)>) -> Result<(), String> {
+fn write_batch(
+    shared: &Shared,
+    batch: &mut Vec<(Op, Ack)>,
+    metrics: &CommitMetrics,
+) -> Result<(), String> {
     let writes = batch
         .iter()
         .flat_map(|(op, _)| op.parts())
         .filter(|op| !matches!(op, Op::Barrier))
         .count() as u64;
     if writes > 0 {
-        match shared.database() {
-            Some(db) => commit(&db, batch, shared)?,
-            None => return Err("the store's file is not open".to_owned()),
+        let started = Instant::now();
+        let result = match shared.database() {
+            Some(db) => commit(&db, batch, shared),
+            None => Err("the store's file is not open".to_owned()),
+        };
+        if let Err(why) = result {
+            metrics.failures.increment(1);
+            return Err(why);
         }
+        metrics.seconds.record(started.elapsed().as_secs_f64());
+        metrics.writes.record(writes as f64);
         shared.commits.fetch_add(1, Ordering::Relaxed);
         shared.writes.fetch_add(writes, Ordering::Relaxed);
         shared.largest_batch.fetch_max(writes, Ordering::Relaxed);
