@@ -439,3 +439,24 @@ async fn odata_context_names_the_listener_never_the_clients_host() {
         assert!(!context.contains("evil"), "{target}: {context}");
     }
 }
+
+#[tokio::test]
+async fn odata_context_names_the_public_url_when_one_is_configured() {
+    let mut args = ARGS.to_vec();
+    args.extend(["--public-url", "https://presence.example"]);
+    let server = TestServer::start_with(&args).await;
+    let token = server.adele();
+    let mut stream = TcpStream::connect(address(&server)).await.unwrap();
+    let request = format!(
+        "GET /v1.0/me/presence HTTP/1.1\r\nHost: evil.example\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let answer = read_raw(&mut stream).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let body: Value = serde_json::from_str(&answer.body).unwrap();
+    let context = body["@odata.context"].as_str().unwrap();
+    assert!(
+        context.starts_with("https://presence.example/v1.0/$metadata#"),
+        "{context}"
+    );
+}
