@@ -447,3 +447,16 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The claims of a JWT's payload (no signature check: the server's answer is
+/// what is under test).
+pub fn token_claims(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT has a payload");
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("the payload is base64url"),
+    )
+    .expect("the payload is JSON")
+}

@@ -10,17 +10,6 @@ async fn token_call(server: &TestServer, tenant: &str, form: &[(&str, &str)]) ->
     Answer::read(server.client.post(url).form(form).send().await.unwrap()).await
 }
 
-fn claims(token: &str) -> Value {
-    use base64::Engine;
-    let payload = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap()
-}
-
 fn assert_oauth_error(answer: &Answer, status: u16, error: &str, code: u64) {
     assert_eq!(answer.status, status, "{}", answer.text);
     let json = answer.json();
@@ -109,7 +98,7 @@ async fn client_credentials_give_an_app_token_with_the_granted_roles() {
     assert_eq!(json["token_type"], "Bearer");
     assert!(json["expires_in"].as_i64().unwrap() > 3000);
     let token = json["access_token"].as_str().unwrap();
-    let claims = claims(token);
+    let claims = token_claims(token);
     assert_eq!(
         claims["roles"],
         serde_json::json!(["Presence.Read.All", "Presence.ReadWrite.All"])
@@ -258,12 +247,12 @@ async fn a_test_user_signs_in_with_a_password_for_delegated_scopes() {
         let json = answer.json();
         assert_eq!(json["scope"], "Presence.ReadWrite Presence.Read");
         let token = json["access_token"].as_str().unwrap();
-        let access = claims(token);
+        let access = token_claims(token);
         assert_eq!(
             (access["oid"].as_str(), access["scp"].as_str()),
             (Some(ADELE), Some("Presence.ReadWrite Presence.Read"))
         );
-        let id = claims(json["id_token"].as_str().unwrap());
+        let id = token_claims(json["id_token"].as_str().unwrap());
         assert_eq!(
             (id["oid"].as_str(), id["aud"].as_str(), id["name"].as_str()),
             (Some(ADELE), Some(APP), Some("Adele Vance"))

@@ -40,11 +40,6 @@ fn no_redirects() -> reqwest::Client {
         .unwrap()
 }
 
-fn claims(token: &str) -> Value {
-    let payload = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
-}
-
 fn authorize_params(extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut params: Vec<(String, String)> = [
         ("client_id", SPA),
@@ -191,9 +186,9 @@ async fn a_user_signs_in_with_the_code_flow_and_pkce() {
     assert_eq!(answer.status, 200, "{}", answer.text);
     let tokens = answer.json();
     let access = tokens["access_token"].as_str().unwrap();
-    assert_eq!(claims(access)["scp"], "Presence.ReadWrite");
-    assert_eq!(claims(access)["oid"], ADELE);
-    let id = claims(tokens["id_token"].as_str().unwrap());
+    assert_eq!(token_claims(access)["scp"], "Presence.ReadWrite");
+    assert_eq!(token_claims(access)["oid"], ADELE);
+    let id = token_claims(tokens["id_token"].as_str().unwrap());
     assert_eq!(id["aud"], SPA);
     assert_eq!(id["nonce"], "n-456");
     assert_eq!(id["iss"], server.url(&format!("/{TENANT}/v2.0")));
@@ -352,7 +347,7 @@ async fn refresh_tokens_rotate_survive_a_restart_and_a_replay_revokes_them() {
     assert_eq!(second.status, 200, "{}", second.text);
     let second = second.json();
     assert_eq!(
-        claims(second["access_token"].as_str().unwrap())["scp"],
+        token_claims(second["access_token"].as_str().unwrap())["scp"],
         "Presence.Read"
     );
     assert!(second["id_token"].as_str().is_some());

@@ -5,17 +5,6 @@ use serde_json::Value;
 
 use crate::helpers::*;
 
-fn claims(token: &str) -> Value {
-    use base64::Engine;
-    let payload = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap()
-}
-
 async fn discovery(server: &TestServer, tenant: &str, host: Option<&str>) -> Answer {
     let mut request = server
         .client
@@ -67,9 +56,9 @@ async fn discovery_and_tokens_name_the_host_the_client_used() {
     // Tokens carry the issuer of the host they were asked at, and the API accepts them.
     let tokens = password_token(&server, Some("idp.example.test:8443")).await;
     let access = tokens["access_token"].as_str().unwrap();
-    assert_eq!(claims(access)["iss"], format!("{base}/{TENANT}/v2.0"));
+    assert_eq!(token_claims(access)["iss"], format!("{base}/{TENANT}/v2.0"));
     assert_eq!(
-        claims(tokens["id_token"].as_str().unwrap())["iss"],
+        token_claims(tokens["id_token"].as_str().unwrap())["iss"],
         format!("{base}/{TENANT}/v2.0")
     );
     let read = server
@@ -80,7 +69,7 @@ async fn discovery_and_tokens_name_the_host_the_client_used() {
     // Without a Host override: the loopback address the client used.
     let tokens = password_token(&server, None).await;
     assert_eq!(
-        claims(tokens["access_token"].as_str().unwrap())["iss"],
+        token_claims(tokens["access_token"].as_str().unwrap())["iss"],
         server.url(&format!("/{TENANT}/v2.0"))
     );
 }
@@ -124,7 +113,7 @@ async fn a_public_url_wins_over_the_request_host() {
     );
     let tokens = password_token(&server, None).await;
     let access = tokens["access_token"].as_str().unwrap();
-    assert_eq!(claims(access)["iss"], format!("{base}/{TENANT}/v2.0"));
+    assert_eq!(token_claims(access)["iss"], format!("{base}/{TENANT}/v2.0"));
     let read = server
         .get(&format!("/v1.0/users/{ADELE}/presence"), access)
         .await;
