@@ -50,7 +50,7 @@ pub struct SetPreferredBody {
 #[schema(as = SetStatusMessageRequest)]
 pub struct SetStatusMessageBody {
     /// Absent and `null` differ: absent is an error, `null` clears.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present_object")]
     #[schema(value_type = Option<StatusMessageBody>)]
     pub status_message: Option<Option<StatusMessageBody>>,
 }
@@ -59,7 +59,9 @@ pub struct SetStatusMessageBody {
 #[serde(rename_all = "camelCase")]
 #[schema(as = StatusMessageInput)]
 pub struct StatusMessageBody {
+    #[serde(default, deserialize_with = "object")]
     pub message: Option<ItemBody>,
+    #[serde(default, deserialize_with = "object")]
     pub expiry_date_time: Option<DateTimeTimeZone>,
 }
 
@@ -113,13 +115,27 @@ pub struct ClockBody {
     pub advance: Option<String>,
 }
 
-/// Distinguishes a field sent as `null` (`Some(None)`) from one left out (`None`).
-fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+/// A nested object, or `null`. serde's derived `Deserialize` of a struct also
+/// takes a JSON array of the fields' values (`[null, null]`), which Graph
+/// refuses: only an object is read.
+fn object<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
 where
     D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
+    T: serde::de::DeserializeOwned,
 {
-    Option::<T>::deserialize(deserializer).map(Some)
+    Option::<serde_json::Map<String, serde_json::Value>>::deserialize(deserializer)?
+        .map(|fields| T::deserialize(serde_json::Value::Object(fields)))
+        .transpose()
+        .map_err(serde::de::Error::custom)
+}
+
+/// [`object`], telling a field sent as `null` (`Some(None)`) from one left out (`None`).
+fn present_object<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    object(deserializer).map(Some)
 }
 
 /// The presence properties, in the order Graph writes them; `$select` picks among them.
