@@ -30,8 +30,8 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::openapi::path::{Operation, Parameter, PathItem};
 use utoipa::openapi::security::{
-    AuthorizationCode, ClientCredentials, Flow, HttpAuthScheme, HttpBuilder, OAuth2, Password,
-    Scopes, SecurityRequirement, SecurityScheme,
+    AuthorizationCode, Flow, HttpAuthScheme, HttpBuilder, OAuth2, Password, Scopes,
+    SecurityRequirement, SecurityScheme,
 };
 use utoipa::openapi::{
     Content, HeaderBuilder, ObjectBuilder, OpenApi as Document, RefOr, ResponseBuilder, Schema,
@@ -840,21 +840,24 @@ fn security_schemes(doc: &mut Document) {
             ("offline_access", "A refresh token."),
         ])
     };
-    // Relative URLs resolve against the server; `common` stands for any of
-    // the built-in provider's tenants (a tenant id works as well).
+    // Relative URLs resolve against the server. `common` stands for any of
+    // the built-in provider's tenants for a user's sign-in, as with Entra ID;
+    // client credentials, as with Entra ID, need the tenant's own token
+    // endpoint, which no single URL of the document can name.
     let authorize = "/common/oauth2/v2.0/authorize";
     let token = "/common/oauth2/v2.0/token";
     components.add_security_scheme(
         "entra",
         SecurityScheme::OAuth2(OAuth2::with_description(
             [
-                Flow::ClientCredentials(ClientCredentials::new(token, scopes())),
                 Flow::AuthorizationCode(AuthorizationCode::new(authorize, token, scopes())),
                 Flow::Password(Password::new(token, scopes())),
             ],
-            "The built-in identity provider, shaped like Entra ID (authorization code with \
-             PKCE S256, client credentials, resource owner password, refresh tokens). The \
-             token endpoint of a given tenant is `/{tenant}/oauth2/v2.0/token`.",
+            "The built-in identity provider, shaped like Entra ID: authorization code with \
+             PKCE S256, resource owner password and refresh tokens at the URLs below (a \
+             tenant id may stand for `common`); client credentials (`grant_type=\
+             client_credentials`, `scope=https://graph.microsoft.com/.default`) at the \
+             tenant's own `/{tenant}/oauth2/v2.0/token`.",
         )),
     );
 }

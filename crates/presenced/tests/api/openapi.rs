@@ -46,10 +46,13 @@ async fn the_document_is_openapi_3_1_with_security_and_graphs_error_envelope() {
     assert_eq!(schemes["bearer"]["bearerFormat"], "JWT");
     let flows = &schemes["entra"]["flows"];
     assert_eq!(
-        flows["clientCredentials"]["tokenUrl"],
-        "/common/oauth2/v2.0/token"
+        flows["authorizationCode"]["authorizationUrl"],
+        "/common/oauth2/v2.0/authorize"
     );
-    assert!(flows["authorizationCode"]["authorizationUrl"].is_string());
+    assert_eq!(flows["password"]["tokenUrl"], "/common/oauth2/v2.0/token");
+    // As with Entra ID, client credentials need the tenant's own endpoint.
+    let description = schemes["entra"]["description"].as_str().unwrap();
+    assert!(description.contains("/{tenant}/oauth2/v2.0/token"));
 
     let read = &doc["paths"]["/beta/users/{id}/presence"]["get"];
     assert_eq!(read["security"][0], serde_json::json!({"bearer": []}));
