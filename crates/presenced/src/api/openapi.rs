@@ -220,16 +220,24 @@ pub struct WorkLocationTypeDoc(String);
 pub struct PresenceDoc {
     /// On a single read: the `$metadata` URL of the entity.
     #[serde(rename = "@odata.context")]
-    odata_context: Option<String>,
+    #[schema(required = false)]
+    odata_context: String,
     /// The user's object id.
-    id: Option<String>,
-    availability: Option<AvailabilityDoc>,
-    activity: Option<ActivityDoc>,
+    #[schema(required = false)]
+    id: String,
+    #[schema(required = false)]
+    availability: AvailabilityDoc,
+    #[schema(required = false)]
+    activity: ActivityDoc,
+    /// `null` when the user has none.
     status_message: Option<PresenceStatusMessageDoc>,
-    out_of_office_settings: Option<OutOfOfficeSettingsDoc>,
-    work_location: Option<WorkLocationDoc>,
+    #[schema(required = false)]
+    out_of_office_settings: OutOfOfficeSettingsDoc,
+    #[schema(required = false)]
+    work_location: WorkLocationDoc,
     /// Orders a user's presence changes: a letter then fixed-width digits.
-    sequence_number: Option<String>,
+    #[schema(required = false)]
+    sequence_number: String,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -238,9 +246,11 @@ pub struct PresenceDoc {
 pub struct PresenceStatusMessageDoc {
     message: ItemBodyDoc,
     /// Shown to the user themself only.
-    published_date_time: Option<String>,
-    /// Shown to the user themself only.
-    expiry_date_time: Option<DateTimeTimeZoneDoc>,
+    #[schema(required = false)]
+    published_date_time: String,
+    /// Shown to the user themself only, when the message expires.
+    #[schema(required = false)]
+    expiry_date_time: DateTimeTimeZoneDoc,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -957,6 +967,20 @@ fn expand_targets(doc: &mut Document) {
         } else {
             format!("/{name}")
         };
+        if !name.is_empty() {
+            let description = format!(
+                "Also served as `.../microsoft.graph.{name}`; action names match without \
+                 regard to case."
+            );
+            if let Some(operation) = doc
+                .paths
+                .paths
+                .get_mut(&format!("{users}{suffix}"))
+                .and_then(|item| item.post.as_mut())
+            {
+                operation.description = Some(description);
+            }
+        }
         let Some(item) = doc.paths.paths.get(&format!("{users}{suffix}")) else {
             continue;
         };
