@@ -476,8 +476,7 @@ pub struct StatusOutboxDoc {
 #[derive(Serialize, ToSchema)]
 #[schema(as = TokenForm)]
 pub struct TokenFormDoc {
-    /// `client_credentials`, `password`, `authorization_code` or `refresh_token`.
-    grant_type: String,
+    grant_type: GrantTypeDoc,
     client_id: Option<String>,
     client_secret: Option<String>,
     /// `https://graph.microsoft.com/.default` for `client_credentials`.
@@ -488,6 +487,17 @@ pub struct TokenFormDoc {
     redirect_uri: Option<String>,
     code_verifier: Option<String>,
     refresh_token: Option<String>,
+}
+
+/// The grants the token endpoint issues tokens for.
+#[derive(Serialize, ToSchema)]
+#[schema(as = GrantType)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantTypeDoc {
+    ClientCredentials,
+    Password,
+    AuthorizationCode,
+    RefreshToken,
 }
 
 #[derive(Serialize, ToSchema)]
