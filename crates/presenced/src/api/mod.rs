@@ -288,6 +288,16 @@ fn render_error(
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
+    if error.status == StatusCode::UNAUTHORIZED {
+        // The challenge Graph sends with a 401 (RFC 6750): bearer tokens,
+        // for Graph's resource id.
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(
+                r#"Bearer realm="", client_id="00000003-0000-0000-c000-000000000000""#,
+            ),
+        );
+    }
     if let Some(route) = route {
         response.extensions_mut().insert(route);
     }
