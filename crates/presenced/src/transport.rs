@@ -261,11 +261,9 @@ async fn serve_http<IO>(
     };
     let activity = service.activity.clone();
     let io = Rewrite {
-        io: Prefixed {
-            prefix: head,
-            at: 0,
-            io,
-        },
+        io,
+        prefix: head,
+        at: 0,
         handler: service.clone(),
         pending: Pending::Nothing,
     };
@@ -648,12 +646,16 @@ fn hyper_refusal(head: &[u8]) -> Option<Refusal> {
     })
 }
 
-/// A connection's byte stream, as hyper writes to it, with hyper's own bare
-/// answers to broken request heads ([`hyper_refusal`]) replaced by the
-/// router's answer to the same [`Refusal`]: a later head on a kept-alive
+/// A connection's byte stream as hyper sees it. Reading: the bytes
+/// [`first_head`] already read come first. Writing: hyper's own bare
+/// answers to broken request heads ([`hyper_refusal`]) are replaced by the
+/// router's answer to the same [`Refusal`], so a later head on a kept-alive
 /// connection gets Graph's envelope like the first one.
 struct Rewrite<IO> {
     io: IO,
+    /// Read already; `at` is how much of it hyper has taken.
+    prefix: Vec<u8>,
+    at: usize,
     handler: Handler,
     pending: Pending,
 }
@@ -715,7 +717,18 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Rewrite<IO> {
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        let this = &mut *self;
+        if this.at < this.prefix.len() {
+            let n = buf.remaining().min(this.prefix.len() - this.at);
+            buf.put_slice(&this.prefix[this.at..this.at + n]);
+            this.at += n;
+            if this.at == this.prefix.len() {
+                this.prefix = Vec::new();
+                this.at = 0;
+            }
+            return std::task::Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
     }
 }
 
@@ -782,71 +795,6 @@ async fn http_body_util_collect(body: axum::body::Body) -> Vec<u8> {
         }
     }
     out
-}
-
-/// A connection whose first bytes were already read: they are read again
-/// first.
-struct Prefixed<IO> {
-    prefix: Vec<u8>,
-    at: usize,
-    io: IO,
-}
-
-impl<IO: AsyncRead + Unpin> AsyncRead for Prefixed<IO> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let this = &mut *self;
-        if this.at < this.prefix.len() {
-            let n = buf.remaining().min(this.prefix.len() - this.at);
-            buf.put_slice(&this.prefix[this.at..this.at + n]);
-            this.at += n;
-            if this.at == this.prefix.len() {
-                this.prefix = Vec::new();
-                this.at = 0;
-            }
-            return std::task::Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.io).poll_read(cx, buf)
-    }
-}
-
-impl<IO: AsyncWrite + Unpin> AsyncWrite for Prefixed<IO> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(
-        mut self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
 }
 
 /// A request body shared between the router and the connection's handler,
