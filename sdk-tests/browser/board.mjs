@@ -9,7 +9,7 @@
 // another client shows on the page (at most 1 s), sets the user's own
 // preferred presence and status message through the page and checks them
 // through the API, searches, checks the layout at 320 px, keyboard focus,
-// and sign-out; it saves screenshots at desktop and phone widths. The page
+// the refresh of tokens near their expiry, and sign-out; it saves screenshots at desktop and phone widths. The page
 // may talk to nobody but its own origin.
 //
 // Environment: BOARD_URL (http://board.test:PORT), PRESENCED_URL (the same
@@ -284,6 +284,21 @@ try {
     check(sizes[0] <= sizes[1], `at ${width} px the page scrolls sideways: ${sizes[0]} > ${sizes[1]}`);
   }
   await page.setViewportSize({ width: 1280, height: 800 });
+
+  // --- Tokens near their expiry are refreshed (a reload finds them so) ---
+  const before = await page.evaluate(() => {
+    const session = JSON.parse(sessionStorage.getItem('presenced.board.session'));
+    session.expiresAt = Date.now() + 20_000;
+    sessionStorage.setItem('presenced.board.session', JSON.stringify(session));
+    return session;
+  });
+  await page.reload();
+  await step(page.locator('#people .card').nth(people.length - 1).waitFor());
+  const renewed = await page.evaluate(() => JSON.parse(sessionStorage.getItem('presenced.board.session')));
+  check(renewed.refreshToken !== before.refreshToken, 'the refresh token was not rotated');
+  check(renewed.accessToken !== before.accessToken, 'no new access token');
+  check(renewed.expiresAt - Date.now() > 30 * 60_000, `the new token expires at ${renewed.expiresAt}`);
+  console.log('tokens refreshed before expiry; the board reloaded with them');
 
   // --- Sign out: tokens gone, back at the board ---
   await page.locator('#sign-out').click();
