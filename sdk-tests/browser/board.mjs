@@ -9,7 +9,8 @@
 // another client shows on the page (at most 1 s), sets the user's own
 // preferred presence and status message through the page and checks them
 // through the API, searches, checks the layout at 320 px, keyboard focus,
-// the refresh of tokens near their expiry, and sign-out; it saves screenshots at desktop and phone widths. The page
+// the refresh of tokens near their expiry, polling when the live stream is
+// off (its answer replaced by a 404), and sign-out; it saves screenshots at desktop and phone widths. The page
 // may talk to nobody but its own origin.
 //
 // Environment: BOARD_URL (http://board.test:PORT), PRESENCED_URL (the same
@@ -299,6 +300,38 @@ try {
   check(renewed.accessToken !== before.accessToken, 'no new access token');
   check(renewed.expiresAt - Date.now() > 30 * 60_000, `the new token expires at ${renewed.expiresAt}`);
   console.log('tokens refreshed before expiry; the board reloaded with them');
+
+  // --- A server without the live stream: the board polls ---
+  await page.route('**/v1.0/presences/stream?**', (route) =>
+    route.fulfill({
+      status: 404,
+      contentType: 'application/json',
+      body: JSON.stringify({ error: { code: 'NotFound', message: 'The live stream is off on this server.' } }),
+    }),
+  );
+  await page.reload();
+  await step(page.locator('#live').filter({ hasText: 'Refreshed every 10 s' }).waitFor());
+  await api('POST', `/users/${caller}/presence/setPresence`, {
+    sessionId: app,
+    availability: 'Away',
+    activity: 'Away',
+    expirationDuration: 'PT1H',
+  });
+  await step(
+    page.waitForFunction(
+      (id) => document.querySelector(`#people .card[data-id="${id}"]`)?.dataset.availability === 'Away',
+      caller,
+      { polling: 100, timeout: 15_000 },
+    ),
+  );
+  console.log('without the live stream the board polled and showed the change');
+  await page.unroute('**/v1.0/presences/stream?**');
+  await api('POST', `/users/${caller}/presence/setPresence`, {
+    sessionId: app,
+    availability: 'DoNotDisturb',
+    activity: 'Presenting',
+    expirationDuration: 'PT1H',
+  });
 
   // --- Sign out: tokens gone, back at the board ---
   await page.locator('#sign-out').click();

@@ -20,6 +20,10 @@
   const PENDING_KEY = 'presenced.board.pending';
   const CHUNK = 650;
   const POLL_MS = 10_000;
+  // Streams at once: over HTTP/1.1 a browser opens at most six connections
+  // to an origin, and the page's other calls need some. More people than
+  // MAX_STREAMS × 650 are polled instead.
+  const MAX_STREAMS = 4;
   const REDIRECT_URI = `${location.origin}/`;
 
   const $ = (id) => document.getElementById(id);
@@ -545,13 +549,17 @@
     live = new AbortController();
     const ids = [...cards.keys()];
     if (ids.length === 0) return;
+    if (ids.length > MAX_STREAMS * CHUNK) {
+      poll();
+      return;
+    }
     $('live').textContent = 'Live updates: connecting…';
     for (let i = 0; i < ids.length; i += CHUNK) follow(ids.slice(i, i + CHUNK), live.signal);
   }
 
   function poll() {
     if (pollTimer) return;
-    $('live').textContent = `Live updates are off on this server: refreshed every ${POLL_MS / 1000} s.`;
+    $('live').textContent = `Refreshed every ${POLL_MS / 1000} s (no live updates).`;
     pollTimer = setInterval(async () => {
       try {
         for (const presence of await loadPresences([...cards.keys()])) update(presence, true);
