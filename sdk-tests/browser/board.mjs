@@ -286,6 +286,17 @@ try {
   }
   await page.setViewportSize({ width: 1280, height: 800 });
 
+  // Dark when the system is.
+  const background = () => page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  const light = await background();
+  await page.emulateMedia({ colorScheme: 'dark' });
+  const dark = await background();
+  check(light !== dark, `the same background in light and dark: ${light}`);
+  const darkShot = join(outDir, 'board-dark.png');
+  await page.screenshot({ path: darkShot });
+  console.log(`screenshot: ${darkShot} (background ${dark})`);
+  await page.emulateMedia({ colorScheme: 'light' });
+
   // --- Tokens near their expiry are refreshed (a reload finds them so) ---
   const before = await page.evaluate(() => {
     const session = JSON.parse(sessionStorage.getItem('presenced.board.session'));
