@@ -8,6 +8,7 @@
 //! [`presence`] the Graph handlers, [`users`] the directory reads (`/me`,
 //! `/users`), [`batch`] JSON batching, [`admin`] the non-Graph calls,
 //! [`authz`] the permission model, [`live`] the live stream (an extension),
+//! [`board`] the presence board's page and files (`/`, `/board/`),
 //! [`error`] the one error type, [`edge`] the size, time and
 //! authentication-flood limits answered in the envelope,
 //! [`envelope`] the middleware that gives requests their ids, error bodies
@@ -16,6 +17,7 @@
 pub mod admin;
 pub mod authz;
 pub mod batch;
+pub mod board;
 pub mod cors;
 pub mod dto;
 pub mod edge;
@@ -114,6 +116,8 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// Every route but `$batch`.
 fn routes() -> Router<Arc<AppState>> {
     Router::new()
+        .route("/", get(board::index))
+        .route("/board/{file}", get(board::asset))
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))
         .route(
