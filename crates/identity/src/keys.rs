@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{DecodingKey, EncodingKey};
+use jsonwebtoken::DecodingKey;
 use rsa::pkcs1::EncodeRsaPrivateKey;
 use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 use rsa::traits::PublicKeyParts;
@@ -34,8 +34,10 @@ const KEY_BITS: usize = 2048;
 /// The development issuer's RSA key pair, loaded from (or created in) a data directory.
 #[derive(Clone)]
 pub struct DevIssuerKey {
-    /// The private key as jsonwebtoken wants it (PKCS#1 DER), for signing.
-    encoding: EncodingKey,
+    /// The private key, for signing. Signatures are made by ring, whose RSA
+    /// private-key operations are constant-time and blinded; the `rsa` crate
+    /// only creates keys and reads their files (RUSTSEC-2023-0071).
+    signing: Arc<ring::rsa::KeyPair>,
     /// The public half, shared with the validator's dev issuer.
     verification: Arc<VerificationKey>,
     /// RFC 7638 thumbprint of the public key: the `kid` of every token and of the JWK.
@@ -94,8 +96,27 @@ impl DevIssuerKey {
         Arc::clone(&self.verification)
     }
 
-    pub(crate) fn encoding_key(&self) -> &EncodingKey {
-        &self.encoding
+    /// A compact RS256 JWS of `claims` under `header`.
+    pub(crate) fn sign_jwt<T: serde::Serialize>(
+        &self,
+        header: &jsonwebtoken::Header,
+        claims: &T,
+    ) -> Result<String, IdentityError> {
+        let mut token = URL_SAFE_NO_PAD.encode(to_json(header)?);
+        token.push('.');
+        token.push_str(&URL_SAFE_NO_PAD.encode(to_json(claims)?));
+        let mut signature = vec![0u8; self.signing.public().modulus_len()];
+        self.signing
+            .sign(
+                &ring::signature::RSA_PKCS1_SHA256,
+                &ring::rand::SystemRandom::new(),
+                token.as_bytes(),
+                &mut signature,
+            )
+            .map_err(|_| IdentityError::Signing("the RSA signature failed".to_owned()))?;
+        token.push('.');
+        token.push_str(&URL_SAFE_NO_PAD.encode(signature));
+        Ok(token)
     }
 
     fn from_private_key(
@@ -119,8 +140,14 @@ impl DevIssuerKey {
             Some(kid.clone()),
             DecodingKey::from_rsa_raw_components(&n_bytes, &e_bytes),
         ));
+        let signing = ring::rsa::KeyPair::from_der(der.as_bytes()).map_err(|err| {
+            IdentityError::KeyFormat {
+                path: path.clone(),
+                reason: err.to_string(),
+            }
+        })?;
         Ok(DevIssuerKey {
-            encoding: EncodingKey::from_rsa_der(der.as_bytes()),
+            signing: Arc::new(signing),
             verification,
             kid,
             n,
@@ -128,6 +155,10 @@ impl DevIssuerKey {
             path,
         })
     }
+}
+
+fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, IdentityError> {
+    serde_json::to_vec(value).map_err(|err| IdentityError::Signing(err.to_string()))
 }
 
 /// A fresh 2048-bit key with public exponent 65537, from the operating system's RNG.

@@ -36,7 +36,9 @@ pub use mint::{
 pub use oidc::{IssuerStartError, JwksIssuer, JwksIssuerConfig, KeySource, SourceError};
 pub use presenced_domain::Guid;
 pub use principal::{Principal, PrincipalKind};
-pub use registry::{Application, NewApplication, Registry, check_redirect_uri};
+pub use registry::{
+    Application, BOARD_APP_ID, BOARD_SCOPES, NewApplication, Registry, check_redirect_uri,
+};
 pub use validate::{
     AuthError, DevIssuer, IssuerPattern, SigningAlgorithm, TrustedIssuer, Validator,
     ValidatorConfig, VerificationKey,
@@ -76,5 +78,5 @@ pub enum IdentityError {
     #[error("invalid token request: {0}")]
     InvalidRequest(String),
     #[error("could not sign the token: {0}")]
-    Signing(#[from] jsonwebtoken::errors::Error),
+    Signing(String),
 }

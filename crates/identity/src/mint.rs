@@ -199,7 +199,7 @@ impl DevIssuerKey {
         };
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some(self.kid().to_owned());
-        Ok(jsonwebtoken::encode(&header, &claims, self.encoding_key())?)
+        self.sign_jwt(&header, &claims)
     }
 }
 
@@ -250,7 +250,7 @@ impl DevIssuerKey {
     pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, IdentityError> {
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some(self.kid().to_owned());
-        Ok(jsonwebtoken::encode(&header, claims, self.encoding_key())?)
+        self.sign_jwt(&header, claims)
     }
 }
 

@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
+use std::sync::LazyLock;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -114,6 +115,29 @@ fn redirect_uri_matches(registered: &str, asked: &str) -> bool {
     a1.eq_ignore_ascii_case(a2)
 }
 
+/// The client id of the presence board that presenced serves at `/`: a public client that every
+/// tenant has without registering it. Its only redirect URI is the server's own origin (`{origin}/`,
+/// decided by the API layer per request, see [`Application::builtin`]); a directory file that registers
+/// an application with this id replaces it in that tenant.
+pub const BOARD_APP_ID: Guid = Guid::from_u128(0x5e1fb0a4_d000_4000_8000_000000000001);
+
+/// The delegated permissions the board may ask for: people's names, everyone's presence, one's own.
+pub const BOARD_SCOPES: [&str; 3] = [
+    "User.ReadBasic.All",
+    "Presence.Read.All",
+    "Presence.ReadWrite",
+];
+
+static BOARD: LazyLock<Application> = LazyLock::new(|| Application {
+    app: BOARD_APP_ID,
+    display_name: "presenced board".to_string(),
+    secrets: Vec::new(),
+    roles: Vec::new(),
+    scopes: BOARD_SCOPES.iter().map(|s| s.to_string()).collect(),
+    redirect_uris: Vec::new(),
+    builtin: true,
+});
+
 /// A registered application, as the registry keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Application {
@@ -126,6 +150,9 @@ pub struct Application {
     pub scopes: Vec<String>,
     #[serde(default)]
     pub redirect_uris: Vec<String>,
+    /// The built-in board client ([`BOARD_APP_ID`]), never written to the registry file.
+    #[serde(skip)]
+    pub builtin: bool,
 }
 
 impl Application {
@@ -217,6 +244,7 @@ impl Registry {
                 roles: new.roles,
                 scopes: new.scopes,
                 redirect_uris: new.redirect_uris,
+                builtin: false,
             };
             registrations.applications.insert(new.app, application);
         }
@@ -234,9 +262,13 @@ impl Registry {
         self.tenants.contains_key(&tenant)
     }
 
-    /// An application of `tenant`.
+    /// An application of `tenant`: registered, or the built-in board client ([`BOARD_APP_ID`]).
     pub fn application(&self, tenant: Guid, app: Guid) -> Option<&Application> {
-        self.tenants.get(&tenant)?.applications.get(&app)
+        let registrations = self.tenants.get(&tenant)?;
+        registrations
+            .applications
+            .get(&app)
+            .or_else(|| (app == BOARD_APP_ID).then(|| &*BOARD))
     }
 
     /// The tenants the registry knows.
@@ -246,7 +278,10 @@ impl Registry {
 
     /// `app` as registered in any tenant (the first), for requests through `common`.
     pub fn any_application(&self, app: Guid) -> Option<&Application> {
-        self.tenants.values().find_map(|r| r.applications.get(&app))
+        self.tenants
+            .values()
+            .find_map(|r| r.applications.get(&app))
+            .or_else(|| (app == BOARD_APP_ID && !self.tenants.is_empty()).then(|| &*BOARD))
     }
 
     /// Whether `uri` may be a sign-out's `post_logout_redirect_uri` in `tenant`: registered for
@@ -490,6 +525,7 @@ mod tests {
                 "https://app.example/cb".into(),
                 "http://localhost:3000/auth".into(),
             ],
+            builtin: false,
         };
         assert!(app.allows_redirect("https://APP.example/cb"));
         assert!(app.allows_redirect("http://localhost:51234/auth"));
@@ -498,6 +534,39 @@ mod tests {
         assert!(!app.allows_redirect("https://app.example/cb?x=1"));
         assert!(!app.allows_redirect("https://app.example.evil/cb"));
         assert!(!app.allows_redirect("http://app.example/cb"));
+    }
+
+    #[test]
+    fn every_known_tenant_has_the_board_client_unless_it_registers_that_id() {
+        let mut registry = registry();
+        let board = registry.application(TENANT, BOARD_APP_ID).unwrap();
+        assert!(board.builtin && !board.is_confidential());
+        assert_eq!(board.scopes, BOARD_SCOPES);
+        // Its redirect URI is decided per request, never by registration.
+        assert!(!board.allows_redirect("http://localhost/"));
+        assert!(registry.any_application(BOARD_APP_ID).is_some());
+        assert!(
+            registry
+                .application(Guid::from_u128(7), BOARD_APP_ID)
+                .is_none()
+        );
+        assert!(Registry::default().any_application(BOARD_APP_ID).is_none());
+        registry
+            .merge(
+                TENANT,
+                vec![NewApplication {
+                    app: BOARD_APP_ID,
+                    display_name: "Our board".into(),
+                    secrets: vec![],
+                    roles: vec![],
+                    scopes: vec!["Presence.Read".into()],
+                    redirect_uris: vec!["https://board.example/".into()],
+                }],
+                vec![],
+            )
+            .unwrap();
+        let ours = registry.application(TENANT, BOARD_APP_ID).unwrap();
+        assert!(!ours.builtin && ours.allows_redirect("https://board.example/"));
     }
 
     #[test]

@@ -425,7 +425,9 @@ fn print_demo(demo: &directory::TenantDeclaration) {
         );
     }
     if let Some((_, _, password)) = demo.passwords.first() {
-        println!("They sign in with the password {password}.");
+        println!(
+            "They sign in with the password {password}, also to the presence board at / (open it in a browser)."
+        );
     }
     for app in &demo.applications {
         if app.secrets.is_empty() {

@@ -22,8 +22,8 @@
 //!   plain port, a head beyond `head_buffer_bytes`) is answered by the
 //!   router in Graph's envelope (through a [`Refusal`] extension) with
 //!   `Connection: close`. Later heads on a kept-alive connection are checked
-//!   by hyper alone: a client that got a good first answer gets hyper's bare
-//!   status for a broken later head;
+//!   by hyper; the bare status it writes for a broken one is replaced on its
+//!   way out ([`Rewrite`]) by the router's answer to the same [`Refusal`];
 //! - a request body the router left unread (a refusal) is drained, up to
 //!   [`DRAIN_BYTES`] within [`DRAIN_TIME`], so the connection stays usable;
 //!   past that the answer says `Connection: close`.
@@ -260,10 +260,12 @@ async fn serve_http<IO>(
         Err(_) => return tracing::debug!(%peer, "no request head in time"),
     };
     let activity = service.activity.clone();
-    let io = Prefixed {
+    let io = Rewrite {
+        io,
         prefix: head,
         at: 0,
-        io,
+        handler: service.clone(),
+        pending: Pending::Nothing,
     };
     let connection = shared.http.serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
@@ -532,12 +534,37 @@ where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let out = render(handler.clone(), refusal).await;
+    let written = async {
+        io.write_all(&out).await?;
+        io.flush().await?;
+        io.shutdown().await
+    };
+    if tokio::time::timeout(DRAIN_TIME, written).await.is_err() {
+        return;
+    }
+    let linger = async {
+        let mut sink = [0u8; 8192];
+        let mut left = DRAIN_BYTES;
+        while left > 0 {
+            match io.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, linger).await;
+}
+
+/// The router's answer to `refusal`, as the bytes of an HTTP/1.1 response
+/// that closes the connection.
+async fn render(handler: Handler, refusal: Refusal) -> Vec<u8> {
     let mut request = hyper::Request::new(axum::body::Body::empty());
     request.extensions_mut().insert(ConnectInfo(handler.peer));
     request.extensions_mut().insert(handler.scheme);
     request.extensions_mut().insert(handler.local);
     request.extensions_mut().insert(refusal);
-    let mut router = handler.router.clone();
+    let mut router = handler.router;
     let Ok(response) = tower_service::Service::call(&mut router, request).await;
     let (parts, body) = response.into_parts();
     let body = http_body_util_collect(body).await;
@@ -564,52 +591,127 @@ where
         .as_bytes(),
     );
     out.extend_from_slice(&body);
-    let written = async {
-        io.write_all(&out).await?;
-        io.flush().await?;
-        io.shutdown().await
-    };
-    if tokio::time::timeout(DRAIN_TIME, written).await.is_err() {
-        return;
-    }
-    let linger = async {
-        let mut sink = [0u8; 8192];
-        let mut left = DRAIN_BYTES;
-        while left > 0 {
-            match io.read(&mut sink).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => left = left.saturating_sub(n),
-            }
-        }
-    };
-    let _ = tokio::time::timeout(DRAIN_TIME, linger).await;
-}
-
-/// The bytes of a small body the router produced.
-async fn http_body_util_collect(body: axum::body::Body) -> Vec<u8> {
-    use http_body::Body as _;
-    let mut body = std::pin::pin!(body);
-    let mut out = Vec::new();
-    while let Some(Ok(frame)) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
-        if let Ok(data) = frame.into_data() {
-            out.extend_from_slice(&data);
-        }
-        if out.len() > 64 * 1024 {
-            break;
-        }
-    }
     out
 }
 
-/// A connection whose first bytes were already read: they are read again
-/// first.
-struct Prefixed<IO> {
-    prefix: Vec<u8>,
-    at: usize,
-    io: IO,
+/// The refusal behind hyper's own answer to a request head it could not
+/// take, if `head` is one: an error status line, then at most `date`,
+/// `content-length: 0` and `connection` fields, and nothing after the head.
+/// Every answer of the router carries a request id, so none looks like this.
+fn hyper_refusal(head: &[u8]) -> Option<Refusal> {
+    let rest = head.strip_prefix(b"HTTP/1.1 ")?;
+    let status = axum::http::StatusCode::from_bytes(rest.get(..3)?).ok()?;
+    if !status.is_client_error() && !status.is_server_error() {
+        return None;
+    }
+    let end = head.windows(4).position(|w| w == b"\r\n\r\n")?;
+    if end + 4 != head.len() {
+        return None;
+    }
+    for line in head[..end].split(|b| *b == b'\n').skip(1) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let colon = line.iter().position(|b| *b == b':')?;
+        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+        let allowed = name.eq_ignore_ascii_case(b"date")
+            || name.eq_ignore_ascii_case(b"connection")
+            || (name.eq_ignore_ascii_case(b"content-length") && value == b"0");
+        if !allowed {
+            return None;
+        }
+    }
+    let (code, message) = match status.as_u16() {
+        414 => ("RequestUriTooLong", "The request target is too long."),
+        431 => (
+            "RequestHeaderFieldsTooLarge",
+            "The request head has too many header fields, or they are too large.",
+        ),
+        505 => (
+            "HttpVersionNotSupported",
+            "Only HTTP/1.0, HTTP/1.1 and HTTP/2 are supported.",
+        ),
+        408 => ("RequestTimeout", "The request head did not arrive in time."),
+        _ if status.is_server_error() => (
+            "ServiceUnavailable",
+            "The server could not take the request.",
+        ),
+        _ => (
+            "BadRequest",
+            "The request could not be parsed as HTTP/1.1 (a malformed request line or header field).",
+        ),
+    };
+    Some(Refusal {
+        status: status.as_u16(),
+        code,
+        message: message.to_owned(),
+    })
 }
 
-impl<IO: AsyncRead + Unpin> AsyncRead for Prefixed<IO> {
+/// A connection's byte stream as hyper sees it. Reading: the bytes
+/// [`first_head`] already read come first. Writing: hyper's own bare
+/// answers to broken request heads ([`hyper_refusal`]) are replaced by the
+/// router's answer to the same [`Refusal`], so a later head on a kept-alive
+/// connection gets Graph's envelope like the first one.
+struct Rewrite<IO> {
+    io: IO,
+    /// Read already; `at` is how much of it hyper has taken.
+    prefix: Vec<u8>,
+    at: usize,
+    handler: Handler,
+    pending: Pending,
+}
+
+/// The replacement of a bare answer, until it is written.
+enum Pending {
+    Nothing,
+    Rendering(Pin<Box<dyn Future<Output = Vec<u8>> + Send>>),
+    Writing(Vec<u8>, usize),
+}
+
+impl<IO: AsyncWrite + Unpin> Rewrite<IO> {
+    /// Renders and writes the pending replacement; ready once none is left.
+    fn poll_pending(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        loop {
+            match &mut self.pending {
+                Pending::Nothing => return std::task::Poll::Ready(Ok(())),
+                Pending::Rendering(future) => {
+                    let bytes = std::task::ready!(future.as_mut().poll(cx));
+                    self.pending = Pending::Writing(bytes, 0);
+                }
+                Pending::Writing(bytes, at) => {
+                    while *at < bytes.len() {
+                        let n = std::task::ready!(
+                            Pin::new(&mut self.io).poll_write(cx, &bytes[*at..])
+                        )?;
+                        if n == 0 {
+                            return std::task::Poll::Ready(Err(
+                                std::io::ErrorKind::WriteZero.into()
+                            ));
+                        }
+                        *at += n;
+                    }
+                    self.pending = Pending::Nothing;
+                }
+            }
+        }
+    }
+
+    /// Takes `head` in place of the stream when it is hyper's bare answer.
+    fn replace(&mut self, cx: &mut std::task::Context<'_>, head: &[u8]) -> bool {
+        let Some(refusal) = hyper_refusal(head) else {
+            return false;
+        };
+        self.pending = Pending::Rendering(Box::pin(render(self.handler.clone(), refusal)));
+        // Start now; whatever is left goes out on the next write, flush or
+        // shutdown, which wait for it.
+        let _ = self.poll_pending(cx);
+        true
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Rewrite<IO> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
@@ -630,12 +732,16 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Prefixed<IO> {
     }
 }
 
-impl<IO: AsyncWrite + Unpin> AsyncWrite for Prefixed<IO> {
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Rewrite<IO> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
+        std::task::ready!(self.poll_pending(cx))?;
+        if self.replace(cx, buf) {
+            return std::task::Poll::Ready(Ok(buf.len()));
+        }
         Pin::new(&mut self.io).poll_write(cx, buf)
     }
 
@@ -644,6 +750,13 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Prefixed<IO> {
         cx: &mut std::task::Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> std::task::Poll<std::io::Result<usize>> {
+        std::task::ready!(self.poll_pending(cx))?;
+        let mut filled = bufs.iter().filter(|b| !b.is_empty());
+        if let (Some(only), None) = (filled.next(), filled.next())
+            && self.replace(cx, only)
+        {
+            return std::task::Poll::Ready(Ok(only.len()));
+        }
         Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 
@@ -655,6 +768,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Prefixed<IO> {
         mut self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::ready!(self.poll_pending(cx))?;
         Pin::new(&mut self.io).poll_flush(cx)
     }
 
@@ -662,8 +776,25 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Prefixed<IO> {
         mut self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::ready!(self.poll_pending(cx))?;
         Pin::new(&mut self.io).poll_shutdown(cx)
     }
+}
+
+/// The bytes of a small body the router produced.
+async fn http_body_util_collect(body: axum::body::Body) -> Vec<u8> {
+    use http_body::Body as _;
+    let mut body = std::pin::pin!(body);
+    let mut out = Vec::new();
+    while let Some(Ok(frame)) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+        if let Ok(data) = frame.into_data() {
+            out.extend_from_slice(&data);
+        }
+        if out.len() > 64 * 1024 {
+            break;
+        }
+    }
+    out
 }
 
 /// A request body shared between the router and the connection's handler,
@@ -768,5 +899,39 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Handler {
             drop(busy);
             Ok(response)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hyper_refusal;
+
+    #[test]
+    fn only_bare_error_heads_are_taken_for_hyper_refusals() {
+        let bare = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\ndate: Fri, 04 Dec 2026 06:00:00 GMT\r\n\r\n";
+        let refusal = hyper_refusal(bare).expect("hyper's bare 400");
+        assert_eq!((refusal.status, refusal.code), (400, "BadRequest"));
+        let too_large = b"HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
+        assert_eq!(hyper_refusal(too_large).unwrap().status, 431);
+
+        let not_refusals: [&[u8]; 5] = [
+            // The router's answers carry a request id and a body.
+            b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\nrequest-id: x\r\ncontent-length: 0\r\n\r\n",
+            // A success, even a bare one.
+            b"HTTP/1.1 204 No Content\r\ndate: Fri, 04 Dec 2026 06:00:00 GMT\r\n\r\n",
+            // Something follows the head.
+            b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\nx",
+            // A body is announced.
+            b"HTTP/1.1 400 Bad Request\r\ncontent-length: 2\r\n\r\n",
+            // Not a status line.
+            b"{\"error\":{}}",
+        ];
+        for head in not_refusals {
+            assert!(
+                hyper_refusal(head).is_none(),
+                "{}",
+                String::from_utf8_lossy(head)
+            );
+        }
     }
 }

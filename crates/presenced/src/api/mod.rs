@@ -8,6 +8,7 @@
 //! [`presence`] the Graph handlers, [`users`] the directory reads (`/me`,
 //! `/users`), [`batch`] JSON batching, [`admin`] the non-Graph calls,
 //! [`authz`] the permission model, [`live`] the live stream (an extension),
+//! [`board`] the presence board's page and files (`/`, `/board/`),
 //! [`error`] the one error type, [`edge`] the size, time and
 //! authentication-flood limits answered in the envelope,
 //! [`envelope`] the middleware that gives requests their ids, error bodies
@@ -17,6 +18,7 @@
 pub mod admin;
 pub mod authz;
 pub mod batch;
+pub mod board;
 pub mod cors;
 pub mod dto;
 pub mod edge;
@@ -146,6 +148,8 @@ pub fn route_paths() -> Vec<&'static str> {
 /// [`routes`] serves.
 fn route_table() -> Vec<(&'static str, MethodRouter<Arc<AppState>>)> {
     vec![
+        ("/", get(board::index)),
+        ("/board/{file}", get(board::asset)),
         ("/healthz", get(admin::healthz)),
         ("/readyz", get(admin::readyz)),
         ("/openapi.json", get(openapi::serve)),
@@ -320,6 +324,16 @@ fn render_error(
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    if error.status == StatusCode::UNAUTHORIZED {
+        // The challenge Graph sends with a 401 (RFC 6750): bearer tokens,
+        // for Graph's resource id.
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(
+                r#"Bearer realm="", client_id="00000003-0000-0000-c000-000000000000""#,
+            ),
+        );
     }
     if let Some(route) = route {
         response.extensions_mut().insert(route);

@@ -107,6 +107,8 @@ pub async fn serve() -> Response {
         graph::batch,
         graph::batch_encoded,
         super::live::stream,
+        board::page,
+        board::asset,
         super::admin::healthz,
         super::admin::readyz,
         super::admin::get_clock,
@@ -138,6 +140,7 @@ pub async fn serve() -> Response {
         (name = "subscriptions", description = "Graph change notifications for presence."),
         (name = "batch", description = "Graph JSON batching."),
         (name = "extensions", description = "Not in Graph: the live stream of presence changes."),
+        (name = "board", description = "The presence board for people in a browser (its files)."),
         (name = "admin", description = "Operator calls: health, readiness, status, the manual \
             clock, the stand-ins for calendar and directory management."),
         (name = "identity", description = "The built-in identity provider, shaped like Entra ID \
@@ -741,6 +744,31 @@ pub mod graph {
         request_body(content = BatchRequestDoc, content_type = JSON),
         responses((status = 200, description = "One response per request.", content_type = JSON, body = BatchResponseDoc)))]
     pub fn batch_encoded() {}
+}
+
+/// The presence board's files ([`super::board`]), declared here so that its
+/// module stays about the page. Never called.
+#[allow(dead_code)]
+pub mod board {
+    /// The board's page, for browsers; API clients get Graph's 404.
+    #[utoipa::path(get, path = "/", tag = "board",
+        params(("Accept" = Option<String>, Header, description = "The page is sent when it names `text/html`."),
+            ("If-None-Match" = Option<String>, Header, description = "An `ETag` of the page.")),
+        responses((status = 200, description = "The page.", content_type = "text/html", body = String),
+            (status = 304, description = "The page has not changed."),
+            (status = 404, description = "The request does not accept `text/html`.")))]
+    pub fn page() {}
+
+    /// One of the board's files (`index.html`, `board.js`, `board.css`, `icon.svg`).
+    #[utoipa::path(get, path = "/board/{file}", tag = "board",
+        params(("file" = String, Path, description = "The file's name."),
+            ("If-None-Match" = Option<String>, Header, description = "The file's `ETag`.")),
+        responses((status = 200, description = "The file.", content(
+                (String = "text/html"), (String = "text/javascript"), (String = "text/css"),
+                (String = "image/svg+xml"))),
+            (status = 304, description = "The file has not changed."),
+            (status = 404, description = "No such file.")))]
+    pub fn asset() {}
 }
 
 /// Derives what the declarations leave to the code's own tables; see the

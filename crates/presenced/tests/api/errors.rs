@@ -180,6 +180,14 @@ async fn bad_tokens_are_401_saying_why() {
     let path = format!("/v1.0/users/{ADELE}/presence");
     let answer = Answer::read(server.client.get(server.url(&path)).send().await.unwrap()).await;
     answer.assert_error(401, "InvalidAuthenticationToken");
+    // The bearer challenge of RFC 6750, as Graph sends it.
+    assert!(
+        answer
+            .header("www-authenticate")
+            .is_some_and(|challenge| challenge.starts_with("Bearer ")),
+        "{:?}",
+        answer.header("www-authenticate")
+    );
     for token in ["garbage", "a.b.c", &"x".repeat(100_000)] {
         server
             .get(&path, token)

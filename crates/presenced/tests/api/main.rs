@@ -3,6 +3,7 @@
 
 mod actions;
 mod batch;
+mod board;
 mod browser;
 mod captures;
 mod cli;

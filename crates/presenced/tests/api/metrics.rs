@@ -139,6 +139,10 @@ async fn the_named_series_move_as_requests_are_made() {
     // Protected: no token or another token is refused in Graph's envelope.
     let refused = server.client.get(&url).send().await.unwrap();
     assert_eq!(refused.status(), 401);
+    assert!(
+        refused.headers().contains_key("www-authenticate"),
+        "a 401 carries its bearer challenge"
+    );
     let answer = Answer::read(
         server
             .client

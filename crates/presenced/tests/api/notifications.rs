@@ -129,6 +129,31 @@ async fn a_failed_handshake_creates_nothing() {
     assert_eq!(list.json()["value"], json!([]));
 }
 
+/// The addresses a fault campaign once got accepted as notification URLs:
+/// each names a special-purpose address (the metadata service through
+/// NAT64, loopback in IPv4-compatible and 6to4 forms, the benchmarking
+/// range, multicast, broadcast). None is accepted, and no handshake is tried.
+#[tokio::test]
+async fn notification_urls_naming_special_purpose_addresses_are_refused() {
+    let (server, _dir) = server("").await;
+    for url in [
+        "https://[64:ff9b::a9fe:a9fe]/hook",
+        "https://[::127.0.0.1]/hook",
+        "https://[2002:7f00:1::1]/hook",
+        "https://198.18.0.1/hook",
+        "https://224.0.0.1/hook",
+        "https://255.255.255.255/hook",
+    ] {
+        let message = subscribe(
+            &server,
+            request(url, &format!("communications/presences/{ADELE}")),
+        )
+        .await
+        .assert_error(400, "InvalidRequest");
+        assert!(message.contains("notificationUrl"), "{url}: {message}");
+    }
+}
+
 #[tokio::test]
 async fn refusals_are_graph_errors() {
     let (server, _dir) = server("").await;

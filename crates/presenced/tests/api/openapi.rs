@@ -105,6 +105,8 @@ async fn every_documented_operation_is_served_and_every_other_method_refused() {
                 .client
                 .request(Method::from_bytes(method.as_bytes()).unwrap(), &url)
                 .bearer_auth(&token)
+                // `/` serves the board to browsers only.
+                .header("accept", "application/json, text/html")
                 .send()
                 .await
                 .unwrap();
@@ -222,9 +224,15 @@ async fn schemathesis_finds_no_server_error_and_no_undocumented_response() {
     schemathesis(&server, "application", Some(&server.app()), &[]);
     schemathesis(&server, "delegated", Some(&server.adele()), &[]);
     // ...and without a token the calls made without one: the identity
-    // provider's, health, status and the clock, this document (the Graph
-    // operations meet requests without a token in `ignored_auth` above).
-    schemathesis(&server, "anonymous", None, &["identity", "admin", "meta"]);
+    // provider's, health, status and the clock, the board's files, this
+    // document (the Graph operations meet requests without a token in
+    // `ignored_auth` above).
+    schemathesis(
+        &server,
+        "anonymous",
+        None,
+        &["identity", "admin", "meta", "board"],
+    );
     // The server survived all of it.
     let health = server
         .client

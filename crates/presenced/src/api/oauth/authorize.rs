@@ -30,9 +30,11 @@ pub async fn authorize_page(
     Path(tenant): Path<String>,
     request: Request,
 ) -> Response {
+    let (parts, _) = request.into_parts();
     let params: HashMap<String, String> =
-        serde_urlencoded::from_str(request.uri().query().unwrap_or("")).unwrap_or_default();
-    let response = match check(&state, &tenant, &params) {
+        serde_urlencoded::from_str(parts.uri.query().unwrap_or("")).unwrap_or_default();
+    let board = board_redirect_uri(&state, &parts);
+    let response = match check(&state, &tenant, &params, board.as_deref()) {
         Err(failure) => failure.respond(),
         Ok(_) => page(&params, None),
     };
@@ -56,11 +58,34 @@ pub async fn authorize_submit(
         Ok(body) => serde_urlencoded::from_bytes(&body).unwrap_or_default(),
         Err(_) => HashMap::new(),
     };
-    let response = match check(&state, &tenant, &params) {
+    let board = board_redirect_uri(&state, &parts);
+    let response = match check(&state, &tenant, &params, board.as_deref()) {
         Err(failure) => failure.respond(),
         Ok(checked) => sign_in(&state, &params, checked),
     };
     route(response, "/{tenant}/oauth2/v2.0/authorize")
+}
+
+/// The one redirect URI of the built-in board client ([`presenced_identity::BOARD_APP_ID`]): the
+/// board's own page, `{origin}/`, where the origin is `--public-url` when configured, else the scheme
+/// and `Host` the request came to (a code sent there goes back to the server that issued it; PKCE binds
+/// it to the page that asked). `None` when the `Host` is not a plain authority.
+pub(crate) fn board_redirect_uri(
+    state: &AppState,
+    parts: &axum::http::request::Parts,
+) -> Option<String> {
+    super::issuer_base(state, parts)
+        .ok()
+        .map(|base| format!("{base}/"))
+}
+
+/// Whether `app` may have codes (or a sign-out) sent to `uri`.
+fn allows_redirect(app: &presenced_identity::Application, uri: &str, board: Option<&str>) -> bool {
+    if app.builtin {
+        board.is_some_and(|b| b.eq_ignore_ascii_case(uri))
+    } else {
+        app.allows_redirect(uri)
+    }
 }
 
 /// What a valid authorization request asks for.
@@ -89,7 +114,9 @@ impl Redirect {
             all.push(("state", state));
         }
         let encoded = serde_urlencoded::to_string(&all).unwrap_or_default();
-        let location = if self.fragment {
+        let location = if encoded.is_empty() {
+            self.uri.clone()
+        } else if self.fragment {
             format!("{}#{encoded}", self.uri)
         } else if self.uri.contains('?') {
             format!("{}&{encoded}", self.uri)
@@ -137,6 +164,7 @@ fn check(
     state: &AppState,
     tenant: &str,
     params: &HashMap<String, String>,
+    board: Option<&str>,
 ) -> Result<Checked, Failure> {
     let param = |name: &str| {
         params
@@ -173,7 +201,7 @@ fn check(
     }
     .ok_or_else(unknown_client)?;
     let redirect_uri = param("redirect_uri").unwrap_or("");
-    if !app.allows_redirect(redirect_uri) {
+    if !allows_redirect(app, redirect_uri, board) {
         return Err(Failure::Page(OAuthError::new(
             "invalid_request",
             50011,
@@ -337,19 +365,23 @@ pub async fn logout(
         None => state.registry.tenants(),
     };
     let app = param("client_id").and_then(Guid::parse);
+    let board = board_redirect_uri(&state, &parts);
+    let allowed = |uri: &str| {
+        tenants.iter().any(|t| match app {
+            Some(app) => state
+                .registry
+                .application(*t, app)
+                .is_some_and(|a| allows_redirect(a, uri, board.as_deref())),
+            None => state.registry.allows_logout_redirect(*t, None, uri),
+        })
+    };
     let response = match param("post_logout_redirect_uri") {
-        Some(uri)
-            if tenants
-                .iter()
-                .any(|t| state.registry.allows_logout_redirect(*t, app, uri)) =>
-        {
-            Redirect {
-                uri: uri.to_string(),
-                fragment: false,
-                state: param("state").map(str::to_string),
-            }
-            .with(&[])
+        Some(uri) if allowed(uri) => Redirect {
+            uri: uri.to_string(),
+            fragment: false,
+            state: param("state").map(str::to_string),
         }
+        .with(&[]),
         Some(_) => error_page(&OAuthError::new(
             "invalid_request",
             50011,
