@@ -506,6 +506,11 @@ fn with_route(mut response: Response) -> Response {
 
 /// `GET /metrics` on the API's listeners: 404, as any unknown path, unless
 /// `metrics.on_main_listener`.
+#[utoipa::path(get, path = "/metrics", tag = "meta",
+    summary = "Prometheus metrics, when `metrics.on_main_listener` is set (else 404).",
+    responses((status = 200, description = "The Prometheus text format.", content_type = "text/plain", body = String),
+        (status = 401, description = "`metrics.bearer_token` is set and was not sent."),
+        (status = 404, description = "Metrics are not served on this listener.")))]
 pub async fn scrape_main(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let response = match EXPORTER.get().filter(|e| e.on_main_listener) {
         Some(exporter) => render(&state, exporter, &headers).await,

@@ -17,11 +17,16 @@ use super::presence::{authenticate, parse_json, read_body};
 use super::{AppState, RouteName, json_response};
 
 /// `GET /healthz`: the process is up.
+#[utoipa::path(get, path = "/healthz", tag = "admin",
+    responses((status = 200, description = "The process is up.", content_type = "application/json", body = super::openapi::HealthDoc)))]
 pub async fn healthz() -> Response {
     json_response(StatusCode::OK, br#"{"status":"ok"}"#.to_vec())
 }
 
 /// `GET /readyz`: the store is open and accepting work.
+#[utoipa::path(get, path = "/readyz", tag = "admin",
+    responses((status = 200, description = "Ready.", content_type = "application/json", body = super::openapi::HealthDoc),
+        (status = 503, description = "The store is not open.")))]
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if state.store.is_ready() {
         json_response(StatusCode::OK, br#"{"status":"ready"}"#.to_vec())
@@ -51,6 +56,9 @@ fn manual_only(state: &AppState) -> Result<(), ApiError> {
 }
 
 /// `GET /admin/clock` (manual clock only).
+#[utoipa::path(get, path = "/admin/clock", tag = "admin",
+    responses((status = 200, description = "The manual clock's reading.", content_type = "application/json", body = super::openapi::ClockReadingDoc),
+        (status = 404, description = "The server does not run on the manual clock.")))]
 pub async fn get_clock(State(state): State<Arc<AppState>>) -> Response {
     let response = manual_only(&state).map(|()| clock_body(&state));
     with_route(
@@ -60,6 +68,10 @@ pub async fn get_clock(State(state): State<Arc<AppState>>) -> Response {
 }
 
 /// `POST /admin/clock` with `{"advance":"PT5M"}` (manual clock only).
+#[utoipa::path(post, path = "/admin/clock", tag = "admin",
+    request_body(content = super::dto::ClockBody, content_type = "application/json"),
+    responses((status = 200, description = "The clock moved forward; its new reading.", content_type = "application/json", body = super::openapi::ClockReadingDoc),
+        (status = 404, description = "The server does not run on the manual clock.")))]
 pub async fn advance_clock(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let response = advance(&state, request)
         .await
@@ -91,6 +103,8 @@ async fn advance(state: &AppState, request: Request) -> Result<Response, ApiErro
 /// start; `maxLagSeconds` is the most any of them waited from its instant
 /// until its handling completed; `lagSeconds` is how long the oldest deadline
 /// not yet handled has been due (0 when none is), `oldestDue` that deadline.
+#[utoipa::path(get, path = "/admin/scheduler", tag = "admin",
+    responses((status = 200, description = "The scheduler's lag.", content_type = "application/json", body = super::openapi::SchedulerReportDoc)))]
 pub async fn get_scheduler(State(state): State<Arc<AppState>>) -> Response {
     let response = scheduler(&state)
         .await
@@ -117,6 +131,8 @@ async fn scheduler(state: &AppState) -> Result<Response, ApiError> {
 /// `/admin/scheduler` and `/readyz`: counts only, nothing about any user.
 /// Always 200 while the process answers; `ready` says whether the store
 /// accepts calls. A figure the store cannot tell cheaply is `null`.
+#[utoipa::path(get, path = "/admin/status", tag = "admin",
+    responses((status = 200, description = "The operator's figures.", content_type = "application/json", body = super::openapi::StatusReportDoc)))]
 pub async fn get_status(State(state): State<Arc<AppState>>) -> Response {
     let f = crate::telemetry::figures(&state).await;
     let seconds = |d: SignedDuration| d.as_secs_f64();
@@ -147,6 +163,11 @@ pub async fn get_status(State(state): State<Arc<AppState>>) -> Response {
 /// `PUT /admin/tenants/{tid}/users/{uid}/outOfOfficeSettings` with
 /// `{"isOutOfOffice":true,"message":"..."}`: 204. Needs an application token
 /// of that tenant with Presence.ReadWrite.All.
+#[utoipa::path(put, path = "/admin/tenants/{tenant}/users/{user}/outOfOfficeSettings", tag = "admin",
+    params(("tenant" = String, Path, description = "The tenant id (a GUID)."),
+        ("user" = String, Path, description = "The user's object id (a GUID).")),
+    request_body(content = super::dto::OutOfOfficeBody, content_type = "application/json"),
+    responses((status = 204, description = "Set.")))]
 pub async fn put_out_of_office(
     State(state): State<Arc<AppState>>,
     Path((tenant, user)): Path<(String, String)>,
@@ -217,6 +238,10 @@ fn with_route(mut response: Response, route: &'static str) -> Response {
 /// subscriptions they created are removed with a `subscriptionRemoved`
 /// lifecycle event. Needs an application token of that tenant with
 /// Presence.ReadWrite.All.
+#[utoipa::path(delete, path = "/admin/tenants/{tenant}/users/{user}", tag = "admin",
+    params(("tenant" = String, Path, description = "The tenant id (a GUID)."),
+        ("user" = String, Path, description = "The user's object id (a GUID).")),
+    responses((status = 204, description = "Removed.")))]
 pub async fn delete_user(
     State(state): State<Arc<AppState>>,
     Path((tenant, user)): Path<(String, String)>,

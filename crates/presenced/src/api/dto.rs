@@ -8,90 +8,134 @@
 use jiff::Timestamp;
 use presenced_domain::{PresenceView, StatusMessage};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = SetPresenceRequest)]
 pub struct SetPresenceBody {
+    /// The app session: the calling app's id (application tokens) or any id.
+    #[schema(value_type = String)]
     pub session_id: Option<String>,
+    #[schema(value_type = super::openapi::AvailabilityDoc)]
     pub availability: Option<String>,
+    #[schema(value_type = super::openapi::ActivityDoc)]
     pub activity: Option<String>,
+    /// ISO 8601, `PT5M` to `PT4H`; 5 minutes when left out.
     pub expiration_duration: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = ClearPresenceRequest)]
 pub struct ClearPresenceBody {
+    #[schema(value_type = String)]
     pub session_id: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = SetUserPreferredPresenceRequest)]
 pub struct SetPreferredBody {
+    #[schema(value_type = super::openapi::AvailabilityDoc)]
     pub availability: Option<String>,
+    #[schema(value_type = super::openapi::ActivityDoc)]
     pub activity: Option<String>,
+    /// ISO 8601; until cleared (or 1 day for `Offline`) when left out.
     pub expiration_duration: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = SetStatusMessageRequest)]
 pub struct SetStatusMessageBody {
     /// Absent and `null` differ: absent is an error, `null` clears.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present_object")]
+    #[schema(value_type = Option<StatusMessageBody>)]
     pub status_message: Option<Option<StatusMessageBody>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = StatusMessageInput)]
 pub struct StatusMessageBody {
+    #[serde(default, deserialize_with = "object")]
     pub message: Option<ItemBody>,
+    #[serde(default, deserialize_with = "object")]
     pub expiry_date_time: Option<DateTimeTimeZone>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = ItemBodyInput)]
 pub struct ItemBody {
     pub content: Option<String>,
     pub content_type: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = DateTimeTimeZoneInput)]
 pub struct DateTimeTimeZone {
     pub date_time: Option<String>,
     pub time_zone: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = LocationRequest)]
 pub struct LocationBody {
+    #[schema(value_type = super::openapi::WorkLocationTypeDoc)]
     pub work_location_type: Option<String>,
     pub place_id: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(as = GetPresencesByUserIdRequest)]
 pub struct IdsBody {
+    /// User object ids (GUIDs), 1 to 650.
+    #[schema(value_type = Vec<String>)]
     pub ids: Option<Vec<String>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = OutOfOfficeRequest)]
 pub struct OutOfOfficeBody {
+    #[schema(value_type = bool)]
     pub is_out_of_office: Option<bool>,
     pub message: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(as = ClockAdvanceRequest)]
 pub struct ClockBody {
+    /// An ISO 8601 duration, e.g. `PT5M`.
+    #[schema(value_type = String)]
     pub advance: Option<String>,
 }
 
-/// Distinguishes a field sent as `null` (`Some(None)`) from one left out (`None`).
-fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+/// A nested object, or `null`. serde's derived `Deserialize` of a struct also
+/// takes a JSON array of the fields' values (`[null, null]`), which Graph
+/// refuses: only an object is read.
+fn object<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
 where
     D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
+    T: serde::de::DeserializeOwned,
 {
-    Option::<T>::deserialize(deserializer).map(Some)
+    Option::<serde_json::Map<String, serde_json::Value>>::deserialize(deserializer)?
+        .map(|fields| T::deserialize(serde_json::Value::Object(fields)))
+        .transpose()
+        .map_err(serde::de::Error::custom)
+}
+
+/// [`object`], telling a field sent as `null` (`Some(None)`) from one left out (`None`).
+fn present_object<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    object(deserializer).map(Some)
 }
 
 /// The presence properties, in the order Graph writes them; `$select` picks among them.

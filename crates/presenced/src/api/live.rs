@@ -32,6 +32,12 @@ use crate::notify::Notifier;
 use crate::notify::live::Resume;
 
 /// `GET /{version}/presences/stream`.
+#[utoipa::path(get, path = "/v1.0/presences/stream", tag = "extensions",
+    summary = "Follow users' presence changes as Server-Sent Events (not in Graph).",
+    params(("ids" = String, Query, description = "Comma-separated user ids (GUIDs), at most 650."),
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event.")),
+    responses((status = 200, description = "An endless `text/event-stream`: one `presence` event per change, `missed` after a gap.",
+        content_type = "text/event-stream", body = String)))]
 pub async fn stream(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let mut response = match open(&state, request.headers(), request.uri().query()).await {
         Ok(response) => response,

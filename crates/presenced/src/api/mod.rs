@@ -12,7 +12,8 @@
 //! [`error`] the one error type, [`edge`] the size, time and
 //! authentication-flood limits answered in the envelope,
 //! [`envelope`] the middleware that gives requests their ids, error bodies
-//! and access-log line, and [`cors`] the cross-origin layer outside it.
+//! and access-log line, [`cors`] the cross-origin layer outside it, and
+//! [`openapi`] the OpenAPI document of all of it (`GET /openapi.json`).
 
 pub mod admin;
 pub mod authz;
@@ -24,6 +25,7 @@ pub mod edge;
 pub mod error;
 pub mod live;
 pub mod oauth;
+pub mod openapi;
 pub mod presence;
 pub mod route;
 pub mod subscriptions;
@@ -39,7 +41,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{MethodRouter, any, get};
 use presenced_domain::{DurationSyntax, Rules};
 use presenced_identity::{DevIssuerKey, Registry, Validator};
 use presenced_store::Store;
@@ -97,11 +99,11 @@ pub fn router(state: Arc<AppState>) -> Router {
             batch::handle(state, inner.clone(), version, request)
         })
     };
-    routes()
-        .route("/v1.0/$batch", batch(route::Version::V1))
-        .route("/v1.0/%24batch", batch(route::Version::V1))
-        .route("/beta/$batch", batch(route::Version::Beta))
-        .route("/beta/%24batch", batch(route::Version::Beta))
+    BATCH_PATHS
+        .into_iter()
+        .fold(routes(), |router, (path, version)| {
+            router.route(path, batch(version))
+        })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             envelope,
@@ -113,59 +115,90 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// Where `$batch` is served, per version (some clients encode the `$`).
+const BATCH_PATHS: [(&str, route::Version); 4] = [
+    ("/v1.0/$batch", route::Version::V1),
+    ("/v1.0/%24batch", route::Version::V1),
+    ("/beta/$batch", route::Version::Beta),
+    ("/beta/%24batch", route::Version::Beta),
+];
+
 /// Every route but `$batch`.
 fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/", get(board::index))
-        .route("/board/{file}", get(board::asset))
-        .route("/healthz", get(admin::healthz))
-        .route("/readyz", get(admin::readyz))
-        .route(
+    route_table()
+        .into_iter()
+        .fold(Router::new(), |router, (path, methods)| {
+            router.route(path, methods)
+        })
+        .fallback(|| async { ApiError::for_status(StatusCode::NOT_FOUND) })
+}
+
+/// The paths the router serves, `$batch` included (the catch-alls
+/// `/{version}/{*rest}` stand for the paths their dispatchers parse): what
+/// [`openapi`]'s drift test checks the document against.
+pub fn route_paths() -> Vec<&'static str> {
+    route_table()
+        .into_iter()
+        .map(|(path, _)| path)
+        .chain(BATCH_PATHS.into_iter().map(|(path, _)| path))
+        .collect()
+}
+
+/// The axum routes: one table, so that [`route_paths`] lists exactly what
+/// [`routes`] serves.
+fn route_table() -> Vec<(&'static str, MethodRouter<Arc<AppState>>)> {
+    vec![
+        ("/", get(board::index)),
+        ("/board/{file}", get(board::asset)),
+        ("/healthz", get(admin::healthz)),
+        ("/readyz", get(admin::readyz)),
+        ("/openapi.json", get(openapi::serve)),
+        (
             "/admin/clock",
             get(admin::get_clock).post(admin::advance_clock),
-        )
-        .route("/admin/scheduler", get(admin::get_scheduler))
-        .route("/admin/status", get(admin::get_status))
-        .route("/metrics", get(crate::telemetry::scrape_main))
-        .route(
+        ),
+        ("/admin/scheduler", get(admin::get_scheduler)),
+        ("/admin/status", get(admin::get_status)),
+        ("/metrics", get(crate::telemetry::scrape_main)),
+        (
             "/admin/tenants/{tenant}/users/{user}/outOfOfficeSettings",
             axum::routing::put(admin::put_out_of_office),
-        )
-        .route(
+        ),
+        (
             "/admin/tenants/{tenant}/users/{user}",
             axum::routing::delete(admin::delete_user),
-        )
-        .route(
+        ),
+        (
             "/{tenant}/v2.0/.well-known/openid-configuration",
             get(oauth::openid_configuration),
-        )
-        .route("/{tenant}/discovery/v2.0/keys", get(oauth::keys))
-        .route(
+        ),
+        ("/{tenant}/discovery/v2.0/keys", get(oauth::keys)),
+        (
             "/{tenant}/discovery/instance",
             get(oauth::instance_discovery),
-        )
-        .route("/{tenant}/userrealm/{user}", get(oauth::user_realm))
-        .route(
+        ),
+        ("/{tenant}/userrealm/{user}", get(oauth::user_realm)),
+        (
             "/{tenant}/oauth2/v2.0/authorize",
             get(oauth::authorize_page).post(oauth::authorize_submit),
-        )
-        .route(
+        ),
+        (
             "/{tenant}/oauth2/v2.0/logout",
             get(oauth::logout).post(oauth::logout),
-        )
-        .route(
+        ),
+        (
             "/{tenant}/oauth2/v2.0/token",
             axum::routing::post(oauth::token),
-        )
-        .route("/v1.0/subscriptions", any(subscriptions::dispatch))
-        .route("/v1.0/subscriptions/{*rest}", any(subscriptions::dispatch))
-        .route("/beta/subscriptions", any(subscriptions::dispatch))
-        .route("/beta/subscriptions/{*rest}", any(subscriptions::dispatch))
-        .route("/v1.0/presences/stream", get(live::stream))
-        .route("/beta/presences/stream", get(live::stream))
-        .route("/v1.0/{*rest}", any(presence::dispatch))
-        .route("/beta/{*rest}", any(presence::dispatch))
-        .fallback(|| async { ApiError::for_status(StatusCode::NOT_FOUND) })
+        ),
+        ("/v1.0/subscriptions", any(subscriptions::dispatch)),
+        ("/v1.0/subscriptions/{*rest}", any(subscriptions::dispatch)),
+        ("/beta/subscriptions", any(subscriptions::dispatch)),
+        ("/beta/subscriptions/{*rest}", any(subscriptions::dispatch)),
+        ("/v1.0/presences/stream", get(live::stream)),
+        ("/beta/presences/stream", get(live::stream)),
+        ("/v1.0/{*rest}", any(presence::dispatch)),
+        ("/beta/{*rest}", any(presence::dispatch)),
+    ]
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");

@@ -570,6 +570,25 @@ pub fn parse_json<T: DeserializeOwned + Default>(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<T, ApiError> {
+    let value = parse_any(headers, body)?;
+    // A body is an object: serde's derived `Deserialize` would also read an
+    // array of the fields' values into a struct.
+    if body
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b != b'{')
+    {
+        return Err(ApiError::bad_request(
+            "The request body does not have the expected shape: a JSON object is expected.",
+        ));
+    }
+    Ok(value)
+}
+
+fn parse_any<T: DeserializeOwned + Default>(
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
@@ -577,7 +596,7 @@ pub fn parse_json<T: DeserializeOwned + Default>(
 }
 
 fn parse_json_value(headers: &HeaderMap, body: &Bytes) -> Result<serde_json::Value, ApiError> {
-    parse_json::<serde_json::Value>(headers, body)
+    parse_any::<serde_json::Value>(headers, body)
 }
 
 fn json_error(headers: &HeaderMap, error: serde_json::Error) -> ApiError {

@@ -50,6 +50,11 @@ impl Action {
         (Action::ClearLocation, "clearLocation"),
     ];
 
+    /// Every action with its name as Graph spells it.
+    pub fn all() -> &'static [(Action, &'static str)] {
+        &Action::ALL
+    }
+
     /// The action's name as Graph spells it.
     pub fn name(self) -> &'static str {
         Action::ALL
@@ -136,6 +141,29 @@ impl GraphRoute {
             _ => "POST",
         }
     }
+}
+
+/// Every path form [`parse`] recognises, as a template without the version
+/// (`/users/{id}/presence/setPresence`), with the method it answers.
+pub fn templates() -> Vec<(&'static str, String)> {
+    let targets = [
+        Target::Me,
+        Target::User(String::new()),
+        Target::Communications(String::new()),
+    ];
+    let mut out = vec![(
+        GraphRoute::GetPresencesByUserId.method(),
+        GraphRoute::GetPresencesByUserId.template().to_string(),
+    )];
+    for target in targets {
+        let read = GraphRoute::GetPresence(target.clone());
+        out.push((read.method(), read.template().to_string()));
+        for &(action, name) in Action::all() {
+            let act = GraphRoute::Act(target.clone(), action);
+            out.push((act.method(), act.template().replace("{action}", name)));
+        }
+    }
+    out
 }
 
 /// Splits `/v1.0/...` or `/beta/...` into the version and the route.

@@ -28,9 +28,12 @@ use crate::notify::subscription::{
 };
 
 /// The body of `POST /subscriptions` and `PATCH /subscriptions/{id}`.
-#[derive(Debug, Default, Deserialize)]
+/// `POST` needs `changeType` (`updated`), `notificationUrl`, `resource` and
+/// `expirationDateTime`; `PATCH` takes `expirationDateTime` only.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[schema(as = SubscriptionRequest)]
 #[serde(rename_all = "camelCase", default)]
-struct SubscriptionBody {
+pub struct SubscriptionBody {
     change_type: Option<String>,
     notification_url: Option<String>,
     lifecycle_notification_url: Option<String>,
@@ -40,6 +43,22 @@ struct SubscriptionBody {
     include_resource_data: Option<bool>,
     encryption_certificate: Option<String>,
     encryption_certificate_id: Option<String>,
+}
+
+/// The subscription routes (templates without the version) and the method
+/// each answers, as [`dispatch`] serves them.
+pub fn templates() -> Vec<(&'static str, String)> {
+    [
+        ("POST", "/subscriptions"),
+        ("GET", "/subscriptions"),
+        ("GET", "/subscriptions/{id}"),
+        ("PATCH", "/subscriptions/{id}"),
+        ("DELETE", "/subscriptions/{id}"),
+        ("POST", "/subscriptions/{id}/reauthorize"),
+    ]
+    .into_iter()
+    .map(|(method, path)| (method, path.to_string()))
+    .collect()
 }
 
 /// What a path under `/subscriptions` names.

@@ -57,6 +57,21 @@ impl UserRoute {
     }
 }
 
+/// Every directory route's template (without the version) and method.
+pub fn templates() -> Vec<(&'static str, String)> {
+    [
+        UserRoute::Me,
+        UserRoute::User(String::new()),
+        UserRoute::List,
+        UserRoute::Count,
+        UserRoute::Photo(None),
+        UserRoute::Photo(Some(String::new())),
+    ]
+    .iter()
+    .map(|route| ("GET", route.template().to_string()))
+    .collect()
+}
+
 /// Recognises a directory path under `/v1.0` or `/beta`.
 pub fn parse(path: &str) -> Option<(Version, UserRoute)> {
     let mut raw = path.strip_prefix('/')?.split('/');

@@ -466,3 +466,47 @@ async fn sequence_number_moves_on_visible_changes_only() {
     assert!(s2 > s1, "the session's expiry is a visible change");
     assert_eq!(sequence().await, s2);
 }
+
+/// serde would read a struct from an array of its fields' values; Graph
+/// takes objects only. Found by schemathesis (`tests/api/openapi.rs`).
+#[tokio::test]
+async fn a_body_or_nested_object_sent_as_an_array_is_refused_and_changes_nothing() {
+    let server = TestServer::start().await;
+    let set = json!({"statusMessage": {"message": {"content": "Hi", "contentType": "text"}}});
+    server
+        .post("/v1.0/me/presence/setStatusMessage", &server.adele(), set)
+        .await
+        .assert_done();
+    let before = server
+        .get("/v1.0/me/presence", &server.adele())
+        .await
+        .json();
+    for (action, body) in [
+        (
+            "setStatusMessage",
+            json!({"statusMessage": {"message": [null, null]}}),
+        ),
+        (
+            "setStatusMessage",
+            json!({"statusMessage": {"message": {"content": "x"}, "expiryDateTime": ["2030-01-01T00:00:00", "UTC"]}}),
+        ),
+        ("setStatusMessage", json!({"statusMessage": [null, null]})),
+        ("setStatusMessage", json!([null])),
+        ("setUserPreferredPresence", json!(["Busy", "Busy", "PT1H"])),
+    ] {
+        let answer = server
+            .post(
+                &format!("/v1.0/me/presence/{action}"),
+                &server.adele(),
+                body.clone(),
+            )
+            .await;
+        let text = answer.assert_error(400, "BadRequest");
+        assert!(text.contains("shape"), "{body}: {text}");
+    }
+    let after = server
+        .get("/v1.0/me/presence", &server.adele())
+        .await
+        .json();
+    assert_eq!(after, before);
+}

@@ -21,6 +21,7 @@ mod limits;
 mod metrics;
 mod notifications;
 mod oauth;
+mod openapi;
 mod provider;
 mod reads;
 mod receiver;

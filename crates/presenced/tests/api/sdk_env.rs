@@ -1,6 +1,8 @@
 //! The SDK environments of `sdk-tests/`, built on first use from the pinned
 //! files: a Python virtual environment under `target/sdk-env/python`
-//! (`sdk-tests/python/requirements.txt`) and the JavaScript packages of
+//! (`sdk-tests/python/requirements.txt`), one for schemathesis under
+//! `target/sdk-env/schemathesis` (`sdk-tests/schemathesis/requirements.txt`),
+//! and the JavaScript packages of
 //! `sdk-tests/js` and `sdk-tests/node-auth` (`npm ci`). A missing `python3` or `npm` fails the test
 //! that needs it: nothing is skipped.
 
@@ -33,10 +35,25 @@ fn run(command: &mut Command, what: &str) {
 
 /// The Python of the environment, installed if the requirements changed.
 pub fn python() -> PathBuf {
+    python_env("python")
+}
+
+/// The `st` command of schemathesis (`sdk-tests/schemathesis/requirements.txt`,
+/// in a virtual environment of its own under `target/sdk-env/schemathesis`).
+pub fn schemathesis() -> PathBuf {
+    python_env("schemathesis")
+        .parent()
+        .expect("the venv's bin directory")
+        .join("st")
+}
+
+/// The Python of the virtual environment `target/sdk-env/<name>`, with
+/// `sdk-tests/<name>/requirements.txt` installed if it changed.
+fn python_env(name: &str) -> PathBuf {
     let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
     let root = workspace();
-    let requirements = root.join("sdk-tests/python/requirements.txt");
-    let venv = root.join("target/sdk-env/python");
+    let requirements = root.join("sdk-tests").join(name).join("requirements.txt");
+    let venv = root.join("target/sdk-env").join(name);
     let python = venv.join("bin/python");
     let marker = venv.join("installed-requirements.txt");
     let wanted = std::fs::read_to_string(&requirements).unwrap();
@@ -56,7 +73,7 @@ pub fn python() -> PathBuf {
                     "-r",
                 ])
                 .arg(&requirements),
-            "pip install -r sdk-tests/python/requirements.txt",
+            &format!("pip install -r sdk-tests/{name}/requirements.txt"),
         );
         std::fs::write(&marker, wanted).unwrap();
     }

@@ -21,6 +21,10 @@ use crate::api::AppState;
 use crate::api::presence::read_body;
 
 /// `GET /{tenant}/oauth2/v2.0/authorize`: the sign-in page.
+#[utoipa::path(get, path = "/{tenant}/oauth2/v2.0/authorize", tag = "identity",
+    params(("tenant" = String, Path, description = "A tenant id, `common`, `organizations` or `consumers`.")),
+    responses((status = 200, description = "The sign-in page.", content_type = "text/html", body = String),
+        (status = 302, description = "Back to the redirect URI with an error.")))]
 pub async fn authorize_page(
     State(state): State<Arc<AppState>>,
     Path(tenant): Path<String>,
@@ -38,6 +42,12 @@ pub async fn authorize_page(
 }
 
 /// `POST /{tenant}/oauth2/v2.0/authorize`: the sign-in form's credentials.
+#[utoipa::path(post, path = "/{tenant}/oauth2/v2.0/authorize", tag = "identity",
+    params(("tenant" = String, Path, description = "A tenant id, `common`, `organizations` or `consumers`.")),
+    request_body(content = Object, content_type = "application/x-www-form-urlencoded",
+        description = "The authorization request's parameters with `username` and `password`."),
+    responses((status = 200, description = "The sign-in page again, with the error.", content_type = "text/html", body = String),
+        (status = 302, description = "Back to the redirect URI with a code or an error.")))]
 pub async fn authorize_submit(
     State(state): State<Arc<AppState>>,
     Path(tenant): Path<String>,
@@ -327,6 +337,10 @@ fn sign_in(state: &AppState, params: &HashMap<String, String>, checked: Checked)
 
 /// `GET`/`POST /{tenant}/oauth2/v2.0/logout`: nothing to forget (presenced keeps no sign-in session);
 /// back to `post_logout_redirect_uri` when it is registered, else a signed-out page.
+#[utoipa::path(method(get, post), path = "/{tenant}/oauth2/v2.0/logout", tag = "identity",
+    params(("tenant" = String, Path, description = "A tenant id, `common`, `organizations` or `consumers`.")),
+    responses((status = 200, description = "The signed-out page.", content_type = "text/html", body = String),
+        (status = 302, description = "To a registered `post_logout_redirect_uri`.")))]
 pub async fn logout(
     State(state): State<Arc<AppState>>,
     Path(tenant): Path<String>,

@@ -24,6 +24,10 @@ fn discovery_tenant(state: &AppState, tenant: &str) -> Result<String, OAuthError
 }
 
 /// `GET /{tenant}/v2.0/.well-known/openid-configuration`.
+#[utoipa::path(get, path = "/{tenant}/v2.0/.well-known/openid-configuration", tag = "identity",
+    params(("tenant" = String, Path, description = "A tenant id, `common`, `organizations` or `consumers`.")),
+    responses((status = 200, description = "OpenID Connect discovery.", content_type = "application/json", body = crate::api::openapi::OpenIdConfigurationDoc),
+        (status = 400, description = "Unknown tenant.", content_type = "application/json", body = crate::api::openapi::OAuthErrorDoc)))]
 pub async fn openid_configuration(
     State(state): State<Arc<AppState>>,
     Path(tenant): Path<String>,
@@ -71,6 +75,10 @@ pub async fn openid_configuration(
 }
 
 /// `GET /{tenant}/discovery/v2.0/keys`.
+#[utoipa::path(get, path = "/{tenant}/discovery/v2.0/keys", tag = "identity",
+    params(("tenant" = String, Path, description = "A tenant id, `common`, `organizations` or `consumers`.")),
+    responses((status = 200, description = "The signing keys.", content_type = "application/json", body = crate::api::openapi::JsonWebKeySetDoc),
+        (status = 400, description = "Unknown tenant.", content_type = "application/json", body = crate::api::openapi::OAuthErrorDoc)))]
 pub async fn keys(State(state): State<Arc<AppState>>, Path(tenant): Path<String>) -> Response {
     let response = match discovery_tenant(&state, &tenant) {
         Err(e) => e.render(""),
@@ -82,6 +90,10 @@ pub async fn keys(State(state): State<Arc<AppState>>, Path(tenant): Path<String>
 /// `GET /common/discovery/instance?api-version=1.1&authorization_endpoint=...`: MSAL's instance
 /// discovery. presenced is its own cloud of one host: the metadata names the host the request came to
 /// (or the public URL's) as the only alias, and the tenant discovery document under it.
+#[utoipa::path(get, path = "/{tenant}/discovery/instance", tag = "identity",
+    params(("tenant" = String, Path, description = "A tenant id, `common`, `organizations` or `consumers`.")),
+    responses((status = 200, description = "MSAL's instance metadata.", content_type = "application/json", body = crate::api::openapi::InstanceDiscoveryDoc),
+        (status = 400, description = "Unknown tenant.", content_type = "application/json", body = crate::api::openapi::OAuthErrorDoc)))]
 pub async fn instance_discovery(
     State(state): State<Arc<AppState>>,
     Path(tenant): Path<String>,
@@ -110,6 +122,11 @@ pub async fn instance_discovery(
 
 /// `GET /common/userrealm/{upn}?api-version=1.0`: every account is a managed (cloud) one, so MSAL
 /// goes on with the username/password grant instead of looking for a federation server.
+#[utoipa::path(get, path = "/{tenant}/userrealm/{user}", tag = "identity",
+    params(("tenant" = String, Path, description = "A tenant id, `common`, `organizations` or `consumers`."),
+        ("user" = String, Path, description = "A user principal name.")),
+    responses((status = 200, description = "The account type (always managed).", content_type = "application/json", body = crate::api::openapi::UserRealmDoc),
+        (status = 400, description = "Unknown tenant.", content_type = "application/json", body = crate::api::openapi::OAuthErrorDoc)))]
 pub async fn user_realm(
     State(state): State<Arc<AppState>>,
     Path((tenant, user)): Path<(String, String)>,

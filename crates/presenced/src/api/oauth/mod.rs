@@ -29,8 +29,8 @@ use presenced_identity::grants::{Grant, IdTokenClaims, Refresh, pkce_matches};
 use presenced_identity::{GRAPH_APP_ID, GRAPH_AUDIENCE, Subject, TokenRequest, issuer_at};
 use serde::Serialize;
 
-mod authorize;
-mod discovery;
+pub mod authorize;
+pub mod discovery;
 
 pub use authorize::{authorize_page, authorize_submit, logout};
 
@@ -132,6 +132,12 @@ fn known_tenant(state: &AppState, tenant: &str) -> Result<Guid, OAuthError> {
 }
 
 /// `POST /{tenant}/oauth2/v2.0/token`.
+#[utoipa::path(post, path = "/{tenant}/oauth2/v2.0/token", tag = "identity",
+    params(("tenant" = String, Path, description = "A tenant id, `common`, `organizations` or `consumers`.")),
+    request_body(content = crate::api::openapi::TokenFormDoc, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The tokens.", content_type = "application/json", body = crate::api::openapi::TokenResponseDoc),
+        (status = 400, description = "OAuth2 error.", content_type = "application/json", body = crate::api::openapi::OAuthErrorDoc),
+        (status = 401, description = "Bad client credentials (`invalid_client`).", content_type = "application/json", body = crate::api::openapi::OAuthErrorDoc)))]
 pub async fn token(
     State(state): State<Arc<AppState>>,
     Path(tenant): Path<String>,
