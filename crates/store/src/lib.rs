@@ -253,6 +253,16 @@ pub trait Store: Send + Sync + 'static {
         Box::pin(async { Ok(None) })
     }
 
+    /// Whether [`Store::advance_deadline`] itself enqueues
+    /// `OutboxBody::Changed { key, at: handled }` for a user with
+    /// subscriptions, in the same atomic step that moves the deadline (and
+    /// only when it moves it). Then the caller must not enqueue it too: of
+    /// several nodes handling one deadline, exactly one announces it. The
+    /// default is false: the caller enqueues first, then advances.
+    fn advance_announces(&self) -> bool {
+        false
+    }
+
     /// [`Store::advance_deadline`] for many users at once: each entry pairs
     /// a user with the deadline that was dealt with. Returns each user's
     /// deadline afterwards, in the order given. A backend may make all the

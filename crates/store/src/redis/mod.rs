@@ -28,14 +28,27 @@
 //! most [`MAX_ATTEMPTS`] times. With `wait_replicas = n` every write is
 //! followed by `WAIT n` on the master that took it.
 //!
-//! Not yet: leases of buckets between nodes (each node scans every bucket's
-//! deadlines and outbox; claims are per node), and atomicity of
-//! subscriptions and outbox settlements across buckets (they are written
-//! bucket by bucket, each step idempotent).
+//! # Time-driven work
+//! Nodes lease buckets ([`lease`]): a node's [`Store::due`],
+//! [`Store::claim_outbox`] and [`Store::outbox_next_due`] see only the
+//! buckets it holds. A claim moves the entry from the bucket's outbox zset
+//! to its `P{b:NNNN}:obc` zset (same score) in one script that first checks
+//! the lease, so only the holder claims; settling removes it from there.
+//! [`Store::advance_deadline`] enqueues the `Changed` entry of the handled
+//! deadline itself, in the compare-and-set script that moves the deadline,
+//! so a deadline is announced once however many nodes handle it
+//! ([`Store::advance_announces`]).
+//!
+//! Not yet: atomicity of subscriptions and outbox settlements across
+//! buckets (they are written bucket by bucket, each step idempotent).
 
-use std::collections::{BTreeMap, HashSet};
+mod lease;
+
+pub use lease::LeaseTiming;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use ::redis::cluster::ClusterClientBuilder;
@@ -79,6 +92,29 @@ end
 return 0
 "#;
 
+/// Claims outbox entries of a bucket this node holds. KEYS: lease, outbox
+/// zset, claimed zset, outbox hash. ARGV: node id, seqs. Moves each seq
+/// still queued from the zset to the claimed zset (same score) and answers
+/// [seq, entry, ...]; -1 when the node does not hold the lease.
+const CLAIM_SCRIPT: &str = r#"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local out = {}
+for i = 2, #ARGV do
+  local seq = ARGV[i]
+  local due = redis.call('ZSCORE', KEYS[2], seq)
+  if due then
+    redis.call('ZREM', KEYS[2], seq)
+    local entry = redis.call('HGET', KEYS[4], seq)
+    if entry then
+      redis.call('ZADD', KEYS[3], due, seq)
+      out[#out + 1] = seq
+      out[#out + 1] = entry
+    end
+  end
+end
+return out
+"#;
+
 /// Appends one outbox entry to a bucket. KEYS: outbox hash, zset, counter.
 /// ARGV: due score, entry. Returns the seq.
 const ENQUEUE_SCRIPT: &str = r#"
@@ -101,6 +137,9 @@ pub struct RedisConfig {
     pub key_prefix: String,
     /// How long connecting may take.
     pub connect_timeout: Duration,
+    /// Bucket leases between nodes (see [`lease`](self#time-driven-work)):
+    /// 10 s, renewed every 3 s by default; tests shorten them.
+    pub leases: LeaseTiming,
 }
 
 impl Default for RedisConfig {
@@ -111,6 +150,10 @@ impl Default for RedisConfig {
             wait_replicas: 0,
             key_prefix: "presenced:".to_owned(),
             connect_timeout: Duration::from_secs(5),
+            leases: LeaseTiming {
+                lease: Duration::from_secs(10),
+                renew_every: Duration::from_secs(3),
+            },
         }
     }
 }
@@ -123,8 +166,9 @@ pub struct RedisStore {
     rules: Rules,
     apply_script: Script,
     enqueue_script: Script,
-    /// Outbox entries this node has claimed and not settled.
-    claimed: Mutex<HashSet<OutboxId>>,
+    claim_script: Script,
+    /// The buckets this node holds.
+    leases: lease::Leases,
     /// Spreads outbox entries that belong to no user over the buckets.
     next_bucket: AtomicU64,
     closed: AtomicBool,
@@ -349,13 +393,28 @@ impl RedisStore {
             rules,
             apply_script: Script::new(APPLY_SCRIPT),
             enqueue_script: Script::new(ENQUEUE_SCRIPT),
-            claimed: Mutex::new(HashSet::new()),
+            claim_script: Script::new(CLAIM_SCRIPT),
+            leases: lease::Leases::new(config.leases),
             next_bucket: AtomicU64::new(0),
             closed: AtomicBool::new(false),
         };
         // The clock key answers only when every slot is served.
         store.manual_clock_now().await?;
-        Ok(Arc::new(store))
+        // Take this node's share of the buckets before serving, then keep it.
+        store.maintain_leases().await?;
+        let store = Arc::new(store);
+        lease::spawn_upkeep(&store);
+        Ok(store)
+    }
+
+    /// This node's id in the lease keys and `P{g}:nodes`.
+    pub fn node_id(&self) -> &str {
+        &self.leases.node
+    }
+
+    /// The buckets this node holds now (fires and delivers), in order.
+    pub fn held_buckets(&self) -> Vec<u16> {
+        self.leases.held_now()
     }
 
     fn conn(&self) -> Result<ClusterConnection, StoreError> {
@@ -540,8 +599,19 @@ impl RedisStore {
             }
             let new_deadline = presenced_domain::next_change(&facts, now.max(handled), &self.rules);
             let record = codec::replace_user_record_deadline(&record, new_deadline)?;
+            // Announced in the same compare-and-set as the move: of two
+            // nodes handling one deadline, only the one that moves it
+            // announces it.
+            let change = OutboxBody::Changed { key, at: handled };
             if self
-                .write_record(key, &version, &record, old_deadline, new_deadline, None)
+                .write_record(
+                    key,
+                    &version,
+                    &record,
+                    old_deadline,
+                    new_deadline,
+                    Some(&change),
+                )
                 .await?
                 .is_some()
             {
@@ -612,7 +682,7 @@ impl RedisStore {
         }
         let conn = self.conn()?;
         let mut pipe = Batch::new();
-        for bucket in 0..BUCKETS {
+        for bucket in self.held_buckets() {
             pipe.cmd("ZRANGEBYSCORE")
                 .arg(self.bucket_key(bucket, "due"))
                 .arg("-inf")
@@ -888,11 +958,19 @@ impl RedisStore {
                 .arg(score_ceiling(*due))
                 .arg(seq)
                 .ignore();
+            pipe.cmd("ZREM")
+                .arg(self.bucket_key(bucket, "obc"))
+                .arg(seq)
+                .ignore();
         }
         for id in &settlement.done {
             let (bucket, seq) = split_outbox_id(*id);
             pipe.cmd("ZREM")
                 .arg(self.bucket_key(bucket, "obz"))
+                .arg(seq)
+                .ignore();
+            pipe.cmd("ZREM")
+                .arg(self.bucket_key(bucket, "obc"))
                 .arg(seq)
                 .ignore();
             pipe.cmd("HDEL")
@@ -901,76 +979,117 @@ impl RedisStore {
                 .ignore();
         }
         let () = pipe.query(&conn).await?;
-        let mut claimed = self.claimed.lock().unwrap_or_else(PoisonError::into_inner);
-        for id in settlement
-            .done
-            .iter()
-            .chain(settlement.retry.iter().map(|(id, _, _)| id))
-        {
-            claimed.remove(id);
-        }
         Ok(added)
     }
 
-    /// Unclaimed entries due at or before `until` (all if `None`), earliest
+    /// The earliest queued entries of the buckets this node holds, due at
+    /// or before `until` (all if `None`): (score, bucket, seq), earliest
     /// first, at most `limit`.
-    async fn outbox_due(
+    async fn outbox_queued(
         &self,
         until: Option<Timestamp>,
         limit: usize,
-    ) -> Result<Vec<OutboxEntry>, StoreError> {
-        let claimed: HashSet<OutboxId> = self
-            .claimed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        let fetch = limit.saturating_add(claimed.len());
+    ) -> Result<Vec<(i64, u16, u64)>, StoreError> {
+        let held = self.held_buckets();
         let conn = self.conn()?;
         let mut pipe = Batch::new();
-        for bucket in 0..BUCKETS {
+        for &bucket in &held {
             pipe.cmd("ZRANGEBYSCORE")
                 .arg(self.bucket_key(bucket, "obz"))
                 .arg("-inf")
                 .arg(until.map_or_else(|| "+inf".to_owned(), score_ceiling))
+                .arg("WITHSCORES")
                 .arg("LIMIT")
                 .arg(0)
-                .arg(fetch.min(i64::MAX as usize));
+                .arg(limit.min(i64::MAX as usize));
         }
-        let rows: Vec<Vec<u64>> = pipe.query(&conn).await?;
-        let mut ids: Vec<(u16, u64)> = Vec::new();
-        for (bucket, seqs) in rows.into_iter().enumerate() {
-            for seq in seqs {
-                if !claimed.contains(&outbox_id(bucket as u16, seq)) {
-                    ids.push((bucket as u16, seq));
-                }
-            }
-        }
-        if ids.is_empty() {
+        let rows: Vec<Vec<(u64, f64)>> = pipe.query(&conn).await?;
+        let mut queued: Vec<(i64, u16, u64)> = held
+            .into_iter()
+            .zip(rows)
+            .flat_map(|(bucket, row)| {
+                row.into_iter()
+                    .map(move |(seq, score)| (score as i64, bucket, seq))
+            })
+            .collect();
+        queued.sort_unstable();
+        queued.truncate(limit);
+        Ok(queued)
+    }
+
+    /// Claims the earliest entries due at or before `until` in the buckets
+    /// this node holds.
+    async fn claim_now(
+        &self,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        if limit == 0 {
             return Ok(Vec::new());
         }
-        let mut pipe = Batch::new();
-        for (bucket, seq) in &ids {
-            pipe.cmd("HGET")
-                .arg(self.bucket_key(*bucket, "ob"))
-                .arg(*seq);
+        let queued = self.outbox_queued(Some(until), limit).await?;
+        let mut by_bucket: BTreeMap<u16, Vec<u64>> = BTreeMap::new();
+        for (_, bucket, seq) in queued {
+            by_bucket.entry(bucket).or_default().push(seq);
         }
-        let values: Vec<Option<Vec<u8>>> = pipe.query(&conn).await?;
-        let mut entries = Vec::new();
-        for ((bucket, seq), value) in ids.into_iter().zip(values) {
-            let Some(value) = value else { continue };
-            let (due, body) = parse_outbox_value(&value)?;
-            if until.is_some_and(|until| due > until) {
-                continue;
-            }
-            entries.push(OutboxEntry {
-                id: outbox_id(bucket, seq),
-                due,
-                body,
+        let mut tasks = tokio::task::JoinSet::new();
+        for (bucket, seqs) in by_bucket {
+            let mut conn = self.conn()?;
+            let script = self.claim_script.clone();
+            let keys = [
+                self.bucket_key(bucket, "lease"),
+                self.bucket_key(bucket, "obz"),
+                self.bucket_key(bucket, "obc"),
+                self.bucket_key(bucket, "ob"),
+            ];
+            let node = self.leases.node.clone();
+            tasks.spawn(async move {
+                let mut invocation = script.prepare_invoke();
+                for key in keys {
+                    invocation.key(key);
+                }
+                invocation.arg(node);
+                for seq in seqs {
+                    invocation.arg(seq);
+                }
+                let answer = invocation.invoke_async::<::redis::Value>(&mut conn).await;
+                (bucket, answer)
             });
         }
+        let mut entries = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            let (bucket, answer) = joined.map_err(|e| StoreError::Io(format!("redis: {e}")))?;
+            let answer = answer.map_err(io)?;
+            // -1: the lease moved to another node meanwhile.
+            let Ok(pairs) = ::redis::from_redis_value::<Vec<(u64, Vec<u8>)>>(answer) else {
+                continue;
+            };
+            for (seq, value) in pairs {
+                let (due, body) = parse_outbox_value(&value)?;
+                entries.push(OutboxEntry {
+                    id: outbox_id(bucket, seq),
+                    due,
+                    body,
+                });
+            }
+        }
         entries.sort_by_key(|e| (e.due, e.id));
-        entries.truncate(limit);
         Ok(entries)
+    }
+
+    /// When the earliest queued entry of the buckets this node holds is due.
+    async fn next_due_now(&self) -> Result<Option<Timestamp>, StoreError> {
+        let Some((_, bucket, seq)) = self.outbox_queued(None, 1).await?.pop() else {
+            return Ok(None);
+        };
+        let mut conn = self.conn()?;
+        let value: Option<Vec<u8>> = conn
+            .hget(self.bucket_key(bucket, "ob"), seq)
+            .await
+            .map_err(io)?;
+        value
+            .map(|v| parse_outbox_value(&v).map(|(due, _)| due))
+            .transpose()
     }
 }
 
@@ -1051,6 +1170,10 @@ impl Store for RedisStore {
         Box::pin(self.advance_now(key, handled, now))
     }
 
+    fn advance_announces(&self) -> bool {
+        true
+    }
+
     fn load_directory(
         &self,
         records: Vec<TenantRecord>,
@@ -1128,21 +1251,20 @@ impl Store for RedisStore {
         until: Timestamp,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<OutboxEntry>, StoreError>> {
-        Box::pin(async move {
-            let entries = self.outbox_due(Some(until), limit).await?;
-            let mut claimed = self.claimed.lock().unwrap_or_else(PoisonError::into_inner);
-            claimed.extend(entries.iter().map(|e| e.id));
-            Ok(entries)
-        })
+        Box::pin(self.claim_now(until, limit))
     }
 
     fn outbox_next_due(&self) -> BoxFuture<'_, Result<Option<Timestamp>, StoreError>> {
-        Box::pin(async move { Ok(self.outbox_due(None, 1).await?.first().map(|e| e.due)) })
+        Box::pin(self.next_due_now())
     }
 
     fn close(&self) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.closed.store(true, Ordering::Release);
-        Box::pin(async { Ok(()) })
+        Box::pin(async move {
+            if !self.closed.swap(true, Ordering::AcqRel) {
+                self.release_leases().await;
+            }
+            Ok(())
+        })
     }
 
     fn is_ready(&self) -> bool {
