@@ -134,7 +134,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         registry: Arc::new(registry),
         rules: config.rules,
         durations: config.durations,
-        throttle: throttle(&config)?,
+        throttle: throttle(&config)?.with_shared(store.shared_limiter()),
         edge: Edge::new(edge_limits),
         cors: Arc::new(cors),
         public_url,

@@ -366,12 +366,37 @@ pub trait Store: Send + Sync + 'static {
         true
     }
 
+    /// The request budget every node shares, when this backend has one
+    /// (Redis); `None`: each node throttles on its own (embedded: one node).
+    fn shared_limiter(&self) -> Option<Arc<dyn SharedLimiter>> {
+        None
+    }
+
     /// Figures for operators (`/metrics`, `presenced status`), read at each
     /// scrape: they must be cheap to take (no walk over every user). The
     /// default names no backend and knows no figure.
     fn figures(&self) -> StoreFigures {
         StoreFigures::default()
     }
+}
+
+/// A rate limit shared by every node of a deployment: GCRA (generic cell
+/// rate algorithm) over one theoretical arrival time per budget, kept by
+/// the backend. It knows nothing of who is limited: the caller names the
+/// budget with opaque bytes.
+pub trait SharedLimiter: Send + Sync + 'static {
+    /// Admits one request against the budget `key` of `requests` per
+    /// `window` (a burst of `requests`, then one per `window / requests`),
+    /// at `now` — `None`: the backend's own clock, the same for every node
+    /// (an explicit instant is for tests). Answers `None` when admitted,
+    /// else how long to wait before the next request would be.
+    fn admit<'a>(
+        &'a self,
+        key: &'a [u8],
+        requests: u32,
+        window: std::time::Duration,
+        now: Option<std::time::SystemTime>,
+    ) -> BoxFuture<'a, Result<Option<std::time::Duration>, StoreError>>;
 }
 
 /// What [`Store::figures`] answers; `None`: this backend cannot tell cheaply.

@@ -266,3 +266,56 @@ async fn a_closed_node_hands_its_buckets_over_at_once() {
     })
     .await;
 }
+
+/// One budget, two nodes: requests through either count against the same
+/// GCRA state, so over a steady 30 s window the two admit the limit
+/// together (±10 %), not twice it. Simulated time: explicit instants, 4×
+/// the allowed rate for 90 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_one_request_budget() {
+    let prefix = RedisCluster::shared().unique_prefix("throttle");
+    let (a, b) = (node(&prefix).await, node(&prefix).await);
+    let (a, b) = (a.shared_limiter().unwrap(), b.shared_limiter().unwrap());
+    let window = Duration::from_secs(30);
+    let requests = 300;
+    let start = std::time::UNIX_EPOCH + Duration::from_secs(1_780_000_000);
+    let key = b"tenant+app";
+
+    // The whole budget at once, half through each node; then a wait of one
+    // emission interval (30 s / 300).
+    for i in 0..requests {
+        let limiter = if i % 2 == 0 { &a } else { &b };
+        let answer = limiter.admit(key, requests, window, Some(start)).await;
+        assert_eq!(answer.unwrap(), None, "request {i} of the burst");
+    }
+    let refused = b.admit(key, requests, window, Some(start)).await.unwrap();
+    assert_eq!(refused, Some(Duration::from_millis(100)));
+    // Another budget is untouched.
+    assert_eq!(
+        a.admit(b"other", requests, window, Some(start))
+            .await
+            .unwrap(),
+        None
+    );
+
+    // 40 requests a second (the limit allows 10) for 90 s.
+    let step = Duration::from_millis(25);
+    let mut steady = 0;
+    for i in 0..3_600u32 {
+        let offset = step * i;
+        let limiter = if i % 2 == 0 { &a } else { &b };
+        let admitted = limiter
+            .admit(key, requests, window, Some(start + offset))
+            .await
+            .unwrap()
+            .is_none();
+        if admitted && offset >= Duration::from_secs(60) {
+            steady += 1;
+        }
+    }
+    let limit = f64::from(requests);
+    assert!(
+        (f64::from(steady) - limit).abs() <= limit * 0.1,
+        "{steady} admitted in the last 30 s, limit {requests}"
+    );
+}

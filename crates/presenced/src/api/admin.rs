@@ -168,7 +168,7 @@ async fn out_of_office(
     request: Request,
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
-    let principal = authenticate(state, &parts.headers)?;
+    let principal = authenticate(state, &parts.headers).await?;
     let tenant = Guid::parse(tenant)
         .ok_or_else(|| ApiError::bad_request(format!("'{tenant}' is not a tenant id (a GUID).")))?;
     let user = Guid::parse(user)
@@ -234,7 +234,7 @@ async fn remove_user(
     user: &str,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let principal = authenticate(state, request.headers())?;
+    let principal = authenticate(state, request.headers()).await?;
     let tenant = Guid::parse(tenant)
         .ok_or_else(|| ApiError::bad_request(format!("'{tenant}' is not a tenant id (a GUID).")))?;
     let user = Guid::parse(user)

@@ -178,7 +178,7 @@ async fn create(
     parts: &axum::http::request::Parts,
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
-    let principal = authenticate(state, &parts.headers)?;
+    let principal = authenticate(state, &parts.headers).await?;
     authorize(state, &principal)?;
     let body = read_body(&parts.headers, body).await?;
     let body: SubscriptionBody = parse_json(&parts.headers, &body)?;
@@ -373,7 +373,7 @@ async fn owned(
 }
 
 async fn list(state: &AppState, parts: &axum::http::request::Parts) -> Result<Response, ApiError> {
-    let principal = authenticate(state, &parts.headers)?;
+    let principal = authenticate(state, &parts.headers).await?;
     let now = state.clock.now();
     let mut values = Vec::new();
     for record in state.store.subscriptions().await? {
@@ -395,7 +395,7 @@ async fn get_one(
     parts: &axum::http::request::Parts,
     id: &str,
 ) -> Result<Response, ApiError> {
-    let principal = authenticate(state, &parts.headers)?;
+    let principal = authenticate(state, &parts.headers).await?;
     let subscription = owned(state, &principal, id).await?;
     Ok(entity(StatusCode::OK, parts, &subscription))
 }
@@ -406,7 +406,7 @@ async fn renew(
     body: axum::body::Body,
     id: &str,
 ) -> Result<Response, ApiError> {
-    let principal = authenticate(state, &parts.headers)?;
+    let principal = authenticate(state, &parts.headers).await?;
     let body: Bytes = read_body(&parts.headers, body).await?;
     let body: SubscriptionBody = parse_json(&parts.headers, &body)?;
     let mut subscription = owned(state, &principal, id).await?;
@@ -428,7 +428,7 @@ async fn delete(
     parts: &axum::http::request::Parts,
     id: &str,
 ) -> Result<Response, ApiError> {
-    let principal = authenticate(state, &parts.headers)?;
+    let principal = authenticate(state, &parts.headers).await?;
     let subscription = owned(state, &principal, id).await?;
     state.store.delete_subscription(subscription.id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -439,7 +439,7 @@ async fn reauthorize(
     parts: &axum::http::request::Parts,
     id: &str,
 ) -> Result<Response, ApiError> {
-    let principal = authenticate(state, &parts.headers)?;
+    let principal = authenticate(state, &parts.headers).await?;
     authorize(state, &principal)?;
     let mut subscription = owned(state, &principal, id).await?;
     subscription.reauthorization_sent = false;

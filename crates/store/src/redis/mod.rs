@@ -43,6 +43,7 @@
 //! buckets (they are written bucket by bucket, each step idempotent).
 
 mod lease;
+mod limiter;
 
 pub use lease::LeaseTiming;
 
@@ -61,8 +62,8 @@ use presenced_domain::{Guid, Mutation, Rules, UserFacts};
 use crate::embedded::notify::{decode_body, decode_subscription, encode_body, encode_subscription};
 use crate::{
     ApplyOutcome, BoxFuture, DirectoryChange, DirectoryUser, KnownFacts, OutboxBody, OutboxEntry,
-    OutboxId, OutboxSettlement, Store, StoreError, SubscriptionRecord, TenantRecord, UserKey,
-    codec,
+    OutboxId, OutboxSettlement, SharedLimiter, Store, StoreError, SubscriptionRecord, TenantRecord,
+    UserKey, codec,
 };
 
 /// Buckets users are spread over; part of the stored layout, never changed.
@@ -160,6 +161,8 @@ impl Default for RedisConfig {
 
 /// The Redis Cluster backend of [`Store`].
 pub struct RedisStore {
+    /// Itself, for the shared limiter it hands out.
+    myself: std::sync::Weak<RedisStore>,
     conn: ClusterConnection,
     prefix: String,
     wait_replicas: u32,
@@ -386,7 +389,8 @@ impl RedisStore {
                 ))
             })?
             .map_err(io)?;
-        let store = RedisStore {
+        let store = Arc::new_cyclic(|myself| RedisStore {
+            myself: myself.clone(),
             conn,
             prefix: config.key_prefix.clone(),
             wait_replicas: config.wait_replicas,
@@ -397,12 +401,11 @@ impl RedisStore {
             leases: lease::Leases::new(config.leases),
             next_bucket: AtomicU64::new(0),
             closed: AtomicBool::new(false),
-        };
+        });
         // The clock key answers only when every slot is served.
         store.manual_clock_now().await?;
         // Take this node's share of the buckets before serving, then keep it.
         store.maintain_leases().await?;
-        let store = Arc::new(store);
         lease::spawn_upkeep(&store);
         Ok(store)
     }
@@ -1269,5 +1272,10 @@ impl Store for RedisStore {
 
     fn is_ready(&self) -> bool {
         !self.closed.load(Ordering::Acquire)
+    }
+
+    fn shared_limiter(&self) -> Option<Arc<dyn SharedLimiter>> {
+        let store = self.myself.upgrade()?;
+        Some(Arc::new(limiter::RedisLimiter::new(store)))
     }
 }
