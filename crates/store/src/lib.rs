@@ -366,6 +366,26 @@ pub trait Store: Send + Sync + 'static {
         true
     }
 
+    /// Tells the other nodes sharing this store that `key`'s presence
+    /// changed visibly at `at` (for their live streams). Best effort: a node
+    /// not listening at that moment never learns of it. The default does
+    /// nothing: no other node shares an embedded store.
+    fn announce_change(
+        &self,
+        key: UserKey,
+        at: Timestamp,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        let _ = (key, at);
+        Box::pin(async { Ok(()) })
+    }
+
+    /// The changes other nodes announce from now on
+    /// ([`Store::announce_change`]), as they arrive; `None` when no other
+    /// node can share this store.
+    fn changes_elsewhere(&self) -> BoxFuture<'_, Result<Option<ChangeFeed>, StoreError>> {
+        Box::pin(async { Ok(None) })
+    }
+
     /// The request budget every node shares, when this backend has one
     /// (Redis); `None`: each node throttles on its own (embedded: one node).
     fn shared_limiter(&self) -> Option<Arc<dyn SharedLimiter>> {
@@ -379,6 +399,10 @@ pub trait Store: Send + Sync + 'static {
         StoreFigures::default()
     }
 }
+
+/// Changes announced by other nodes: (user, instant of the change), for as
+/// long as the receiver is kept.
+pub type ChangeFeed = tokio::sync::mpsc::Receiver<(UserKey, Timestamp)>;
 
 /// A rate limit shared by every node of a deployment: GCRA (generic cell
 /// rate algorithm) over one theoretical arrival time per budget, kept by

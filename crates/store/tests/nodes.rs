@@ -319,3 +319,26 @@ async fn two_nodes_share_one_request_budget() {
         "{steady} admitted in the last 30 s, limit {requests}"
     );
 }
+
+/// A change announced on one node reaches the other's feed (not its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_announced_on_one_node_reaches_the_others() {
+    let prefix = RedisCluster::shared().unique_prefix("live");
+    let (a, b) = (node(&prefix).await, node(&prefix).await);
+    let mut heard_by_a = a.changes_elsewhere().await.unwrap().unwrap();
+    let mut heard_by_b = b.changes_elsewhere().await.unwrap().unwrap();
+    a.announce_change(user(1), at(3)).await.unwrap();
+    let heard = tokio::time::timeout(Duration::from_secs(5), heard_by_b.recv()).await;
+    assert_eq!(heard.unwrap(), Some((user(1), at(3))));
+    b.announce_change(user(2), at(4)).await.unwrap();
+    let heard = tokio::time::timeout(Duration::from_secs(5), heard_by_a.recv()).await;
+    // A hears B's change, and never its own.
+    assert_eq!(heard.unwrap(), Some((user(2), at(4))));
+    assert!(heard_by_a.try_recv().is_err());
+    // Another deployment (key prefix) on the same cluster is not heard.
+    let other = node(&RedisCluster::shared().unique_prefix("live")).await;
+    other.announce_change(user(3), at(5)).await.unwrap();
+    a.announce_change(user(4), at(6)).await.unwrap();
+    let heard = tokio::time::timeout(Duration::from_secs(5), heard_by_b.recv()).await;
+    assert_eq!(heard.unwrap(), Some((user(4), at(6))));
+}

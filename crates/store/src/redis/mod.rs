@@ -44,6 +44,7 @@
 
 mod lease;
 mod limiter;
+mod live;
 
 pub use lease::LeaseTiming;
 
@@ -61,9 +62,9 @@ use presenced_domain::{Guid, Mutation, Rules, UserFacts};
 
 use crate::embedded::notify::{decode_body, decode_subscription, encode_body, encode_subscription};
 use crate::{
-    ApplyOutcome, BoxFuture, DirectoryChange, DirectoryUser, KnownFacts, OutboxBody, OutboxEntry,
-    OutboxId, OutboxSettlement, SharedLimiter, Store, StoreError, SubscriptionRecord, TenantRecord,
-    UserKey, codec,
+    ApplyOutcome, BoxFuture, ChangeFeed, DirectoryChange, DirectoryUser, KnownFacts, OutboxBody,
+    OutboxEntry, OutboxId, OutboxSettlement, SharedLimiter, Store, StoreError, SubscriptionRecord,
+    TenantRecord, UserKey, codec,
 };
 
 /// Buckets users are spread over; part of the stored layout, never changed.
@@ -163,6 +164,8 @@ impl Default for RedisConfig {
 pub struct RedisStore {
     /// Itself, for the shared limiter it hands out.
     myself: std::sync::Weak<RedisStore>,
+    /// How it connected (the live-stream subscription connects likewise).
+    config: RedisConfig,
     conn: ClusterConnection,
     prefix: String,
     wait_replicas: u32,
@@ -391,6 +394,7 @@ impl RedisStore {
             .map_err(io)?;
         let store = Arc::new_cyclic(|myself| RedisStore {
             myself: myself.clone(),
+            config: config.clone(),
             conn,
             prefix: config.key_prefix.clone(),
             wait_replicas: config.wait_replicas,
@@ -1272,6 +1276,18 @@ impl Store for RedisStore {
 
     fn is_ready(&self) -> bool {
         !self.closed.load(Ordering::Acquire)
+    }
+
+    fn announce_change(
+        &self,
+        key: UserKey,
+        at: Timestamp,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(self.announce_now(key, at))
+    }
+
+    fn changes_elsewhere(&self) -> BoxFuture<'_, Result<Option<ChangeFeed>, StoreError>> {
+        Box::pin(async move { Ok(Some(self.watch_now().await?)) })
     }
 
     fn shared_limiter(&self) -> Option<Arc<dyn SharedLimiter>> {
