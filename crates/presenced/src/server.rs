@@ -10,14 +10,13 @@ use presenced_identity::{
     DevIssuer, DevIssuerKey, JwksIssuer, JwksIssuerConfig, Registry, TrustedIssuer, Validator,
     ValidatorConfig,
 };
-use presenced_store::Store;
-use presenced_store::embedded::{EmbeddedConfig, EmbeddedStore};
 
 use crate::api::edge::{Edge, EdgeLimits};
 use crate::api::throttle::{Limit, Throttle};
 use crate::api::{AppState, router};
+use crate::backend::OpenStore;
 use crate::clock::{Clock, ClockKind};
-use crate::config::FileConfig;
+use crate::config::{FileConfig, StoreChoice};
 use crate::directory;
 use crate::tls::{self, CertificateSource};
 use crate::transport::{self, ConnectionLimits, Listener};
@@ -25,7 +24,11 @@ use crate::transport::{self, ConnectionLimits, Listener};
 /// Everything `presenced serve` is told.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
+    /// The embedded store and everything else kept on disk; with Redis,
+    /// only what is local to the node (the development TLS CA).
     pub data_dir: PathBuf,
+    /// Which store holds the state.
+    pub store: StoreChoice,
     /// Where to serve plain HTTP; `None`: HTTPS only.
     pub listen: Option<SocketAddr>,
     /// Where to serve HTTPS as well, if anywhere.
@@ -77,32 +80,20 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         )?),
         None => None,
     };
-    let store_dir = config.data_dir.clone();
-    let rules = config.rules;
-    let store_config = EmbeddedConfig {
-        max_record_bytes: config.file.limits.max_user_record_bytes,
-        ..EmbeddedConfig::default()
-    };
-    let store = tokio::task::spawn_blocking(move || {
-        EmbeddedStore::open_with(&store_dir, rules, store_config)
-    })
-    .await?
-    .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
-    let store: Arc<dyn Store> = store;
+    let opened = OpenStore::open(
+        &config.store,
+        &config.data_dir,
+        config.rules,
+        config.file.limits.max_user_record_bytes,
+    )
+    .await?;
+    let store = opened.store.clone();
 
-    let key = DevIssuerKey::load_or_create(&config.data_dir)
-        .context("cannot load or create the signing key")?;
+    let key = opened.issuer_key().await?;
     let validator = Arc::new(validator(validator_config, trusted, &key).await?);
 
-    let mut registry =
-        Registry::load(&config.data_dir).context("cannot load the identity registrations")?;
-    load_directory(&*store, &mut registry, config.directory.as_deref()).await?;
-    registry
-        .save(&config.data_dir)
-        .context("cannot save the identity registrations")?;
-
-    let refresh_tokens = presenced_identity::grants::RefreshTokens::load(&config.data_dir)
-        .context("cannot load the identity provider's refresh tokens")?;
+    let registry = load_directory(&opened, config.directory.as_deref()).await?;
+    let refresh_tokens = opened.refresh_tokens().await?;
 
     let clock = match config.clock {
         ClockKind::System => Clock::System,
@@ -167,7 +158,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     if let Some(listen) = config.listen {
         let plain = Listener::bind(listen, None).await?;
         let address = plain.local_addr()?;
-        tracing::info!(%address, data_dir = %config.data_dir.display(), clock = ?config.clock, "presenced ready");
+        tracing::info!(%address, data_dir = %config.data_dir.display(), store = opened.kind(), clock = ?config.clock, "presenced ready");
         println!("presenced listening on http://{address}");
         listeners.push(plain);
     }
@@ -379,11 +370,14 @@ fn limits(config: &ServeConfig) -> anyhow::Result<(EdgeLimits, ConnectionLimits)
     Ok((edge, connections))
 }
 
+/// Loads the directory file (or the demo tenant into an empty store) and
+/// returns the identity provider's registrations with its applications and
+/// passwords added.
 async fn load_directory(
-    store: &dyn Store,
-    registry: &mut Registry,
+    opened: &OpenStore,
     file: Option<&std::path::Path>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Registry> {
+    let store = &*opened.store;
     let declarations = match file {
         Some(path) => directory::read(path)?,
         None if !store.has_directory().await? => {
@@ -391,17 +385,30 @@ async fn load_directory(
             print_demo(&demo);
             vec![demo]
         }
-        None => return Ok(()),
+        None => Vec::new(),
     };
-    let mut records = Vec::with_capacity(declarations.len());
-    for declaration in declarations {
-        registry.merge(
-            declaration.record.tenant.id,
-            declaration.applications,
-            declaration.passwords,
-        )?;
-        records.push(declaration.record);
+    let registrations: Vec<_> = declarations
+        .iter()
+        .map(|d| {
+            (
+                d.record.tenant.id,
+                d.applications.clone(),
+                d.passwords.clone(),
+            )
+        })
+        .collect();
+    let registry = opened
+        .update_registry(move |registry| {
+            for (tenant, applications, passwords) in &registrations {
+                registry.merge(*tenant, applications.clone(), passwords.clone())?;
+            }
+            Ok(())
+        })
+        .await?;
+    if declarations.is_empty() {
+        return Ok(registry);
     }
+    let records = declarations.into_iter().map(|d| d.record).collect();
     let change = store.load_directory(records).await?;
     tracing::info!(
         tenants_added = change.tenants_added,
@@ -409,7 +416,7 @@ async fn load_directory(
         users_updated = change.users_updated,
         "directory loaded"
     );
-    Ok(())
+    Ok(registry)
 }
 
 fn print_demo(demo: &directory::TenantDeclaration) {

@@ -33,6 +33,8 @@
 //! subscriptions and outbox settlements across buckets (they are written
 //! bucket by bucket, each step idempotent).
 
+mod shared;
+
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
