@@ -95,15 +95,26 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let registry = load_directory(&opened, config.directory.as_deref()).await?;
     let refresh_tokens = opened.refresh_tokens().await?;
 
+    let shared_clock = config.clock == ClockKind::Manual && opened.redis.is_some();
     let clock = match config.clock {
         ClockKind::System => Clock::System,
         ClockKind::Manual => {
-            // Resume where the manual clock was, so a restart never moves
-            // presence time backwards and expirations still hold.
             // Whole milliseconds, so that readings print the same in every format.
             let real = jiff::Timestamp::from_millisecond(jiff::Timestamp::now().as_millisecond())?;
             let saved = store.manual_clock().await?;
-            Clock::manual(saved.map_or(real, |saved| saved.max(real)))
+            match saved {
+                // Shared by several nodes: join it where it is.
+                Some(saved) if shared_clock => Clock::manual(saved),
+                // Resume where the manual clock was, so a restart never moves
+                // presence time backwards and expirations still hold.
+                Some(saved) => Clock::manual(saved.max(real)),
+                None => {
+                    if shared_clock {
+                        store.set_manual_clock(real).await?;
+                    }
+                    Clock::manual(real)
+                }
+            }
         }
     };
     let clock = Arc::new(clock);
@@ -116,6 +127,9 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         key.clone(),
     )?;
     notifier.start();
+    if shared_clock {
+        follow_shared_clock(store.clone(), clock.clone(), notifier.clone());
+    }
     let state = Arc::new(AppState {
         notifier,
         store: store.clone(),
@@ -131,6 +145,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         public_url,
         codes: Default::default(),
         refresh_tokens: Arc::new(refresh_tokens),
+        shared_clock,
     });
 
     // The metrics listener first: its line precedes the API's on stdout.
@@ -191,6 +206,36 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     tracing::info!("shutting down: finishing writes");
     store.close().await?;
     Ok(())
+}
+
+/// How often a node looks for another node's move of the shared manual clock.
+const SHARED_CLOCK_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// With the manual clock shared through Redis, moves this node's clock when
+/// another node moved it, and wakes this node's scheduler and outbox as a
+/// local `POST /admin/clock` would. (Requests read the clock themselves;
+/// this is for the time-driven work.) Ends when the store closes.
+fn follow_shared_clock(
+    store: Arc<dyn presenced_store::Store>,
+    clock: Arc<Clock>,
+    notifier: Arc<crate::notify::Notifier>,
+) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(SHARED_CLOCK_POLL).await;
+            match store.manual_clock().await {
+                Ok(Some(at)) => {
+                    if clock.catch_up(at) {
+                        notifier.clock_moved();
+                    }
+                }
+                Ok(None) => {}
+                Err(presenced_store::StoreError::Closed) => return,
+                // Redis unreachable: requests answer 503 meanwhile; try again.
+                Err(_) => {}
+            }
+        }
+    });
 }
 
 /// The token validator: the development issuer, always trusted so that

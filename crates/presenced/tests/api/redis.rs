@@ -126,3 +126,54 @@ fn an_unreachable_cluster_stops_start_up_with_one_clear_line() {
         started.elapsed()
     );
 }
+
+/// Two nodes on one cluster under one key prefix.
+async fn two_nodes() -> (TestServer, TestServer) {
+    let redis = RedisSetup::fresh();
+    let args = ["--clock", "manual", "--throttle", "off"];
+    let a = TestServer::start_on_redis(redis.clone(), &args).await;
+    let b = TestServer::start_on_redis(redis, &args).await;
+    (a, b)
+}
+
+#[tokio::test]
+async fn a_write_on_one_node_is_read_on_the_other_at_once() {
+    let (a, b) = two_nodes().await;
+    let busy = serde_json::json!({
+        "sessionId": APP, "availability": "Busy", "activity": "InACall"
+    });
+    a.post(
+        &format!("/v1.0/users/{ADELE}/presence/setPresence"),
+        &a.app(),
+        busy,
+    )
+    .await
+    .assert_done();
+    assert_eq!(b.presence_of(ADELE).await, ["Busy", "InACall"]);
+}
+
+#[tokio::test]
+async fn moving_the_manual_clock_on_one_node_moves_every_node() {
+    let (a, b) = two_nodes().await;
+    assert_eq!(a.now().await, b.now().await);
+    let session = serde_json::json!({
+        "sessionId": APP, "availability": "Busy", "activity": "InACall",
+        "expirationDuration": "PT5M"
+    });
+    a.post(
+        &format!("/v1.0/users/{ADELE}/presence/setPresence"),
+        &a.app(),
+        session,
+    )
+    .await
+    .assert_done();
+    assert_eq!(b.presence_of(ADELE).await, ["Busy", "InACall"]);
+    let moved = a.advance("PT6M").await;
+    // The very next request to the other node sees the new time, and the
+    // session that expired with it.
+    assert_eq!(b.now().await, moved);
+    assert_eq!(b.presence_of(ADELE).await[0], "Offline");
+    // And back the other way.
+    let moved = b.advance("PT1H").await;
+    assert_eq!(a.now().await, moved);
+}
