@@ -26,6 +26,7 @@ pub mod mint;
 pub mod oidc;
 mod principal;
 pub mod registry;
+pub mod state;
 pub mod validate;
 
 pub use jwks::{JwksError, KeySet};
@@ -37,6 +38,7 @@ pub use oidc::{IssuerStartError, JwksIssuer, JwksIssuerConfig, KeySource, Source
 pub use presenced_domain::Guid;
 pub use principal::{Principal, PrincipalKind};
 pub use registry::{Application, NewApplication, Registry, check_redirect_uri};
+pub use state::{FileCell, StateCell};
 pub use validate::{
     AuthError, DevIssuer, IssuerPattern, SigningAlgorithm, TrustedIssuer, Validator,
     ValidatorConfig, VerificationKey,
@@ -77,4 +79,7 @@ pub enum IdentityError {
     InvalidRequest(String),
     #[error("could not sign the token: {0}")]
     Signing(#[from] jsonwebtoken::errors::Error),
+    /// The shared store that holds the identity provider's state failed.
+    #[error("{location}: {reason}")]
+    Shared { location: String, reason: String },
 }

@@ -71,8 +71,11 @@ pub struct AppState {
     pub public_url: Option<PublicUrl>,
     /// Authorization codes waiting to be redeemed at the token endpoint.
     pub codes: presenced_identity::grants::CodeStore,
-    /// Refresh tokens, persisted in the data directory.
+    /// Refresh tokens, persisted in the data directory (or the shared store).
     pub refresh_tokens: Arc<presenced_identity::grants::RefreshTokens>,
+    /// The manual clock is shared by several nodes through the store: every
+    /// request first reads it there ([`sync_clock`]).
+    pub shared_clock: bool,
 }
 
 /// The route template a response was produced for, for the access log.
@@ -102,6 +105,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/beta/%24batch", batch(route::Version::Beta))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            sync_clock,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             envelope,
         ))
         .layer(axum::middleware::from_fn_with_state(
@@ -109,6 +116,29 @@ pub fn router(state: Arc<AppState>) -> Router {
             cors::apply,
         ))
         .with_state(state)
+}
+
+/// With a manual clock shared through the store (several nodes on Redis),
+/// reads it there before the request is handled, so that a request sees a
+/// `POST /admin/clock` any node answered before it. One store round trip,
+/// in that test mode only; the system clock never pays it.
+async fn sync_clock(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if state.shared_clock {
+        match state.store.manual_clock().await {
+            Ok(Some(at)) => {
+                if state.clock.catch_up(at) {
+                    state.notifier.clock_moved();
+                }
+            }
+            Ok(None) => {}
+            Err(error) => return ApiError::from(error).into_response(),
+        }
+    }
+    next.run(request).await
 }
 
 /// Every route but `$batch`.

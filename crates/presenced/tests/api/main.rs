@@ -23,6 +23,7 @@ mod oauth;
 mod provider;
 mod reads;
 mod receiver;
+mod redis;
 mod refusals;
 mod rich;
 mod robustness;

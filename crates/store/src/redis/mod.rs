@@ -45,6 +45,7 @@
 mod lease;
 mod limiter;
 mod live;
+mod shared;
 
 pub use lease::LeaseTiming;
 

@@ -1,0 +1,179 @@
+//! Serving on Redis: start-up against the cluster, the signing key every
+//! node and `presenced token` share, and an unreachable cluster.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn the_server_and_the_token_command_sign_with_the_clusters_key() {
+    let redis = RedisSetup::empty();
+    // The command comes first on an empty cluster and an empty data
+    // directory: it creates the shared key, in Redis only.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (name, value) = redis.env();
+    let minted = Command::new(env!("CARGO_BIN_EXE_presenced"))
+        .arg("token")
+        .args([
+            "--tenant",
+            TENANT,
+            "--app",
+            APP,
+            "--roles",
+            "Presence.Read.All",
+        ])
+        .args(redis.args())
+        .arg("--data-dir")
+        .arg(elsewhere.path())
+        .env(name, value)
+        .output()
+        .unwrap();
+    assert!(
+        minted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&minted.stderr)
+    );
+    assert!(
+        !elsewhere.path().join("keys").exists(),
+        "the key lives in Redis, not in the data directory"
+    );
+    let token = String::from_utf8(minted.stdout).unwrap();
+    // The server's data directory holds another key (the tests' template):
+    // it must sign and validate with the cluster's.
+    let server =
+        TestServer::start_on_redis(redis, &["--clock", "manual", "--throttle", "off"]).await;
+    let path = format!("/v1.0/users/{ADELE}/presence");
+    assert_eq!(server.get(&path, token.trim()).await.status, 200);
+    assert_eq!(
+        server.get(&path, &server.app()).await.status,
+        401,
+        "a token of the data directory's key is not the cluster's"
+    );
+    let jwks = server
+        .client
+        .get(server.url(&format!("/{TENANT}/discovery/v2.0/keys")))
+        .send()
+        .await
+        .unwrap();
+    let jwks: serde_json::Value = jwks.json().await.unwrap();
+    let kid = jwt_header(token.trim())["kid"].clone();
+    assert_eq!(jwks["keys"][0]["kid"], kid, "{jwks}");
+}
+
+/// The decoded header of a JWT.
+fn jwt_header(token: &str) -> serde_json::Value {
+    use base64::Engine;
+    let header = token.split('.').next().unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[test]
+fn an_unreachable_cluster_stops_start_up_with_one_clear_line() {
+    // A port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let data_dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_presenced"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(data_dir.path())
+        .args(["--listen", "127.0.0.1:0", "--store", "redis", "--redis-url"])
+        .arg(format!("redis://:hunter2@127.0.0.1:{port}"))
+        .env("RUST_LOG", "off")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = started + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running after 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(!status.success());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "presenced: cannot reach the Redis cluster at redis://***@127.0.0.1:{port}"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// Two nodes on one cluster under one key prefix.
+async fn two_nodes() -> (TestServer, TestServer) {
+    let redis = RedisSetup::fresh();
+    let args = ["--clock", "manual", "--throttle", "off"];
+    let a = TestServer::start_on_redis(redis.clone(), &args).await;
+    let b = TestServer::start_on_redis(redis, &args).await;
+    (a, b)
+}
+
+#[tokio::test]
+async fn a_write_on_one_node_is_read_on_the_other_at_once() {
+    let (a, b) = two_nodes().await;
+    let busy = serde_json::json!({
+        "sessionId": APP, "availability": "Busy", "activity": "InACall"
+    });
+    a.post(
+        &format!("/v1.0/users/{ADELE}/presence/setPresence"),
+        &a.app(),
+        busy,
+    )
+    .await
+    .assert_done();
+    assert_eq!(b.presence_of(ADELE).await, ["Busy", "InACall"]);
+}
+
+#[tokio::test]
+async fn moving_the_manual_clock_on_one_node_moves_every_node() {
+    let (a, b) = two_nodes().await;
+    assert_eq!(a.now().await, b.now().await);
+    let session = serde_json::json!({
+        "sessionId": APP, "availability": "Busy", "activity": "InACall",
+        "expirationDuration": "PT5M"
+    });
+    a.post(
+        &format!("/v1.0/users/{ADELE}/presence/setPresence"),
+        &a.app(),
+        session,
+    )
+    .await
+    .assert_done();
+    assert_eq!(b.presence_of(ADELE).await, ["Busy", "InACall"]);
+    let moved = a.advance("PT6M").await;
+    // The very next request to the other node sees the new time, and the
+    // session that expired with it.
+    assert_eq!(b.now().await, moved);
+    assert_eq!(b.presence_of(ADELE).await[0], "Offline");
+    // And back the other way.
+    let moved = b.advance("PT1H").await;
+    assert_eq!(a.now().await, moved);
+}
