@@ -67,6 +67,10 @@ pub struct RedisFileConfig {
     pub wait_replicas: u32,
     /// Prefix of every key, so that several deployments can share a cluster.
     pub key_prefix: String,
+    /// How long a node's lease on a bucket of time-driven work lasts
+    /// without renewal (renewed every third of it): how soon the other
+    /// nodes take over the deadlines and deliveries of a node that died.
+    pub lease_ms: u64,
 }
 
 impl Default for RedisFileConfig {
@@ -75,6 +79,7 @@ impl Default for RedisFileConfig {
             urls: Vec::new(),
             wait_replicas: 0,
             key_prefix: "presenced:".into(),
+            lease_ms: 10_000,
         }
     }
 }
@@ -131,11 +136,22 @@ impl StoreConfig {
                 self.redis.key_prefix
             );
         }
+        if !(300..=600_000).contains(&self.redis.lease_ms) {
+            anyhow::bail!(
+                "store.redis.lease_ms: {} is out of range: from 300 (renewed every 100 ms) to 600000 (10 minutes)",
+                self.redis.lease_ms
+            );
+        }
+        let lease = std::time::Duration::from_millis(self.redis.lease_ms);
         Ok(StoreChoice::Redis(presenced_store::redis::RedisConfig {
             urls,
             password: password.filter(|p| !p.is_empty()),
             wait_replicas: self.redis.wait_replicas,
             key_prefix: self.redis.key_prefix.clone(),
+            leases: presenced_store::redis::LeaseTiming {
+                lease,
+                renew_every: lease / 3,
+            },
             ..presenced_store::redis::RedisConfig::default()
         }))
     }
@@ -602,6 +618,18 @@ mod tests {
             assert_eq!(redis.wait_replicas, 1);
             assert_eq!(redis.key_prefix, "p1:");
             assert_eq!(redis.password.as_deref(), Some("s"));
+            assert_eq!(redis.leases.lease, std::time::Duration::from_secs(10));
+            jail.set_env("PRESENCED_STORE__REDIS__LEASE_MS", "1500");
+            let config = FileConfig::load(Some(Path::new("presenced.toml"))).unwrap();
+            let StoreChoice::Redis(redis) = config.store.choose(None, None, None).unwrap() else {
+                panic!("redis expected");
+            };
+            assert_eq!(redis.leases.lease, std::time::Duration::from_millis(1500));
+            assert_eq!(
+                redis.leases.renew_every,
+                std::time::Duration::from_millis(500)
+            );
+            jail.clear_env();
             // Flags win over the file.
             let flag = ["redis://127.0.0.1:7000,redis://127.0.0.1:7001".to_string()];
             let StoreChoice::Redis(redis) = config.store.choose(None, Some(&flag), None).unwrap()
@@ -659,6 +687,19 @@ mod tests {
             .choose(redis, Some(&url("redis://h:1")), None)
             .unwrap_err();
         assert!(format!("{error:#}").contains("key_prefix"), "{error:#}");
+        for lease_ms in [0, 299, 600_001] {
+            let bad_lease = StoreConfig {
+                redis: RedisFileConfig {
+                    lease_ms,
+                    ..RedisFileConfig::default()
+                },
+                ..StoreConfig::default()
+            };
+            let error = bad_lease
+                .choose(redis, Some(&url("redis://h:1")), None)
+                .unwrap_err();
+            assert!(format!("{error:#}").contains("lease_ms"), "{error:#}");
+        }
     }
 
     #[test]
