@@ -342,3 +342,28 @@ async fn a_change_announced_on_one_node_reaches_the_others() {
     let heard = tokio::time::timeout(Duration::from_secs(5), heard_by_b.recv()).await;
     assert_eq!(heard.unwrap(), Some((user(4), at(6))));
 }
+
+/// Work a node queues for no user lands in a bucket it holds: it delivers
+/// it itself, at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_a_node_queues_are_its_own_to_make() {
+    let prefix = RedisCluster::shared().unique_prefix("nodes");
+    let a = node(&prefix).await;
+    let b = node(&prefix).await;
+    within(BALANCE_BOUND, "two nodes balance", || balanced(&[&a, &b])).await;
+    for (me, other) in [(&a, &b), (&b, &a)] {
+        let ids = me
+            .settle_outbox(presenced_store::OutboxSettlement {
+                add: (0..8)
+                    .map(|i| (at(0), OutboxBody::Opaque(vec![i])))
+                    .collect(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let held = me.held_buckets();
+        assert!(ids.iter().all(|id| held.contains(&((id >> 40) as u16))));
+        assert!(claim_all(other).await.is_empty());
+        assert_eq!(claim_all(me).await.len(), 8);
+    }
+}

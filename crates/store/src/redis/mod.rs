@@ -934,11 +934,22 @@ impl RedisStore {
     async fn settle_now(&self, settlement: OutboxSettlement) -> Result<Vec<OutboxId>, StoreError> {
         let mut conn = self.conn()?;
         let mut added = Vec::with_capacity(settlement.add.len());
+        let mut held: Option<Vec<u16>> = None;
         for (due, body) in &settlement.add {
             let bucket = match body {
                 OutboxBody::Changed { key, .. } => bucket_of(*key),
+                // Work of no user goes to a bucket this node holds, so that
+                // it is done here at once (another node would find it on
+                // its next poll); spread over them, or over all buckets
+                // while the node holds none.
                 OutboxBody::Opaque(_) => {
-                    (self.next_bucket.fetch_add(1, Ordering::Relaxed) % u64::from(BUCKETS)) as u16
+                    let turn = self.next_bucket.fetch_add(1, Ordering::Relaxed);
+                    let held = held.get_or_insert_with(|| self.held_buckets());
+                    if held.is_empty() {
+                        (turn % u64::from(BUCKETS)) as u16
+                    } else {
+                        held[(turn % held.len() as u64) as usize]
+                    }
                 }
             };
             let seq: u64 = self
