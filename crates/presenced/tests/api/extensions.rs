@@ -112,20 +112,25 @@ async fn more_than_650_ids_may_be_subscribed_when_the_extension_is_on() {
 
 /// One Server-Sent Event.
 #[derive(Debug, Clone, PartialEq)]
-struct SseEvent {
-    id: String,
-    event: String,
-    data: Value,
+pub struct SseEvent {
+    pub id: String,
+    pub event: String,
+    pub data: Value,
 }
 
 /// A client of the live stream that reads events as they come.
-struct Stream {
+pub struct Stream {
     response: reqwest::Response,
     buffer: String,
 }
 
 impl Stream {
-    async fn open(server: &TestServer, token: &str, ids: &[&str], last: Option<&str>) -> Stream {
+    pub async fn open(
+        server: &TestServer,
+        token: &str,
+        ids: &[&str],
+        last: Option<&str>,
+    ) -> Stream {
         let mut request = server
             .client
             .get(server.url(&format!("/v1.0/presences/stream?ids={}", ids.join(","))))
@@ -148,7 +153,7 @@ impl Stream {
     }
 
     /// The next event (keep-alive comments are skipped), within `WAIT`.
-    async fn next(&mut self) -> SseEvent {
+    pub async fn next(&mut self) -> SseEvent {
         let deadline = Instant::now() + WAIT;
         loop {
             while let Some(end) = self.buffer.find("\n\n") {
@@ -191,7 +196,7 @@ impl Stream {
     }
 }
 
-fn pair(event: &SseEvent) -> (String, String, String) {
+pub fn pair(event: &SseEvent) -> (String, String, String) {
     assert_eq!(event.event, "presence", "{event:?}");
     (
         event.data["id"].as_str().unwrap().to_string(),
@@ -200,7 +205,7 @@ fn pair(event: &SseEvent) -> (String, String, String) {
     )
 }
 
-fn expect(user: &str, availability: &str, activity: &str) -> (String, String, String) {
+pub fn expect(user: &str, availability: &str, activity: &str) -> (String, String, String) {
     (user.into(), availability.into(), activity.into())
 }
 

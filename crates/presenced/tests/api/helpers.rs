@@ -128,8 +128,15 @@ impl RedisSetup {
     /// A fresh key prefix on the shared cluster, holding the template's
     /// signing key already (so that no server start generates an RSA key).
     pub fn fresh() -> RedisSetup {
-        let setup = RedisSetup::empty();
-        let cluster = presenced_testkit::RedisCluster::shared();
+        RedisSetup::fresh_on(presenced_testkit::RedisCluster::shared())
+    }
+
+    /// [`RedisSetup::fresh`] on another cluster.
+    pub fn fresh_on(cluster: &presenced_testkit::RedisCluster) -> RedisSetup {
+        let setup = RedisSetup {
+            urls: cluster.urls().join(","),
+            key_prefix: cluster.unique_prefix("api"),
+        };
         let key = format!("{}{{g}}:issuer-key", setup.key_prefix);
         let pem = std::fs::read_to_string(TEMPLATE.path().join("keys/issuer-rs256.pem"))
             .expect("the template's key");
@@ -200,6 +207,21 @@ impl TestServer {
     pub async fn start_on_redis(redis: RedisSetup, args: &[&str]) -> TestServer {
         let data_dir = tempfile::tempdir().expect("temp dir");
         TestServer::launch_on(data_dir, None, args, &directory_json(), Some(redis))
+    }
+
+    /// On Redis under `redis`'s key prefix, with another directory.
+    pub async fn start_on_redis_with_directory(
+        redis: RedisSetup,
+        args: &[&str],
+        directory: &Value,
+    ) -> TestServer {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        TestServer::launch_on(data_dir, None, args, directory, Some(redis))
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     fn launch(config: Option<&str>, args: &[&str], directory: &Value) -> TestServer {

@@ -18,6 +18,7 @@ pub mod idp;
 mod issuers;
 mod limits;
 mod metrics;
+mod multinode;
 mod notifications;
 mod oauth;
 mod provider;

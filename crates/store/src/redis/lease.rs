@@ -285,7 +285,11 @@ impl RedisStore {
                     leases.set_held(bucket, None);
                 }
                 // Unknown: keep counting on the last renewal until it lapses.
-                Err(error) => tracing::warn!(bucket, %error, "could not renew a lease"),
+                Err(error) => {
+                    self.unhealthy
+                        .store(true, std::sync::atomic::Ordering::Release);
+                    tracing::warn!(bucket, %error, "could not renew a lease");
+                }
             }
         }
 
@@ -332,9 +336,15 @@ impl RedisStore {
             .await;
             let until = sent + leases.timing.trusted_for();
             for (&bucket, answer) in round.iter().zip(answers) {
-                if matches!(answer, Ok(1)) {
-                    leases.set_held(bucket, Some(until));
-                    kept.push(bucket);
+                match answer {
+                    Ok(1) => {
+                        leases.set_held(bucket, Some(until));
+                        kept.push(bucket);
+                    }
+                    Ok(_) => {}
+                    Err(_) => self
+                        .unhealthy
+                        .store(true, std::sync::atomic::Ordering::Release),
                 }
             }
         }
@@ -356,14 +366,14 @@ impl RedisStore {
                 .collect();
         let node = leases.node.clone();
         let _ = run_each(
-            &self.conn,
+            &self.raw_conn(),
             &leases.release,
             mine.iter()
                 .map(|&b| (self.lease_keys(b), vec![node.clone(), "1".to_owned()]))
                 .collect(),
         )
         .await;
-        let mut conn = self.conn.clone();
+        let mut conn = self.raw_conn();
         let _: Result<i64, _> = ::redis::cmd("ZREM")
             .arg(self.global_key("nodes"))
             .arg(&node)
@@ -383,10 +393,23 @@ pub(super) fn spawn_upkeep(store: &Arc<RedisStore>) {
         loop {
             ticks.tick().await;
             let Some(store) = weak.upgrade() else { return };
-            match store.maintain_leases().await {
-                Ok(()) => {}
+            let failed = match store.maintain_leases().await {
+                Ok(()) => false,
                 Err(StoreError::Closed) => return,
-                Err(error) => tracing::warn!(%error, "lease upkeep failed"),
+                Err(error) => {
+                    tracing::warn!(%error, "lease upkeep failed");
+                    true
+                }
+            };
+            // A node did not answer: maybe a master died and a replica
+            // serves its slots now. Read the topology afresh.
+            if (store
+                .unhealthy
+                .swap(false, std::sync::atomic::Ordering::AcqRel)
+                || failed)
+                && let Err(error) = store.reconnect().await
+            {
+                tracing::warn!(%error, "cannot reconnect to the Redis cluster");
             }
         }
     });

@@ -167,7 +167,12 @@ pub struct RedisStore {
     myself: std::sync::Weak<RedisStore>,
     /// How it connected (the live-stream subscription connects likewise).
     config: RedisConfig,
-    conn: ClusterConnection,
+    /// The multiplexed cluster connection; replaced by [`RedisStore::reconnect`].
+    conn: std::sync::RwLock<ClusterConnection>,
+    /// Makes new connections (fresh topology from the seed nodes).
+    client: ::redis::cluster::ClusterClient,
+    /// A lease round saw an unreachable node: rebuild the connection.
+    unhealthy: AtomicBool,
     prefix: String,
     wait_replicas: u32,
     rules: Rules,
@@ -396,7 +401,9 @@ impl RedisStore {
         let store = Arc::new_cyclic(|myself| RedisStore {
             myself: myself.clone(),
             config: config.clone(),
-            conn,
+            conn: std::sync::RwLock::new(conn),
+            client,
+            unhealthy: AtomicBool::new(false),
             prefix: config.key_prefix.clone(),
             wait_replicas: config.wait_replicas,
             rules,
@@ -429,7 +436,36 @@ impl RedisStore {
         if self.closed.load(Ordering::Acquire) {
             return Err(StoreError::Closed);
         }
-        Ok(self.conn.clone())
+        Ok(self.raw_conn())
+    }
+
+    /// The current connection, closed or not.
+    fn raw_conn(&self) -> ClusterConnection {
+        self.conn
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the connection by a new one, which learns the cluster's
+    /// topology afresh from the seed nodes. redis-rs follows `MOVED`
+    /// answers, but a master that died answers nothing: its connection is
+    /// retried at the same address for ever, even after a replica took its
+    /// slots over. Commands in flight finish on the old connection.
+    async fn reconnect(&self) -> Result<(), StoreError> {
+        let fresh = tokio::time::timeout(
+            self.config.connect_timeout,
+            self.client.get_async_connection(),
+        )
+        .await
+        .map_err(|_| StoreError::Io("redis: no answer while reconnecting".to_owned()))?
+        .map_err(io)?;
+        *self
+            .conn
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+        tracing::info!("reconnected to the Redis cluster (topology read afresh)");
+        Ok(())
     }
 
     fn bucket_key(&self, bucket: u16, rest: &str) -> Vec<u8> {
