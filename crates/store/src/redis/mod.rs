@@ -39,8 +39,21 @@
 //! so a deadline is announced once however many nodes handle it
 //! ([`Store::advance_announces`]).
 //!
-//! Not yet: atomicity of subscriptions and outbox settlements across
-//! buckets (they are written bucket by bucket, each step idempotent).
+//! # Writes across buckets
+//! A subscription's record (`{g}`) and its users' index entries (their
+//! buckets) cannot change in one script. They change in steps, each done
+//! before the next: on put, the new users' entries, the record, then the
+//! entries of users it no longer covers; on delete, the record, then its
+//! entries. Invariant: every user a stored subscription covers has its id in
+//! their index; an index entry may outlive its record or point to a record
+//! that no longer covers the user, and readers check the record (the
+//! notification layer skips both). Every step is idempotent, so a retried
+//! call completes a failed one.
+//!
+//! An outbox settlement also touches several buckets: its additions are
+//! written (each in one script) before its retries and removals. Invariant:
+//! a failure part-way repeats work (an entry done but not removed is
+//! claimed again: delivery at least once), never loses it.
 
 mod lease;
 mod limiter;
@@ -889,11 +902,14 @@ impl RedisStore {
         let old = self.subscription_now(record.id).await?;
         let conn = self.conn()?;
         let id = record.id.to_bytes().to_vec();
-        // Index first, record last: a reader never finds a record whose
-        // users do not lead to it.
-        let mut pipe = Batch::new();
+        // Three steps, each finished before the next: the new users' index
+        // entries, the record, then the index entries of users it no longer
+        // covers. A failure part-way leaves extra index entries only, which
+        // readers check against the record (see the module docs).
+        let mut index = Batch::new();
         for &user in &record.users {
-            pipe.cmd("SADD")
+            index
+                .cmd("SADD")
                 .arg(self.subs_of_key(UserKey {
                     tenant: record.tenant,
                     user,
@@ -901,18 +917,23 @@ impl RedisStore {
                 .arg(&id)
                 .ignore();
         }
-        pipe.cmd("HSET")
+        let () = index.query(&conn).await?;
+        let mut put = Batch::new();
+        put.cmd("HSET")
             .arg(self.global_key("subs"))
             .arg(&id)
             .arg(encode_subscription(&record))
             .ignore();
+        let () = put.query(&conn).await?;
         if let Some(old) = old {
+            let mut stale = Batch::new();
             for user in old
                 .users
                 .iter()
                 .filter(|u| !record.users.contains(u) || old.tenant != record.tenant)
             {
-                pipe.cmd("SREM")
+                stale
+                    .cmd("SREM")
                     .arg(self.subs_of_key(UserKey {
                         tenant: old.tenant,
                         user: *user,
@@ -920,8 +941,8 @@ impl RedisStore {
                     .arg(&id)
                     .ignore();
             }
+            let () = stale.query(&conn).await?;
         }
-        let () = pipe.query(&conn).await?;
         self.wait_for_replicas(&self.global_key("subs")).await
     }
 
@@ -929,12 +950,17 @@ impl RedisStore {
         let Some(old) = self.subscription_now(id).await? else {
             return Ok(false);
         };
-        let conn = self.conn()?;
+        let mut conn = self.conn()?;
         let bytes = id.to_bytes().to_vec();
-        let mut pipe = Batch::new();
-        pipe.cmd("HDEL").arg(self.global_key("subs")).arg(&bytes);
+        // The record first, then its index entries (see put).
+        let removed: i64 = conn
+            .hdel(self.global_key("subs"), &bytes)
+            .await
+            .map_err(io)?;
+        let mut index = Batch::new();
         for &user in &old.users {
-            pipe.cmd("SREM")
+            index
+                .cmd("SREM")
                 .arg(self.subs_of_key(UserKey {
                     tenant: old.tenant,
                     user,
@@ -942,7 +968,7 @@ impl RedisStore {
                 .arg(&bytes)
                 .ignore();
         }
-        let (removed,): (i64,) = pipe.query(&conn).await?;
+        let () = index.query(&conn).await?;
         self.wait_for_replicas(&self.global_key("subs")).await?;
         Ok(removed > 0)
     }
