@@ -118,7 +118,11 @@ pub struct RedisSetup {
 impl RedisSetup {
     /// A fresh key prefix on the shared cluster, with nothing under it.
     pub fn empty() -> RedisSetup {
-        let cluster = presenced_testkit::RedisCluster::shared();
+        RedisSetup::empty_on(presenced_testkit::RedisCluster::shared())
+    }
+
+    /// A fresh key prefix on `cluster`, with nothing under it.
+    pub fn empty_on(cluster: &presenced_testkit::RedisCluster) -> RedisSetup {
         RedisSetup {
             urls: cluster.urls().join(","),
             key_prefix: cluster.unique_prefix("api"),
@@ -128,8 +132,12 @@ impl RedisSetup {
     /// A fresh key prefix on the shared cluster, holding the template's
     /// signing key already (so that no server start generates an RSA key).
     pub fn fresh() -> RedisSetup {
-        let setup = RedisSetup::empty();
-        let cluster = presenced_testkit::RedisCluster::shared();
+        RedisSetup::fresh_on(presenced_testkit::RedisCluster::shared())
+    }
+
+    /// [`RedisSetup::fresh`] on `cluster`.
+    pub fn fresh_on(cluster: &presenced_testkit::RedisCluster) -> RedisSetup {
+        let setup = RedisSetup::empty_on(cluster);
         let key = format!("{}{{g}}:issuer-key", setup.key_prefix);
         let pem = std::fs::read_to_string(TEMPLATE.path().join("keys/issuer-rs256.pem"))
             .expect("the template's key");

@@ -119,7 +119,11 @@ impl Default for RedisConfig {
 
 /// The Redis Cluster backend of [`Store`].
 pub struct RedisStore {
-    conn: ClusterConnection,
+    /// Replaced whole when the cluster came back and the old connection did
+    /// not find its way back (see `shared.rs`).
+    conn: std::sync::RwLock<ClusterConnection>,
+    client: ::redis::cluster::ClusterClient,
+    connect_timeout: Duration,
     prefix: String,
     wait_replicas: u32,
     rules: Rules,
@@ -130,6 +134,8 @@ pub struct RedisStore {
     /// Spreads outbox entries that belong to no user over the buckets.
     next_bucket: AtomicU64,
     closed: AtomicBool,
+    /// Whether the last probe reached every master (see `shared.rs`).
+    reachable: AtomicBool,
 }
 
 fn io(e: ::redis::RedisError) -> StoreError {
@@ -345,7 +351,9 @@ impl RedisStore {
             })?
             .map_err(io)?;
         let store = RedisStore {
-            conn,
+            conn: std::sync::RwLock::new(conn),
+            client,
+            connect_timeout: config.connect_timeout,
             prefix: config.key_prefix.clone(),
             wait_replicas: config.wait_replicas,
             rules,
@@ -354,6 +362,7 @@ impl RedisStore {
             claimed: Mutex::new(HashSet::new()),
             next_bucket: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            reachable: AtomicBool::new(true),
         };
         // The clock key answers only when every slot is served.
         store.manual_clock_now().await?;
@@ -364,7 +373,11 @@ impl RedisStore {
         if self.closed.load(Ordering::Acquire) {
             return Err(StoreError::Closed);
         }
-        Ok(self.conn.clone())
+        Ok(self
+            .conn
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone())
     }
 
     fn bucket_key(&self, bucket: u16, rest: &str) -> Vec<u8> {
@@ -1148,6 +1161,6 @@ impl Store for RedisStore {
     }
 
     fn is_ready(&self) -> bool {
-        !self.closed.load(Ordering::Acquire)
+        !self.closed.load(Ordering::Acquire) && self.reachable.load(Ordering::Acquire)
     }
 }
