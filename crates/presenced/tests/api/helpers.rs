@@ -262,6 +262,20 @@ impl TestServer {
         }
     }
 
+    /// What the identity provider keeps as `file` of the data directory, or
+    /// as the shared value `name` on Redis.
+    pub fn identity_state(&self, file: &str, name: &str) -> String {
+        match &self.redis {
+            None => std::fs::read_to_string(self.data_dir.path().join(file)).unwrap(),
+            Some(redis) => {
+                let cluster = presenced_testkit::RedisCluster::shared();
+                let key = format!("{}{{g}}:x:{name}", redis.key_prefix);
+                let node = cluster.node_of(&key).unwrap();
+                cluster.command(node, &["HGET", &key, "b"]).unwrap()
+            }
+        }
+    }
+
     /// Kills the server with SIGKILL: no chance to flush anything.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -103,6 +103,8 @@ pub struct RedisConfig {
     pub key_prefix: String,
     /// How long connecting may take.
     pub connect_timeout: Duration,
+    /// The bound on one user's encoded record, as the embedded store's.
+    pub max_record_bytes: usize,
 }
 
 impl Default for RedisConfig {
@@ -113,6 +115,7 @@ impl Default for RedisConfig {
             wait_replicas: 0,
             key_prefix: "presenced:".to_owned(),
             connect_timeout: Duration::from_secs(5),
+            max_record_bytes: 64 * 1024,
         }
     }
 }
@@ -124,6 +127,7 @@ pub struct RedisStore {
     conn: std::sync::RwLock<ClusterConnection>,
     client: ::redis::cluster::ClusterClient,
     connect_timeout: Duration,
+    max_record_bytes: usize,
     prefix: String,
     wait_replicas: u32,
     rules: Rules,
@@ -354,6 +358,7 @@ impl RedisStore {
             conn: std::sync::RwLock::new(conn),
             client,
             connect_timeout: config.connect_timeout,
+            max_record_bytes: config.max_record_bytes,
             prefix: config.key_prefix.clone(),
             wait_replicas: config.wait_replicas,
             rules,
@@ -523,6 +528,14 @@ impl RedisStore {
             }
             let new_deadline = presenced_domain::next_change(&facts, now, &self.rules);
             let record = codec::encode_user_record(&facts, new_deadline);
+            if record.len() > self.max_record_bytes {
+                return Ok(ApplyOutcome::Refused(
+                    presenced_domain::MutationError::RecordTooLarge {
+                        size: record.len(),
+                        limit: self.max_record_bytes,
+                    },
+                ));
+            }
             let change = OutboxBody::Changed { key, at: now };
             let announce = applied.visible_change.then_some(&change);
             let written = self
