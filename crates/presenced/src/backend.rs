@@ -65,7 +65,11 @@ impl OpenStore {
                 })
             }
             StoreChoice::Redis(config) => {
-                let redis = connect(config, rules).await?;
+                let config = RedisConfig {
+                    max_record_bytes,
+                    ..config.clone()
+                };
+                let redis = connect(&config, rules).await?;
                 Ok(OpenStore {
                     store: redis.clone(),
                     redis: Some(redis),

@@ -304,7 +304,8 @@ fn run_token(args: TokenArgs) -> anyhow::Result<()> {
                 .build()?
                 .block_on(async {
                     let opened =
-                        OpenStore::open(&choice, &args.data_dir, Rules::default(), 0).await?;
+                        OpenStore::open(&choice, &args.data_dir, Rules::default(), 64 * 1024)
+                            .await?;
                     opened.issuer_key().await
                 })?
         }

@@ -130,6 +130,9 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     if shared_clock {
         follow_shared_clock(store.clone(), clock.clone(), notifier.clone());
     }
+    if let Some(redis) = &opened.redis {
+        watch_redis(redis.clone());
+    }
     let state = Arc::new(AppState {
         notifier,
         store: store.clone(),
@@ -232,6 +235,45 @@ fn follow_shared_clock(
                 Ok(None) => {}
                 Err(presenced_store::StoreError::Closed) => return,
                 // Redis unreachable: requests answer 503 meanwhile; try again.
+                Err(_) => {}
+            }
+        }
+    });
+}
+
+/// How often a node checks that every Redis master answers.
+const REDIS_PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Probes the cluster every [`REDIS_PROBE_INTERVAL`], so that `/readyz`
+/// says "not ready" while a master is out of reach and "ready" again as
+/// soon as it answers. While probes fail, the node also opens a fresh
+/// connection from the seed nodes each time (the client's own repair does
+/// not always find a restarted master), so service resumes without a
+/// restart. Logs each change. Ends when the store closes.
+fn watch_redis(redis: Arc<presenced_store::redis::RedisStore>) {
+    use presenced_store::StoreError;
+    tokio::spawn(async move {
+        let mut reachable = true;
+        loop {
+            tokio::time::sleep(REDIS_PROBE_INTERVAL).await;
+            let mut outcome = redis.probe().await;
+            if outcome.is_err() && !reachable {
+                outcome = match redis.reconnect().await {
+                    Ok(()) => redis.probe().await,
+                    Err(error) => Err(error),
+                };
+            }
+            match outcome {
+                Ok(()) if !reachable => {
+                    reachable = true;
+                    tracing::warn!("Redis reachable again: ready");
+                }
+                Ok(()) => {}
+                Err(StoreError::Closed) => return,
+                Err(error) if reachable => {
+                    reachable = false;
+                    tracing::error!(%error, "Redis out of reach: not ready, requests answer 503");
+                }
                 Err(_) => {}
             }
         }

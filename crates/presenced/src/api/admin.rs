@@ -26,7 +26,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if state.store.is_ready() {
         json_response(StatusCode::OK, br#"{"status":"ready"}"#.to_vec())
     } else {
-        ApiError::unavailable("the store is not open").into_response()
+        ApiError::unavailable("the store is not ready: closed, or out of reach").into_response()
     }
 }
 

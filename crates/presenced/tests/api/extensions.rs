@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{ADELE, LEE, MEGAN, TENANT, TestServer, directory_json};
+use crate::helpers::{ADELE, LEE, MEGAN, TENANT, TestServer, both, directory_json};
 use crate::notifications::{WAIT, request, server, set_presence};
 use crate::receiver::{Behaviour, Receiver};
 
+both! {
 #[tokio::test(flavor = "multi_thread")]
 async fn application_permissions_may_subscribe_when_the_extension_is_on() {
     let (server, _dir) = server("app_subscriptions = true\n").await;
@@ -36,7 +37,9 @@ async fn application_permissions_may_subscribe_when_the_extension_is_on() {
         .await
         .assert_error(403, "Forbidden");
 }
+}
 
+both! {
 #[tokio::test(flavor = "multi_thread")]
 async fn more_than_650_ids_may_be_subscribed_when_the_extension_is_on() {
     let mut directory = directory_json();
@@ -108,6 +111,7 @@ async fn more_than_650_ids_may_be_subscribed_when_the_extension_is_on() {
         items[0]["resource"],
         format!("communications/presences/{}", ids[699])
     );
+}
 }
 
 /// One Server-Sent Event.
@@ -209,6 +213,7 @@ pub fn expect(user: &str, availability: &str, activity: &str) -> (String, String
     (user.into(), availability.into(), activity.into())
 }
 
+both! {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reconnecting_live_stream_client_loses_no_event() {
     let (server, _dir) = server("live_stream = true\n").await;
@@ -265,7 +270,9 @@ async fn a_reconnecting_live_stream_client_loses_no_event() {
         .collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
 }
+}
 
+both! {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_away_longer_than_the_log_is_told_it_missed_events() {
     let (server, _dir) = server("live_stream = true\nlive_stream_log = 2\n").await;
@@ -293,7 +300,9 @@ async fn a_client_away_longer_than_the_log_is_told_it_missed_events() {
     let mut stream = Stream::open(&server, &reader, &[ADELE], Some("0123456789ab-1")).await;
     assert_eq!(stream.next().await.event, "missed");
 }
+}
 
+both! {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_live_stream_is_off_by_default_and_needs_read_permission() {
     let (off, _dir) = server("").await;
@@ -348,4 +357,5 @@ async fn the_live_stream_is_off_by_default_and_needs_read_permission() {
     let mut stream = Stream::open(&server, &own, &[ADELE], None).await;
     set_presence(&server, ADELE, "Busy", "InACall").await;
     assert_eq!(pair(&stream.next().await), expect(ADELE, "Busy", "InACall"));
+}
 }

@@ -118,7 +118,11 @@ pub struct RedisSetup {
 impl RedisSetup {
     /// A fresh key prefix on the shared cluster, with nothing under it.
     pub fn empty() -> RedisSetup {
-        let cluster = presenced_testkit::RedisCluster::shared();
+        RedisSetup::empty_on(presenced_testkit::RedisCluster::shared())
+    }
+
+    /// A fresh key prefix on `cluster`, with nothing under it.
+    pub fn empty_on(cluster: &presenced_testkit::RedisCluster) -> RedisSetup {
         RedisSetup {
             urls: cluster.urls().join(","),
             key_prefix: cluster.unique_prefix("api"),
@@ -131,12 +135,9 @@ impl RedisSetup {
         RedisSetup::fresh_on(presenced_testkit::RedisCluster::shared())
     }
 
-    /// [`RedisSetup::fresh`] on another cluster.
+    /// [`RedisSetup::fresh`] on `cluster`.
     pub fn fresh_on(cluster: &presenced_testkit::RedisCluster) -> RedisSetup {
-        let setup = RedisSetup {
-            urls: cluster.urls().join(","),
-            key_prefix: cluster.unique_prefix("api"),
-        };
+        let setup = RedisSetup::empty_on(cluster);
         let key = format!("{}{{g}}:issuer-key", setup.key_prefix);
         let pem = std::fs::read_to_string(TEMPLATE.path().join("keys/issuer-rs256.pem"))
             .expect("the template's key");
@@ -273,6 +274,20 @@ impl TestServer {
             client,
             child,
             extra_args,
+        }
+    }
+
+    /// What the identity provider keeps as `file` of the data directory, or
+    /// as the shared value `name` on Redis.
+    pub fn identity_state(&self, file: &str, name: &str) -> String {
+        match &self.redis {
+            None => std::fs::read_to_string(self.data_dir.path().join(file)).unwrap(),
+            Some(redis) => {
+                let cluster = presenced_testkit::RedisCluster::shared();
+                let key = format!("{}{{g}}:x:{name}", redis.key_prefix);
+                let node = cluster.node_of(&key).unwrap();
+                cluster.command(node, &["HGET", &key, "b"]).unwrap()
+            }
         }
     }
 

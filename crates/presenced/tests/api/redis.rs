@@ -177,3 +177,127 @@ async fn moving_the_manual_clock_on_one_node_moves_every_node() {
     let moved = b.advance("PT1H").await;
     assert_eq!(a.now().await, moved);
 }
+
+/// Polls `check` every 50 ms for at most `limit`; panics with `what` after.
+async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        let last = match check().await {
+            Ok(()) => return,
+            Err(last) => last,
+        };
+        assert!(
+            Instant::now() < deadline,
+            "{what} within {limit:?}; last: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_master_is_503_and_not_ready_until_it_returns() {
+    use presenced_testkit::{ClusterOptions, RedisCluster};
+    let options = ClusterOptions::default();
+    let mut cluster = tokio::task::spawn_blocking(move || RedisCluster::start(options))
+        .await
+        .unwrap()
+        .expect("a cluster of this test's own");
+    let redis = RedisSetup::fresh_on(&cluster);
+    // The system clock: requests touch only the master of the user they name.
+    let server = TestServer::start_on_redis(redis, &["--throttle", "off"]).await;
+    let path = format!("/v1.0/users/{ADELE}/presence");
+    let session = serde_json::json!({
+        "sessionId": APP, "availability": "Busy", "activity": "InACall"
+    });
+    server
+        .post(
+            &format!("{path}/setPresence"),
+            &server.app(),
+            session.clone(),
+        )
+        .await
+        .assert_done();
+    let readyz = || async {
+        let answer = Answer::read(
+            server
+                .client
+                .get(server.url("/readyz"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        answer.status
+    };
+    assert_eq!(readyz().await, 200);
+
+    // Adele's bucket's master goes away.
+    let bucket = presenced_store::redis::bucket_of(presenced_store::UserKey {
+        tenant: guid(TENANT),
+        user: guid(ADELE),
+    });
+    let master = cluster.node_of(&format!("{{b:{bucket:04}}}")).unwrap();
+    // A snapshot, so that it comes back with the directory it had.
+    assert_eq!(cluster.command(master, &["SAVE"]).unwrap(), "OK");
+    let started = Instant::now();
+    cluster.kill_node(master).unwrap();
+    let app = server.app();
+    eventually(
+        Duration::from_secs(20),
+        "a Graph 503 with Retry-After",
+        || async {
+            let answer = server.get(&path, &app).await;
+            if answer.status != 503 {
+                return Err(format!("{} {}", answer.status, answer.text));
+            }
+            answer.assert_error(503, "ServiceUnavailable");
+            match answer.header("retry-after") {
+                Some(seconds) if seconds.parse::<u64>().is_ok() => Ok(()),
+                other => Err(format!("Retry-After: {other:?}")),
+            }
+        },
+    )
+    .await;
+    eventually(Duration::from_secs(10), "/readyz not ready", || async {
+        match readyz().await {
+            503 => Ok(()),
+            other => Err(other.to_string()),
+        }
+    })
+    .await;
+
+    eprintln!("503 and not ready {:?} after the kill", started.elapsed());
+    // It comes back; the server recovers without a restart.
+    let started = Instant::now();
+    tokio::task::block_in_place(|| cluster.restart_node(master, &options)).unwrap();
+    eventually(Duration::from_secs(30), "ready again", || async {
+        match readyz().await {
+            200 => Ok(()),
+            other => Err(other.to_string()),
+        }
+    })
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "writes and reads again",
+        || async {
+            let write = server
+                .post(&format!("{path}/setPresence"), &app, session.clone())
+                .await;
+            if write.status != 200 {
+                return Err(format!("write: {} {}", write.status, write.text));
+            }
+            let read = server.get(&path, &app).await;
+            match read.status {
+                200 if read.json()["availability"] == "Busy" => Ok(()),
+                _ => Err(format!("read: {} {}", read.status, read.text)),
+            }
+        },
+    )
+    .await;
+    eprintln!("serving again {:?} after the restart", started.elapsed());
+}

@@ -122,6 +122,7 @@ async fn closes(stream: &mut TcpStream) -> bool {
     }
 }
 
+both! {
 #[tokio::test]
 async fn heads_hyper_would_refuse_bare_get_the_envelope_and_a_closed_connection() {
     let server = TestServer::start_with(&ARGS).await;
@@ -179,7 +180,9 @@ async fn heads_hyper_would_refuse_bare_get_the_envelope_and_a_closed_connection(
     stream.write_all(head.as_bytes()).await.unwrap();
     assert_eq!(read_raw(&mut stream).await.status, 200);
 }
+}
 
+both! {
 #[tokio::test]
 async fn undecodable_paths_get_the_envelope_on_every_route() {
     let server = TestServer::start_with(&ARGS).await;
@@ -223,7 +226,9 @@ async fn undecodable_paths_get_the_envelope_on_every_route() {
         assert!(answer.header("request-id").is_some(), "{method} {path}");
     }
 }
+}
 
+both! {
 #[tokio::test]
 async fn a_connection_stays_usable_after_every_kind_of_refusal() {
     let server = TestServer::start_with(&ARGS).await;
@@ -376,7 +381,9 @@ async fn a_connection_stays_usable_after_every_kind_of_refusal() {
         assert_eq!(ok.status(), 200);
     }
 }
+}
 
+both! {
 #[tokio::test]
 async fn a_pooled_client_keeps_its_connection_after_a_throttled_request() {
     let server = TestServer::start_with(&["--clock", "manual", "--throttle", "2/30s"]).await;
@@ -415,7 +422,9 @@ async fn a_pooled_client_keeps_its_connection_after_a_throttled_request() {
     }
     assert!(throttled > 0, "the throttle never answered 429");
 }
+}
 
+both! {
 #[tokio::test]
 async fn odata_context_names_the_listener_never_the_clients_host() {
     let server = TestServer::start_with(&ARGS).await;
@@ -439,7 +448,9 @@ async fn odata_context_names_the_listener_never_the_clients_host() {
         assert!(!context.contains("evil"), "{target}: {context}");
     }
 }
+}
 
+both! {
 #[tokio::test]
 async fn odata_context_names_the_public_url_when_one_is_configured() {
     let mut args = ARGS.to_vec();
@@ -459,4 +470,5 @@ async fn odata_context_names_the_public_url_when_one_is_configured() {
         context.starts_with("https://presence.example/v1.0/$metadata#"),
         "{context}"
     );
+}
 }

@@ -156,6 +156,8 @@ pub struct RedisConfig {
     /// Bucket leases between nodes (see [`lease`](self#time-driven-work)):
     /// 10 s, renewed every 3 s by default; tests shorten them.
     pub leases: LeaseTiming,
+    /// The bound on one user's encoded record, as the embedded store's.
+    pub max_record_bytes: usize,
 }
 
 impl Default for RedisConfig {
@@ -170,6 +172,7 @@ impl Default for RedisConfig {
                 lease: Duration::from_secs(10),
                 renew_every: Duration::from_secs(3),
             },
+            max_record_bytes: 64 * 1024,
         }
     }
 }
@@ -180,12 +183,15 @@ pub struct RedisStore {
     myself: std::sync::Weak<RedisStore>,
     /// How it connected (the live-stream subscription connects likewise).
     config: RedisConfig,
-    /// The multiplexed cluster connection; replaced by [`RedisStore::reconnect`].
+    /// Replaced whole when the cluster came back and the old connection did
+    /// not find its way back (see `shared.rs`), or a master died (the lease
+    /// upkeep, see `lease.rs`).
     conn: std::sync::RwLock<ClusterConnection>,
-    /// Makes new connections (fresh topology from the seed nodes).
     client: ::redis::cluster::ClusterClient,
     /// A lease round saw an unreachable node: rebuild the connection.
     unhealthy: AtomicBool,
+    connect_timeout: Duration,
+    max_record_bytes: usize,
     prefix: String,
     wait_replicas: u32,
     rules: Rules,
@@ -197,6 +203,8 @@ pub struct RedisStore {
     /// Spreads outbox entries that belong to no user over the buckets.
     next_bucket: AtomicU64,
     closed: AtomicBool,
+    /// Whether the last probe reached every master (see `shared.rs`).
+    reachable: AtomicBool,
 }
 
 fn io(e: ::redis::RedisError) -> StoreError {
@@ -417,6 +425,8 @@ impl RedisStore {
             conn: std::sync::RwLock::new(conn),
             client,
             unhealthy: AtomicBool::new(false),
+            connect_timeout: config.connect_timeout,
+            max_record_bytes: config.max_record_bytes,
             prefix: config.key_prefix.clone(),
             wait_replicas: config.wait_replicas,
             rules,
@@ -426,6 +436,7 @@ impl RedisStore {
             leases: lease::Leases::new(config.leases),
             next_bucket: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            reachable: AtomicBool::new(true),
         });
         // The clock key answers only when every slot is served.
         store.manual_clock_now().await?;
@@ -458,27 +469,6 @@ impl RedisStore {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
-    }
-
-    /// Replaces the connection by a new one, which learns the cluster's
-    /// topology afresh from the seed nodes. redis-rs follows `MOVED`
-    /// answers, but a master that died answers nothing: its connection is
-    /// retried at the same address for ever, even after a replica took its
-    /// slots over. Commands in flight finish on the old connection.
-    async fn reconnect(&self) -> Result<(), StoreError> {
-        let fresh = tokio::time::timeout(
-            self.config.connect_timeout,
-            self.client.get_async_connection(),
-        )
-        .await
-        .map_err(|_| StoreError::Io("redis: no answer while reconnecting".to_owned()))?
-        .map_err(io)?;
-        *self
-            .conn
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
-        tracing::info!("reconnected to the Redis cluster (topology read afresh)");
-        Ok(())
     }
 
     fn bucket_key(&self, bucket: u16, rest: &str) -> Vec<u8> {
@@ -624,6 +614,14 @@ impl RedisStore {
             }
             let new_deadline = presenced_domain::next_change(&facts, now, &self.rules);
             let record = codec::encode_user_record(&facts, new_deadline);
+            if record.len() > self.max_record_bytes {
+                return Ok(ApplyOutcome::Refused(
+                    presenced_domain::MutationError::RecordTooLarge {
+                        size: record.len(),
+                        limit: self.max_record_bytes,
+                    },
+                ));
+            }
             let change = OutboxBody::Changed { key, at: now };
             let announce = applied.visible_change.then_some(&change);
             let written = self
@@ -1349,7 +1347,7 @@ impl Store for RedisStore {
     }
 
     fn is_ready(&self) -> bool {
-        !self.closed.load(Ordering::Acquire)
+        !self.closed.load(Ordering::Acquire) && self.reachable.load(Ordering::Acquire)
     }
 
     fn announce_change(

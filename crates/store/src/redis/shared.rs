@@ -9,6 +9,10 @@
 //!   through [`PUT_IF_SCRIPT`], which refuses when the version moved on, so
 //!   that two nodes' read-modify-write cycles never lose one another's change.
 
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use ::redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
 use ::redis::{AsyncCommands, Script};
 
 use super::{RedisStore, io};
@@ -25,7 +29,80 @@ redis.call('HSET', KEYS[1], 'b', ARGV[2], 'v', tostring(next))
 return next
 "#;
 
+/// Whether every answer of a multi-node `CLUSTER INFO` says `cluster_state:ok`.
+fn cluster_ok(answer: &::redis::Value) -> Result<(), StoreError> {
+    use ::redis::Value;
+    let mut texts = Vec::new();
+    fn collect<'a>(value: &'a Value, texts: &mut Vec<&'a [u8]>) {
+        match value {
+            Value::BulkString(bytes) => texts.push(bytes),
+            Value::VerbatimString { text, .. } => texts.push(text.as_bytes()),
+            Value::Array(items) | Value::Set(items) => {
+                items.iter().for_each(|item| collect(item, texts))
+            }
+            Value::Map(pairs) => pairs.iter().for_each(|(_, item)| collect(item, texts)),
+            _ => {}
+        }
+    }
+    collect(answer, &mut texts);
+    let ok = |text: &&[u8]| {
+        String::from_utf8_lossy(text)
+            .lines()
+            .any(|line| line.trim() == "cluster_state:ok")
+    };
+    if !texts.is_empty() && texts.iter().all(ok) {
+        Ok(())
+    } else {
+        Err(StoreError::Io(
+            "redis: the cluster does not serve every slot (cluster_state is not ok)".into(),
+        ))
+    }
+}
+
+/// How long a probe waits for every master's answer.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
 impl RedisStore {
+    /// Asks every master for `CLUSTER INFO` (within [`PROBE_TIMEOUT`]) and
+    /// remembers the outcome for [`crate::Store::is_ready`]: ready when each
+    /// answers and says `cluster_state:ok` (every slot served). Not ready
+    /// while any master, and so any bucket's users, is out of reach. `Err`
+    /// says why not.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let route = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+        let mut command = ::redis::cmd("CLUSTER");
+        command.arg("INFO");
+        let outcome =
+            match tokio::time::timeout(PROBE_TIMEOUT, conn.route_command(command, route)).await {
+                Ok(Ok(answer)) => cluster_ok(&answer),
+                Ok(Err(e)) => Err(io(e)),
+                Err(_) => Err(StoreError::Io(format!(
+                    "redis: a master did not answer within {PROBE_TIMEOUT:?}"
+                ))),
+            };
+        self.reachable.store(outcome.is_ok(), Ordering::Release);
+        outcome
+    }
+
+    /// Opens a new connection to the cluster (from the seed nodes, bounded
+    /// by the connect timeout) and uses it from now on. For a cluster that
+    /// came back while the old connection kept failing.
+    pub async fn reconnect(&self) -> Result<(), StoreError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
+        let fresh = tokio::time::timeout(self.connect_timeout, self.client.get_async_connection())
+            .await
+            .map_err(|_| StoreError::Io("redis: reconnecting timed out".into()))?
+            .map_err(io)?;
+        *self
+            .conn
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+        Ok(())
+    }
+
     fn shared_key(&self, name: &str) -> Vec<u8> {
         self.global_key(&format!("x:{name}"))
     }
