@@ -445,7 +445,9 @@ async fn reauthorization_is_requested_before_expiry() {
 both! {
 #[tokio::test]
 async fn an_accepted_change_is_delivered_after_a_sigkill_and_restart() {
-    let (mut server, _dir) = server("").await;
+    // On Redis the restarted process is a new node: it takes the killed
+    // one's buckets once their leases lapse (1.5 s here, 10 s by default).
+    let (mut server, _dir) = server("[store.redis]\nlease_ms = 1500\n").await;
     let hook = Receiver::start(Behaviour::Healthy).await;
     subscribe_to(&server, &hook, ADELE).await;
     hook.set(Behaviour::Failing);
