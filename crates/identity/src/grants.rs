@@ -7,8 +7,7 @@
 //! refresh tokens live in real time, as access tokens do.
 
 use std::collections::HashMap;
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 
 use base64::Engine;
@@ -17,6 +16,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::state::{FileCell, StateCell};
 use crate::{DevIssuerKey, Guid, IdentityError};
 
 /// How long an authorization code may be redeemed, as Entra's (10 minutes).
@@ -142,29 +142,68 @@ pub enum Refresh {
     Reused,
 }
 
-/// Refresh tokens, kept hashed in `<data-dir>/identity/refresh-tokens.json` (written whole, durably,
-/// on every change; bounded by [`MAX_REFRESH_TOKENS`]; expired ones pruned on each write).
+/// Refresh tokens, kept hashed in a [`StateCell`]: `<data-dir>/identity/refresh-tokens.json` on one
+/// node, the shared store when several serve (written whole on every change; bounded by
+/// [`MAX_REFRESH_TOKENS`]; expired ones pruned on each write). Every operation reads the current
+/// records first, so a token issued by one node is redeemed on another, and a write that lost a race
+/// with another node is redone on the fresh records (a token is rotated once, whichever node is asked).
 #[derive(Debug)]
 pub struct RefreshTokens {
-    path: PathBuf,
-    records: Mutex<HashMap<String, RefreshRecord>>,
+    cell: Box<dyn StateCell>,
+    /// One operation at a time in this process.
+    lock: Mutex<()>,
 }
+
+type Records = HashMap<String, RefreshRecord>;
 
 impl RefreshTokens {
     /// The refresh tokens of a data directory (none if there is no file yet).
     pub fn load(data_dir: &Path) -> Result<RefreshTokens, IdentityError> {
-        let path = data_dir.join(REFRESH_FILE);
-        let records = match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| IdentityError::KeyFormat {
-                path: path.clone(),
-                reason: format!("not a refresh-token file: {e}"),
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
-            Err(source) => return Err(IdentityError::Io { path, source }),
+        RefreshTokens::in_cell(Box::new(FileCell::new(data_dir.join(REFRESH_FILE))))
+    }
+
+    /// The refresh tokens kept in `cell`; fails if what it holds is not refresh tokens.
+    pub fn in_cell(cell: Box<dyn StateCell>) -> Result<RefreshTokens, IdentityError> {
+        let tokens = RefreshTokens {
+            cell,
+            lock: Mutex::new(()),
         };
-        Ok(RefreshTokens {
-            path,
-            records: Mutex::new(records),
+        tokens.read()?;
+        Ok(tokens)
+    }
+
+    fn read(&self) -> Result<(Records, u64), IdentityError> {
+        let (bytes, version) = self.cell.read()?;
+        let records = match bytes {
+            Some(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|e| IdentityError::KeyFormat {
+                    path: self.cell.location().into(),
+                    reason: format!("not a refresh-token file: {e}"),
+                })?
+            }
+            None => HashMap::new(),
+        };
+        Ok((records, version))
+    }
+
+    /// Runs `change` on the current records and writes them if it says so, redoing it on fresh
+    /// records when another writer came first.
+    fn update<T>(
+        &self,
+        now: Timestamp,
+        mut change: impl FnMut(&mut Records) -> Result<(T, bool), IdentityError>,
+    ) -> Result<T, IdentityError> {
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        for _ in 0..crate::state::MAX_ATTEMPTS {
+            let (mut records, version) = self.read()?;
+            let (out, write) = change(&mut records)?;
+            if !write || self.save(&mut records, version, now)? {
+                return Ok(out);
+            }
+        }
+        Err(IdentityError::Shared {
+            location: self.cell.location(),
+            reason: "the refresh tokens kept changing under this write; try again".into(),
         })
     }
 
@@ -179,19 +218,18 @@ impl RefreshTokens {
     ) -> Result<String, IdentityError> {
         let family = random_token()?;
         let expires = now.as_second().saturating_add(lifetime.as_secs());
-        let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
         let text = random_token()?;
-        records.insert(
-            digest(&text),
-            RefreshRecord {
-                grant,
-                family,
-                expires,
-                fixed_expiry: fixed,
-                used: false,
-            },
-        );
-        self.save(&mut records, now)?;
+        let record = RefreshRecord {
+            grant,
+            family,
+            expires,
+            fixed_expiry: fixed,
+            used: false,
+        };
+        self.update(now, |records| {
+            records.insert(digest(&text), record.clone());
+            Ok(((), true))
+        })?;
         Ok(text)
     }
 
@@ -205,43 +243,45 @@ impl RefreshTokens {
         lifetime: SignedDuration,
         now: Timestamp,
     ) -> Result<Refresh, IdentityError> {
-        let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
         let key = digest(text);
-        let Some(record) = records.get(&key).cloned() else {
-            return Ok(Refresh::Invalid);
-        };
-        if record.expires <= now.as_second()
-            || record.grant.tenant != tenant
-            || record.grant.app != app
-        {
-            return Ok(Refresh::Invalid);
-        }
-        if record.used {
-            records.retain(|_, r| r.family != record.family);
-            self.save(&mut records, now)?;
-            return Ok(Refresh::Reused);
-        }
-        if let Some(r) = records.get_mut(&key) {
-            r.used = true;
-        }
-        let expires = if record.fixed_expiry {
-            record.expires
-        } else {
-            now.as_second().saturating_add(lifetime.as_secs())
-        };
         let rotated = random_token()?;
-        records.insert(
-            digest(&rotated),
-            RefreshRecord {
-                used: false,
-                expires,
-                ..record.clone()
-            },
-        );
-        self.save(&mut records, now)?;
-        Ok(Refresh::Rotated {
-            grant: record.grant,
-            refresh_token: rotated,
+        self.update(now, |records| {
+            let Some(record) = records.get(&key).cloned() else {
+                return Ok((Refresh::Invalid, false));
+            };
+            if record.expires <= now.as_second()
+                || record.grant.tenant != tenant
+                || record.grant.app != app
+            {
+                return Ok((Refresh::Invalid, false));
+            }
+            if record.used {
+                records.retain(|_, r| r.family != record.family);
+                return Ok((Refresh::Reused, true));
+            }
+            if let Some(r) = records.get_mut(&key) {
+                r.used = true;
+            }
+            let expires = if record.fixed_expiry {
+                record.expires
+            } else {
+                now.as_second().saturating_add(lifetime.as_secs())
+            };
+            records.insert(
+                digest(&rotated),
+                RefreshRecord {
+                    used: false,
+                    expires,
+                    ..record.clone()
+                },
+            );
+            Ok((
+                Refresh::Rotated {
+                    grant: record.grant,
+                    refresh_token: rotated.clone(),
+                },
+                true,
+            ))
         })
     }
 
@@ -253,22 +293,22 @@ impl RefreshTokens {
         user: Guid,
         now: Timestamp,
     ) -> Result<(), IdentityError> {
-        let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
-        let before = records.len();
-        records.retain(|_, r| {
-            !(r.grant.tenant == tenant && r.grant.app == app && r.grant.user == user)
-        });
-        if records.len() != before {
-            self.save(&mut records, now)?;
-        }
-        Ok(())
+        self.update(now, |records| {
+            let before = records.len();
+            records.retain(|_, r| {
+                !(r.grant.tenant == tenant && r.grant.app == app && r.grant.user == user)
+            });
+            Ok(((), records.len() != before))
+        })
     }
 
+    /// Prunes and writes `records` if the cell is still at `version`.
     fn save(
         &self,
-        records: &mut HashMap<String, RefreshRecord>,
+        records: &mut Records,
+        version: u64,
         now: Timestamp,
-    ) -> Result<(), IdentityError> {
+    ) -> Result<bool, IdentityError> {
         records.retain(|_, r| r.expires > now.as_second());
         if records.len() > MAX_REFRESH_TOKENS {
             let mut by_expiry: Vec<(i64, String)> = records
@@ -282,7 +322,7 @@ impl RefreshTokens {
             }
         }
         let bytes = serde_json::to_vec(&*records).expect("refresh tokens serialise");
-        crate::registry::write_private_durably(&self.path, &bytes)
+        self.cell.write(version, &bytes)
     }
 }
 
@@ -324,6 +364,7 @@ fn digest(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn guid(n: u128) -> Guid {
         Guid::from_u128(n)

@@ -67,12 +67,28 @@ impl DevIssuerKey {
         load_or_insert(data_dir, generate)
     }
 
+    /// A key from its PKCS#8 PEM text, as [`DevIssuerKey::generate_pem`] makes it; `origin` names where
+    /// the text came from, for messages (a shared store's key, say).
+    pub fn from_pem(pem: &str, origin: PathBuf) -> Result<DevIssuerKey, IdentityError> {
+        parse(pem, origin)
+    }
+
+    /// A new 2048-bit key as PKCS#8 PEM text, for a store that keeps the key somewhere else than a
+    /// data directory.
+    pub fn generate_pem() -> Result<String, IdentityError> {
+        let key = generate()?;
+        let pem = key
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|err| IdentityError::KeyGeneration(err.to_string()))?;
+        Ok(pem.to_string())
+    }
+
     /// The key id (`kid`) stamped on minted tokens: the RFC 7638 JWK thumbprint, base64url SHA-256.
     pub fn kid(&self) -> &str {
         &self.kid
     }
 
-    /// The file the key was loaded from.
+    /// The file the key was loaded from (or the name of its place in a shared store).
     pub fn path(&self) -> &Path {
         &self.path
     }

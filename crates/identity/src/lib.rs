@@ -26,6 +26,7 @@ pub mod mint;
 pub mod oidc;
 mod principal;
 pub mod registry;
+pub mod state;
 pub mod validate;
 
 pub use jwks::{JwksError, KeySet};
@@ -39,6 +40,7 @@ pub use principal::{Principal, PrincipalKind};
 pub use registry::{
     Application, BOARD_APP_ID, BOARD_SCOPES, NewApplication, Registry, check_redirect_uri,
 };
+pub use state::{FileCell, StateCell};
 pub use validate::{
     AuthError, DevIssuer, IssuerPattern, SigningAlgorithm, TrustedIssuer, Validator,
     ValidatorConfig, VerificationKey,
@@ -79,4 +81,7 @@ pub enum IdentityError {
     InvalidRequest(String),
     #[error("could not sign the token: {0}")]
     Signing(String),
+    /// The shared store that holds the identity provider's state failed.
+    #[error("{location}: {reason}")]
+    Shared { location: String, reason: String },
 }

@@ -4,7 +4,8 @@
 //! secrets, granted application permissions, delegated permissions the app
 //! may ask for) and users' passwords for the delegated test grant. The
 //! registry keeps them — secrets and passwords only as salted SHA-256
-//! digests — in `<data-dir>/identity/registrations.json`, so they survive a
+//! digests — in `<data-dir>/identity/registrations.json` (or the shared
+//! store's [`StateCell`] when several nodes serve), so they survive a
 //! restart without the directory file. Loading again adds and updates.
 //!
 //! This module knows credentials; it does not know OAuth2's wire format
@@ -18,6 +19,7 @@ use std::sync::LazyLock;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::state::{FileCell, StateCell};
 use crate::{Guid, IdentityError};
 
 /// The registry file, relative to the data directory.
@@ -204,22 +206,53 @@ pub struct Registry {
 impl Registry {
     /// Loads the registry of a data directory (empty if there is none yet).
     pub fn load(data_dir: &Path) -> Result<Registry, IdentityError> {
-        let path = data_dir.join(REGISTRY_FILE);
-        match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| IdentityError::KeyFormat {
-                path,
-                reason: format!("not a registrations file: {e}"),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Registry::default()),
-            Err(source) => Err(IdentityError::Io { path, source }),
-        }
+        Ok(Registry::read(&FileCell::new(data_dir.join(REGISTRY_FILE)))?.0)
     }
 
     /// Writes the registry durably (a temporary file renamed over the old one).
     pub fn save(&self, data_dir: &Path) -> Result<(), IdentityError> {
-        let path = data_dir.join(REGISTRY_FILE);
-        let bytes = serde_json::to_vec_pretty(self).expect("the registry serialises");
-        write_private_durably(&path, &bytes)
+        FileCell::new(data_dir.join(REGISTRY_FILE)).write(0, &self.to_bytes())?;
+        Ok(())
+    }
+
+    /// The registry held by `cell` (empty if there is none yet), and its version.
+    pub fn read(cell: &dyn StateCell) -> Result<(Registry, u64), IdentityError> {
+        let (bytes, version) = cell.read()?;
+        let registry = match bytes {
+            Some(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|e| IdentityError::KeyFormat {
+                    path: cell.location().into(),
+                    reason: format!("not a registrations file: {e}"),
+                })?
+            }
+            None => Registry::default(),
+        };
+        Ok((registry, version))
+    }
+
+    /// Applies `change` to the registry in `cell` and writes it back, again
+    /// from a fresh read if another writer came first; returns the registry
+    /// as written.
+    pub fn update(
+        cell: &dyn StateCell,
+        mut change: impl FnMut(&mut Registry) -> Result<(), IdentityError>,
+    ) -> Result<Registry, IdentityError> {
+        for _ in 0..crate::state::MAX_ATTEMPTS {
+            let (mut registry, version) = Registry::read(cell)?;
+            change(&mut registry)?;
+            if cell.write(version, &registry.to_bytes())? {
+                return Ok(registry);
+            }
+        }
+        Err(IdentityError::Shared {
+            location: cell.location(),
+            reason: "the registrations kept changing under this write; try again".into(),
+        })
+    }
+
+    /// The registry as stored (JSON).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).expect("the registry serialises")
     }
 
     /// Adds or replaces applications of `tenant`, and adds or replaces the

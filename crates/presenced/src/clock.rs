@@ -43,6 +43,23 @@ impl Clock {
         matches!(self, Clock::Manual(_))
     }
 
+    /// Moves a manual clock forward to `at` if `at` is later (never back):
+    /// another node moved the shared manual clock. Whether it moved.
+    pub fn catch_up(&self, at: Timestamp) -> bool {
+        match self {
+            Clock::System => false,
+            Clock::Manual(now) => {
+                let mut now = now.lock().unwrap_or_else(|e| e.into_inner());
+                if at > *now {
+                    *now = at;
+                    true
+                } else {
+                    false
+                }
+            }
+        }
+    }
+
     /// Moves a manual clock forward by `by` and returns the new reading.
     /// Returns `None` for the system clock or when the result is out of range.
     pub fn advance(&self, by: SignedDuration) -> Option<Timestamp> {
@@ -72,6 +89,17 @@ mod tests {
             Some(start + SignedDuration::from_mins(5))
         );
         assert_eq!(clock.now(), start + SignedDuration::from_mins(5));
+    }
+
+    #[test]
+    fn a_manual_clock_catches_up_but_never_goes_back() {
+        let start = Timestamp::from_second(1_800_000_000).unwrap();
+        let clock = Clock::manual(start);
+        assert!(!clock.catch_up(start - SignedDuration::from_mins(1)));
+        assert_eq!(clock.now(), start);
+        assert!(clock.catch_up(start + SignedDuration::from_mins(1)));
+        assert_eq!(clock.now(), start + SignedDuration::from_mins(1));
+        assert!(!Clock::System.catch_up(start));
     }
 
     #[test]

@@ -34,6 +34,164 @@ pub struct FileConfig {
     pub limits: LimitsConfig,
     pub cors: CorsConfig,
     pub metrics: crate::telemetry::MetricsConfig,
+    pub store: StoreConfig,
+}
+
+/// Which store backend holds the state (`--store` wins over `backend`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// The embedded redb store in the data directory: one node.
+    #[default]
+    Embedded,
+    /// A Redis Cluster (Redis OSS 7, Valkey) shared by any number of nodes.
+    Redis,
+}
+
+/// `[store]`: where the state lives.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `embedded` (default) or `redis`.
+    pub backend: Backend,
+    pub redis: RedisFileConfig,
+}
+
+/// `[store.redis]`: how to reach the cluster.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisFileConfig {
+    /// Seed nodes, `redis://[:password@]host:port` or `rediss://...` (TLS).
+    pub urls: Vec<String>,
+    /// Replicas each write waits for (`WAIT n`); 0: acknowledged by the master alone.
+    pub wait_replicas: u32,
+    /// Prefix of every key, so that several deployments can share a cluster.
+    pub key_prefix: String,
+    /// How long a node's lease on a bucket of time-driven work lasts
+    /// without renewal (renewed every third of it): how soon the other
+    /// nodes take over the deadlines and deliveries of a node that died.
+    pub lease_ms: u64,
+}
+
+impl Default for RedisFileConfig {
+    fn default() -> RedisFileConfig {
+        RedisFileConfig {
+            urls: Vec::new(),
+            wait_replicas: 0,
+            key_prefix: "presenced:".into(),
+            lease_ms: 10_000,
+        }
+    }
+}
+
+/// The store a command uses, settled from flags, file and environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreChoice {
+    Embedded,
+    Redis(presenced_store::redis::RedisConfig),
+}
+
+impl StoreConfig {
+    /// The store to use: `backend` and `urls` from the flags when given
+    /// (they win over the file), `password` from `PRESENCED_REDIS_PASSWORD`
+    /// for URLs without one.
+    pub fn choose(
+        &self,
+        backend: Option<Backend>,
+        urls: Option<&[String]>,
+        password: Option<String>,
+    ) -> anyhow::Result<StoreChoice> {
+        let backend = backend.unwrap_or(self.backend);
+        let urls: Vec<String> = match urls {
+            Some(urls) => urls.to_vec(),
+            None => self.redis.urls.clone(),
+        };
+        if backend == Backend::Embedded {
+            if !urls.is_empty() && urls != self.redis.urls {
+                anyhow::bail!("--redis-url needs --store redis (or [store] backend = \"redis\")");
+            }
+            return Ok(StoreChoice::Embedded);
+        }
+        let urls: Vec<String> = urls
+            .iter()
+            .flat_map(|u| u.split(','))
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if urls.is_empty() {
+            anyhow::bail!(
+                "the redis store needs at least one cluster node: --redis-url redis://host:port[,...] or [store.redis] urls"
+            );
+        }
+        for url in &urls {
+            redis_url(url)?;
+        }
+        if self.redis.key_prefix.is_empty()
+            || self.redis.key_prefix.contains(['{', '}'])
+            || self.redis.key_prefix.chars().any(char::is_whitespace)
+        {
+            anyhow::bail!(
+                "store.redis.key_prefix: '{}' must be non-empty, without braces or spaces (such as \"presenced:\")",
+                self.redis.key_prefix
+            );
+        }
+        if !(300..=600_000).contains(&self.redis.lease_ms) {
+            anyhow::bail!(
+                "store.redis.lease_ms: {} is out of range: from 300 (renewed every 100 ms) to 600000 (10 minutes)",
+                self.redis.lease_ms
+            );
+        }
+        let lease = std::time::Duration::from_millis(self.redis.lease_ms);
+        Ok(StoreChoice::Redis(presenced_store::redis::RedisConfig {
+            urls,
+            password: password.filter(|p| !p.is_empty()),
+            wait_replicas: self.redis.wait_replicas,
+            key_prefix: self.redis.key_prefix.clone(),
+            leases: presenced_store::redis::LeaseTiming {
+                lease,
+                renew_every: lease / 3,
+            },
+            ..presenced_store::redis::RedisConfig::default()
+        }))
+    }
+}
+
+/// Checks one seed URL: `redis://` or `rediss://`, a host and a port.
+fn redis_url(url: &str) -> anyhow::Result<()> {
+    let rest = url
+        .strip_prefix("redis://")
+        .or_else(|| url.strip_prefix("rediss://"))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "'{}' is not a Redis URL such as redis://host:6379 or rediss://host:6380",
+                redact(url)
+            )
+        })?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host_port = authority.rsplit('@').next().unwrap_or_default();
+    let port_ok = host_port
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    if !port_ok {
+        anyhow::bail!(
+            "'{}' needs a host and a port, such as redis://10.0.0.5:6379",
+            redact(url)
+        );
+    }
+    Ok(())
+}
+
+/// A Redis URL fit for a message: any password replaced by `***`.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
 }
 
 /// Token validation: clock skew, the validated-token cache, and the issuers
@@ -433,6 +591,115 @@ mod tests {
             assert!(format!("{error:#}").contains("/home"), "{error:#}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn the_store_is_embedded_unless_told_otherwise() {
+        figment::Jail::expect_with(|jail| {
+            let config = FileConfig::load(None).unwrap();
+            assert_eq!(
+                config.store.choose(None, None, None).unwrap(),
+                StoreChoice::Embedded
+            );
+            jail.create_file(
+                "presenced.toml",
+                "[store]\nbackend = \"redis\"\n[store.redis]\nurls = [\"redis://10.0.0.5:6379\", \"rediss://:pw@10.0.0.6:6380\"]\nwait_replicas = 1\nkey_prefix = \"p1:\"\n",
+            )?;
+            let config = FileConfig::load(Some(Path::new("presenced.toml"))).unwrap();
+            let StoreChoice::Redis(redis) =
+                config.store.choose(None, None, Some("s".into())).unwrap()
+            else {
+                panic!("redis expected");
+            };
+            assert_eq!(
+                redis.urls,
+                ["redis://10.0.0.5:6379", "rediss://:pw@10.0.0.6:6380"]
+            );
+            assert_eq!(redis.wait_replicas, 1);
+            assert_eq!(redis.key_prefix, "p1:");
+            assert_eq!(redis.password.as_deref(), Some("s"));
+            assert_eq!(redis.leases.lease, std::time::Duration::from_secs(10));
+            jail.set_env("PRESENCED_STORE__REDIS__LEASE_MS", "1500");
+            let config = FileConfig::load(Some(Path::new("presenced.toml"))).unwrap();
+            let StoreChoice::Redis(redis) = config.store.choose(None, None, None).unwrap() else {
+                panic!("redis expected");
+            };
+            assert_eq!(redis.leases.lease, std::time::Duration::from_millis(1500));
+            assert_eq!(
+                redis.leases.renew_every,
+                std::time::Duration::from_millis(500)
+            );
+            jail.clear_env();
+            // Flags win over the file.
+            let flag = ["redis://127.0.0.1:7000,redis://127.0.0.1:7001".to_string()];
+            let StoreChoice::Redis(redis) = config.store.choose(None, Some(&flag), None).unwrap()
+            else {
+                panic!("redis expected");
+            };
+            assert_eq!(
+                redis.urls,
+                ["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"]
+            );
+            assert_eq!(
+                config
+                    .store
+                    .choose(Some(Backend::Embedded), None, None)
+                    .unwrap(),
+                StoreChoice::Embedded
+            );
+            jail.set_env("PRESENCED_STORE__REDIS__KEY_PREFIX", "p2:");
+            let config = FileConfig::load(Some(Path::new("presenced.toml"))).unwrap();
+            assert_eq!(config.store.redis.key_prefix, "p2:");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_store_settings_are_refused_clearly() {
+        let file = StoreConfig::default();
+        let redis = Some(Backend::Redis);
+        let url = |u: &str| vec![u.to_string()];
+        for (urls, expected) in [
+            (None, "at least one cluster node"),
+            (Some(url("http://h:6379")), "is not a Redis URL"),
+            (Some(url("redis://h")), "needs a host and a port"),
+            (Some(url("redis://:secret@h")), "redis://***@h"),
+        ] {
+            let error = format!(
+                "{:#}",
+                file.choose(redis, urls.as_deref(), None).unwrap_err()
+            );
+            assert!(error.contains(expected), "{error}");
+            assert!(!error.contains("secret"), "{error}");
+        }
+        let error = file
+            .choose(Some(Backend::Embedded), Some(&url("redis://h:1")), None)
+            .unwrap_err();
+        assert!(format!("{error:#}").contains("--store redis"), "{error:#}");
+        let bad_prefix = StoreConfig {
+            redis: RedisFileConfig {
+                key_prefix: "a{b}".into(),
+                ..RedisFileConfig::default()
+            },
+            ..StoreConfig::default()
+        };
+        let error = bad_prefix
+            .choose(redis, Some(&url("redis://h:1")), None)
+            .unwrap_err();
+        assert!(format!("{error:#}").contains("key_prefix"), "{error:#}");
+        for lease_ms in [0, 299, 600_001] {
+            let bad_lease = StoreConfig {
+                redis: RedisFileConfig {
+                    lease_ms,
+                    ..RedisFileConfig::default()
+                },
+                ..StoreConfig::default()
+            };
+            let error = bad_lease
+                .choose(redis, Some(&url("redis://h:1")), None)
+                .unwrap_err();
+            assert!(format!("{error:#}").contains("lease_ms"), "{error:#}");
+        }
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //! - [`api`]: the only module that knows Graph's URLs, JSON and errors.
+//! - [`backend`]: which store holds the state, and the identity provider's
+//!   state with it (data directory or Redis).
 //! - [`clock`]: the system or manual clock presence runs on.
 //! - [`directory`]: the directory file (tenants and users).
 //! - [`logging`]: the log's writer (a thread that writes lines in batches).
@@ -18,6 +20,7 @@
 //! `presenced-store`, tokens in `presenced-identity`.
 
 pub mod api;
+pub mod backend;
 pub mod clock;
 pub mod config;
 pub mod directory;

@@ -8,8 +8,9 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use jiff::SignedDuration;
 use presenced::api::throttle::Limit;
+use presenced::backend::OpenStore;
 use presenced::clock::ClockKind;
-use presenced::config::FileConfig;
+use presenced::config::{Backend, FileConfig, StoreChoice};
 use presenced::logging::BackgroundWriter;
 use presenced::server::{ServeConfig, serve};
 use presenced_domain::duration::parse_duration;
@@ -37,7 +38,8 @@ struct Cli {
 enum Command {
     /// Run the server.
     Serve(ServeArgs),
-    /// Print one development access token signed with the data directory's key.
+    /// Print one development access token signed with the development issuer's key (the data
+    /// directory's, or the Redis cluster's with --store redis).
     Token(TokenArgs),
     /// Ask a running server for its readiness and figures (exit 0 ready,
     /// 1 not ready, 2 unreachable).
@@ -89,6 +91,30 @@ struct ServeArgs {
     /// Also allow webhooks to http://127.0.0.1 and http://localhost (development, tests).
     #[arg(long, env = "PRESENCED_WEBHOOKS_ALLOW_LOOPBACK_HTTP")]
     webhooks_allow_loopback_http: bool,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+/// Which store holds the state; win over the configuration file's `[store]`.
+#[derive(Args)]
+struct StoreArgs {
+    /// `embedded` (default: the data directory) or `redis` (a Redis Cluster shared by many nodes).
+    #[arg(long = "store", env = "PRESENCED_STORE", value_enum)]
+    backend: Option<Backend>,
+    /// Redis Cluster seed nodes, comma-separated: redis://[:PASSWORD@]host:port or rediss://...
+    /// (a password may come from PRESENCED_REDIS_PASSWORD instead).
+    #[arg(long, env = "PRESENCED_REDIS_URL", value_delimiter = ',')]
+    redis_url: Option<Vec<String>>,
+}
+
+impl StoreArgs {
+    fn choose(&self, file: &FileConfig) -> anyhow::Result<StoreChoice> {
+        file.store.choose(
+            self.backend,
+            self.redis_url.as_deref(),
+            std::env::var("PRESENCED_REDIS_PASSWORD").ok(),
+        )
+    }
 }
 
 #[derive(Args)]
@@ -110,6 +136,11 @@ struct TokenArgs {
     lifetime: String,
     #[arg(long, env = "PRESENCED_DATA_DIR", default_value = "./presenced-data")]
     data_dir: PathBuf,
+    /// The server's TOML configuration file, for its `[store]` section.
+    #[arg(long, env = "PRESENCED_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
 #[derive(Args)]
@@ -189,8 +220,10 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(url) = args.public_url {
         file.server.public_url = Some(url);
     }
+    let store = args.store.choose(&file)?;
     let config = ServeConfig {
         data_dir: args.data_dir,
+        store,
         listen: args.listen.0,
         tls_listen: args.tls_listen,
         tls_cert: args.tls_cert,
@@ -261,7 +294,22 @@ fn run_token(args: TokenArgs) -> anyhow::Result<()> {
         subject,
         lifetime: duration_flag("lifetime", &args.lifetime)?,
     };
-    let key = DevIssuerKey::load_or_create(&args.data_dir)?;
+    let file = FileConfig::load(args.config.as_deref())?;
+    let key = match args.store.choose(&file)? {
+        StoreChoice::Embedded => DevIssuerKey::load_or_create(&args.data_dir)?,
+        choice @ StoreChoice::Redis(_) => {
+            presenced::tls::install_provider();
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(async {
+                    let opened =
+                        OpenStore::open(&choice, &args.data_dir, Rules::default(), 64 * 1024)
+                            .await?;
+                    opened.issuer_key().await
+                })?
+        }
+    };
     println!("{}", key.mint(&request, jiff::Timestamp::now())?);
     Ok(())
 }

@@ -10,14 +10,13 @@ use presenced_identity::{
     DevIssuer, DevIssuerKey, JwksIssuer, JwksIssuerConfig, Registry, TrustedIssuer, Validator,
     ValidatorConfig,
 };
-use presenced_store::Store;
-use presenced_store::embedded::{EmbeddedConfig, EmbeddedStore};
 
 use crate::api::edge::{Edge, EdgeLimits};
 use crate::api::throttle::{Limit, Throttle};
 use crate::api::{AppState, router};
+use crate::backend::OpenStore;
 use crate::clock::{Clock, ClockKind};
-use crate::config::FileConfig;
+use crate::config::{FileConfig, StoreChoice};
 use crate::directory;
 use crate::tls::{self, CertificateSource};
 use crate::transport::{self, ConnectionLimits, Listener};
@@ -25,7 +24,11 @@ use crate::transport::{self, ConnectionLimits, Listener};
 /// Everything `presenced serve` is told.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
+    /// The embedded store and everything else kept on disk; with Redis,
+    /// only what is local to the node (the development TLS CA).
     pub data_dir: PathBuf,
+    /// Which store holds the state.
+    pub store: StoreChoice,
     /// Where to serve plain HTTP; `None`: HTTPS only.
     pub listen: Option<SocketAddr>,
     /// Where to serve HTTPS as well, if anywhere.
@@ -77,42 +80,41 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         )?),
         None => None,
     };
-    let store_dir = config.data_dir.clone();
-    let rules = config.rules;
-    let store_config = EmbeddedConfig {
-        max_record_bytes: config.file.limits.max_user_record_bytes,
-        ..EmbeddedConfig::default()
-    };
-    let store = tokio::task::spawn_blocking(move || {
-        EmbeddedStore::open_with(&store_dir, rules, store_config)
-    })
-    .await?
-    .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
-    let store: Arc<dyn Store> = store;
+    let opened = OpenStore::open(
+        &config.store,
+        &config.data_dir,
+        config.rules,
+        config.file.limits.max_user_record_bytes,
+    )
+    .await?;
+    let store = opened.store.clone();
 
-    let key = DevIssuerKey::load_or_create(&config.data_dir)
-        .context("cannot load or create the signing key")?;
+    let key = opened.issuer_key().await?;
     let validator = Arc::new(validator(validator_config, trusted, &key).await?);
 
-    let mut registry =
-        Registry::load(&config.data_dir).context("cannot load the identity registrations")?;
-    load_directory(&*store, &mut registry, config.directory.as_deref()).await?;
-    registry
-        .save(&config.data_dir)
-        .context("cannot save the identity registrations")?;
+    let registry = load_directory(&opened, config.directory.as_deref()).await?;
+    let refresh_tokens = opened.refresh_tokens().await?;
 
-    let refresh_tokens = presenced_identity::grants::RefreshTokens::load(&config.data_dir)
-        .context("cannot load the identity provider's refresh tokens")?;
-
+    let shared_clock = config.clock == ClockKind::Manual && opened.redis.is_some();
     let clock = match config.clock {
         ClockKind::System => Clock::System,
         ClockKind::Manual => {
-            // Resume where the manual clock was, so a restart never moves
-            // presence time backwards and expirations still hold.
             // Whole milliseconds, so that readings print the same in every format.
             let real = jiff::Timestamp::from_millisecond(jiff::Timestamp::now().as_millisecond())?;
             let saved = store.manual_clock().await?;
-            Clock::manual(saved.map_or(real, |saved| saved.max(real)))
+            match saved {
+                // Shared by several nodes: join it where it is.
+                Some(saved) if shared_clock => Clock::manual(saved),
+                // Resume where the manual clock was, so a restart never moves
+                // presence time backwards and expirations still hold.
+                Some(saved) => Clock::manual(saved.max(real)),
+                None => {
+                    if shared_clock {
+                        store.set_manual_clock(real).await?;
+                    }
+                    Clock::manual(real)
+                }
+            }
         }
     };
     let clock = Arc::new(clock);
@@ -125,6 +127,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         key.clone(),
     )?;
     notifier.start();
+    if shared_clock {
+        follow_shared_clock(store.clone(), clock.clone(), notifier.clone());
+    }
+    if let Some(redis) = &opened.redis {
+        watch_redis(redis.clone());
+    }
     let state = Arc::new(AppState {
         notifier,
         store: store.clone(),
@@ -134,12 +142,13 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         registry: Arc::new(registry),
         rules: config.rules,
         durations: config.durations,
-        throttle: throttle(&config)?,
+        throttle: throttle(&config)?.with_shared(store.shared_limiter()),
         edge: Edge::new(edge_limits),
         cors: Arc::new(cors),
         public_url,
         codes: Default::default(),
         refresh_tokens: Arc::new(refresh_tokens),
+        shared_clock,
     });
 
     // The metrics listener first: its line precedes the API's on stdout.
@@ -167,7 +176,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     if let Some(listen) = config.listen {
         let plain = Listener::bind(listen, None).await?;
         let address = plain.local_addr()?;
-        tracing::info!(%address, data_dir = %config.data_dir.display(), clock = ?config.clock, "presenced ready");
+        tracing::info!(%address, data_dir = %config.data_dir.display(), store = opened.kind(), clock = ?config.clock, "presenced ready");
         println!("presenced listening on http://{address}");
         listeners.push(plain);
     }
@@ -200,6 +209,75 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     tracing::info!("shutting down: finishing writes");
     store.close().await?;
     Ok(())
+}
+
+/// How often a node looks for another node's move of the shared manual clock.
+const SHARED_CLOCK_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// With the manual clock shared through Redis, moves this node's clock when
+/// another node moved it, and wakes this node's scheduler and outbox as a
+/// local `POST /admin/clock` would. (Requests read the clock themselves;
+/// this is for the time-driven work.) Ends when the store closes.
+fn follow_shared_clock(
+    store: Arc<dyn presenced_store::Store>,
+    clock: Arc<Clock>,
+    notifier: Arc<crate::notify::Notifier>,
+) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(SHARED_CLOCK_POLL).await;
+            match store.manual_clock().await {
+                Ok(Some(at)) => {
+                    if clock.catch_up(at) {
+                        notifier.clock_moved();
+                    }
+                }
+                Ok(None) => {}
+                Err(presenced_store::StoreError::Closed) => return,
+                // Redis unreachable: requests answer 503 meanwhile; try again.
+                Err(_) => {}
+            }
+        }
+    });
+}
+
+/// How often a node checks that every Redis master answers.
+const REDIS_PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Probes the cluster every [`REDIS_PROBE_INTERVAL`], so that `/readyz`
+/// says "not ready" while a master is out of reach and "ready" again as
+/// soon as it answers. While probes fail, the node also opens a fresh
+/// connection from the seed nodes each time (the client's own repair does
+/// not always find a restarted master), so service resumes without a
+/// restart. Logs each change. Ends when the store closes.
+fn watch_redis(redis: Arc<presenced_store::redis::RedisStore>) {
+    use presenced_store::StoreError;
+    tokio::spawn(async move {
+        let mut reachable = true;
+        loop {
+            tokio::time::sleep(REDIS_PROBE_INTERVAL).await;
+            let mut outcome = redis.probe().await;
+            if outcome.is_err() && !reachable {
+                outcome = match redis.reconnect().await {
+                    Ok(()) => redis.probe().await,
+                    Err(error) => Err(error),
+                };
+            }
+            match outcome {
+                Ok(()) if !reachable => {
+                    reachable = true;
+                    tracing::warn!("Redis reachable again: ready");
+                }
+                Ok(()) => {}
+                Err(StoreError::Closed) => return,
+                Err(error) if reachable => {
+                    reachable = false;
+                    tracing::error!(%error, "Redis out of reach: not ready, requests answer 503");
+                }
+                Err(_) => {}
+            }
+        }
+    });
 }
 
 /// The token validator: the development issuer, always trusted so that
@@ -379,11 +457,14 @@ fn limits(config: &ServeConfig) -> anyhow::Result<(EdgeLimits, ConnectionLimits)
     Ok((edge, connections))
 }
 
+/// Loads the directory file (or the demo tenant into an empty store) and
+/// returns the identity provider's registrations with its applications and
+/// passwords added.
 async fn load_directory(
-    store: &dyn Store,
-    registry: &mut Registry,
+    opened: &OpenStore,
     file: Option<&std::path::Path>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Registry> {
+    let store = &*opened.store;
     let declarations = match file {
         Some(path) => directory::read(path)?,
         None if !store.has_directory().await? => {
@@ -391,17 +472,30 @@ async fn load_directory(
             print_demo(&demo);
             vec![demo]
         }
-        None => return Ok(()),
+        None => Vec::new(),
     };
-    let mut records = Vec::with_capacity(declarations.len());
-    for declaration in declarations {
-        registry.merge(
-            declaration.record.tenant.id,
-            declaration.applications,
-            declaration.passwords,
-        )?;
-        records.push(declaration.record);
+    let registrations: Vec<_> = declarations
+        .iter()
+        .map(|d| {
+            (
+                d.record.tenant.id,
+                d.applications.clone(),
+                d.passwords.clone(),
+            )
+        })
+        .collect();
+    let registry = opened
+        .update_registry(move |registry| {
+            for (tenant, applications, passwords) in &registrations {
+                registry.merge(*tenant, applications.clone(), passwords.clone())?;
+            }
+            Ok(())
+        })
+        .await?;
+    if declarations.is_empty() {
+        return Ok(registry);
     }
+    let records = declarations.into_iter().map(|d| d.record).collect();
     let change = store.load_directory(records).await?;
     tracing::info!(
         tenants_added = change.tenants_added,
@@ -409,7 +503,7 @@ async fn load_directory(
         users_updated = change.users_updated,
         "directory loaded"
     );
-    Ok(())
+    Ok(registry)
 }
 
 fn print_demo(demo: &directory::TenantDeclaration) {

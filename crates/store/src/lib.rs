@@ -253,6 +253,16 @@ pub trait Store: Send + Sync + 'static {
         Box::pin(async { Ok(None) })
     }
 
+    /// Whether [`Store::advance_deadline`] itself enqueues
+    /// `OutboxBody::Changed { key, at: handled }` for a user with
+    /// subscriptions, in the same atomic step that moves the deadline (and
+    /// only when it moves it). Then the caller must not enqueue it too: of
+    /// several nodes handling one deadline, exactly one announces it. The
+    /// default is false: the caller enqueues first, then advances.
+    fn advance_announces(&self) -> bool {
+        false
+    }
+
     /// [`Store::advance_deadline`] for many users at once: each entry pairs
     /// a user with the deadline that was dealt with. Returns each user's
     /// deadline afterwards, in the order given. A backend may make all the
@@ -356,12 +366,61 @@ pub trait Store: Send + Sync + 'static {
         true
     }
 
+    /// Tells the other nodes sharing this store that `key`'s presence
+    /// changed visibly at `at` (for their live streams). Best effort: a node
+    /// not listening at that moment never learns of it. The default does
+    /// nothing: no other node shares an embedded store.
+    fn announce_change(
+        &self,
+        key: UserKey,
+        at: Timestamp,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        let _ = (key, at);
+        Box::pin(async { Ok(()) })
+    }
+
+    /// The changes other nodes announce from now on
+    /// ([`Store::announce_change`]), as they arrive; `None` when no other
+    /// node can share this store.
+    fn changes_elsewhere(&self) -> BoxFuture<'_, Result<Option<ChangeFeed>, StoreError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    /// The request budget every node shares, when this backend has one
+    /// (Redis); `None`: each node throttles on its own (embedded: one node).
+    fn shared_limiter(&self) -> Option<Arc<dyn SharedLimiter>> {
+        None
+    }
+
     /// Figures for operators (`/metrics`, `presenced status`), read at each
     /// scrape: they must be cheap to take (no walk over every user). The
     /// default names no backend and knows no figure.
     fn figures(&self) -> StoreFigures {
         StoreFigures::default()
     }
+}
+
+/// Changes announced by other nodes: (user, instant of the change), for as
+/// long as the receiver is kept.
+pub type ChangeFeed = tokio::sync::mpsc::Receiver<(UserKey, Timestamp)>;
+
+/// A rate limit shared by every node of a deployment: GCRA (generic cell
+/// rate algorithm) over one theoretical arrival time per budget, kept by
+/// the backend. It knows nothing of who is limited: the caller names the
+/// budget with opaque bytes.
+pub trait SharedLimiter: Send + Sync + 'static {
+    /// Admits one request against the budget `key` of `requests` per
+    /// `window` (a burst of `requests`, then one per `window / requests`),
+    /// at `now` — `None`: the backend's own clock, the same for every node
+    /// (an explicit instant is for tests). Answers `None` when admitted,
+    /// else how long to wait before the next request would be.
+    fn admit<'a>(
+        &'a self,
+        key: &'a [u8],
+        requests: u32,
+        window: std::time::Duration,
+        now: Option<std::time::SystemTime>,
+    ) -> BoxFuture<'a, Result<Option<std::time::Duration>, StoreError>>;
 }
 
 /// What [`Store::figures`] answers; `None`: this backend cannot tell cheaply.

@@ -346,6 +346,31 @@ impl RedisCluster {
         Ok(())
     }
 
+    /// Starts a node killed by [`RedisCluster::kill_node`] again, on its
+    /// ports and with its cluster configuration, and waits (bounded) until
+    /// it answers; it rejoins the cluster with the slots it had (its data is
+    /// gone unless `appendonly`).
+    pub fn restart_node(
+        &mut self,
+        port: u16,
+        options: &ClusterOptions,
+    ) -> Result<(), ClusterError> {
+        let index = self
+            .nodes
+            .iter()
+            .position(|n| n.port == port)
+            .ok_or_else(|| err(format!("no node on port {port}")))?;
+        let bus_port = self.nodes[index].bus_port;
+        let mut old = std::mem::replace(
+            &mut self.nodes[index],
+            spawn_node(self.dir.path(), port, bus_port, options)?,
+        );
+        let _ = old.watchdog.wait();
+        wait_until(&format!("node {port} answers"), || {
+            Ok(command(port, &["PING"])? == "PONG")
+        })
+    }
+
     fn with_log(&self, node: &Node, e: ClusterError) -> ClusterError {
         let log = std::fs::read_to_string(&node.log).unwrap_or_default();
         let tail: Vec<&str> = log.lines().rev().take(20).collect();

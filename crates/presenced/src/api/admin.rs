@@ -31,7 +31,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if state.store.is_ready() {
         json_response(StatusCode::OK, br#"{"status":"ready"}"#.to_vec())
     } else {
-        ApiError::unavailable("the store is not open").into_response()
+        ApiError::unavailable("the store is not ready: closed, or out of reach").into_response()
     }
 }
 
@@ -189,7 +189,7 @@ async fn out_of_office(
     request: Request,
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
-    let principal = authenticate(state, &parts.headers)?;
+    let principal = authenticate(state, &parts.headers).await?;
     let tenant = Guid::parse(tenant)
         .ok_or_else(|| ApiError::bad_request(format!("'{tenant}' is not a tenant id (a GUID).")))?;
     let user = Guid::parse(user)
@@ -259,7 +259,7 @@ async fn remove_user(
     user: &str,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let principal = authenticate(state, request.headers())?;
+    let principal = authenticate(state, request.headers()).await?;
     let tenant = Guid::parse(tenant)
         .ok_or_else(|| ApiError::bad_request(format!("'{tenant}' is not a tenant id (a GUID).")))?;
     let user = Guid::parse(user)

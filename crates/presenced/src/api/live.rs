@@ -59,7 +59,7 @@ async fn open(
             "The live stream is off on this server (notifications.live_stream).",
         ));
     };
-    let principal = authenticate(state, headers)?;
+    let principal = authenticate(state, headers).await?;
     let ids = ids(query, state.notifier.config.unlimited_ids)?;
     for user in &ids {
         let need = if principal.is_delegated() && principal.user == Some(*user) {

@@ -75,8 +75,11 @@ pub struct AppState {
     pub public_url: Option<PublicUrl>,
     /// Authorization codes waiting to be redeemed at the token endpoint.
     pub codes: presenced_identity::grants::CodeStore,
-    /// Refresh tokens, persisted in the data directory.
+    /// Refresh tokens, persisted in the data directory (or the shared store).
     pub refresh_tokens: Arc<presenced_identity::grants::RefreshTokens>,
+    /// The manual clock is shared by several nodes through the store: every
+    /// request first reads it there ([`sync_clock`]).
+    pub shared_clock: bool,
 }
 
 /// The route template a response was produced for, for the access log.
@@ -106,6 +109,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            sync_clock,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             envelope,
         ))
         .layer(axum::middleware::from_fn_with_state(
@@ -122,6 +129,28 @@ const BATCH_PATHS: [(&str, route::Version); 4] = [
     ("/beta/$batch", route::Version::Beta),
     ("/beta/%24batch", route::Version::Beta),
 ];
+/// With a manual clock shared through the store (several nodes on Redis),
+/// reads it there before the request is handled, so that a request sees a
+/// `POST /admin/clock` any node answered before it. One store round trip,
+/// in that test mode only; the system clock never pays it.
+async fn sync_clock(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if state.shared_clock {
+        match state.store.manual_clock().await {
+            Ok(Some(at)) => {
+                if state.clock.catch_up(at) {
+                    state.notifier.clock_moved();
+                }
+            }
+            Ok(None) => {}
+            Err(error) => return ApiError::from(error).into_response(),
+        }
+    }
+    next.run(request).await
+}
 
 /// Every route but `$batch`.
 fn routes() -> Router<Arc<AppState>> {

@@ -8,7 +8,6 @@
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -84,7 +83,7 @@ async fn handle(
     parts: &Parts,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let principal = authenticate(state, &parts.headers)?;
+    let principal = authenticate(state, &parts.headers).await?;
     match route {
         GraphRoute::GetPresence(target) => {
             get_presence(state, version, &principal, target, parts).await
@@ -102,7 +101,7 @@ async fn handle(
 
 /// Validates the bearer token, refuses personal accounts and applies the
 /// per app per tenant throttle.
-pub fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
     let authorization = headers
         .get(header::AUTHORIZATION)
         .map(HeaderValue::as_bytes);
@@ -113,7 +112,8 @@ pub fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, 
     authz::check_account(&principal)?;
     state
         .throttle
-        .admit(principal.tenant, &principal.app, Instant::now())
+        .check(principal.tenant, &principal.app)
+        .await
         .map_err(|wait| {
             ApiError::too_many_requests(
                 wait,

@@ -197,7 +197,7 @@ async fn create(
     parts: &axum::http::request::Parts,
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
-    let principal = authenticate(state, &parts.headers)?;
+    let principal = authenticate(state, &parts.headers).await?;
     authorize(state, &principal)?;
     let body = read_body(&parts.headers, body).await?;
     let body: SubscriptionBody = parse_json(&parts.headers, &body)?;
@@ -392,7 +392,7 @@ async fn owned(
 }
 
 async fn list(state: &AppState, parts: &axum::http::request::Parts) -> Result<Response, ApiError> {
-    let principal = authenticate(state, &parts.headers)?;
+    let principal = authenticate(state, &parts.headers).await?;
     let now = state.clock.now();
     let mut values = Vec::new();
     for record in state.store.subscriptions().await? {
@@ -414,7 +414,7 @@ async fn get_one(
     parts: &axum::http::request::Parts,
     id: &str,
 ) -> Result<Response, ApiError> {
-    let principal = authenticate(state, &parts.headers)?;
+    let principal = authenticate(state, &parts.headers).await?;
     let subscription = owned(state, &principal, id).await?;
     Ok(entity(StatusCode::OK, parts, &subscription))
 }
@@ -425,7 +425,7 @@ async fn renew(
     body: axum::body::Body,
     id: &str,
 ) -> Result<Response, ApiError> {
-    let principal = authenticate(state, &parts.headers)?;
+    let principal = authenticate(state, &parts.headers).await?;
     let body: Bytes = read_body(&parts.headers, body).await?;
     let body: SubscriptionBody = parse_json(&parts.headers, &body)?;
     let mut subscription = owned(state, &principal, id).await?;
@@ -447,7 +447,7 @@ async fn delete(
     parts: &axum::http::request::Parts,
     id: &str,
 ) -> Result<Response, ApiError> {
-    let principal = authenticate(state, &parts.headers)?;
+    let principal = authenticate(state, &parts.headers).await?;
     let subscription = owned(state, &principal, id).await?;
     state.store.delete_subscription(subscription.id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -458,7 +458,7 @@ async fn reauthorize(
     parts: &axum::http::request::Parts,
     id: &str,
 ) -> Result<Response, ApiError> {
-    let principal = authenticate(state, &parts.headers)?;
+    let principal = authenticate(state, &parts.headers).await?;
     authorize(state, &principal)?;
     let mut subscription = owned(state, &principal, id).await?;
     subscription.reauthorization_sent = false;

@@ -4,12 +4,19 @@
 //! Throttling runs on real time (`std::time::Instant`), never on the manual
 //! presence clock: a test that jumps the clock a week ahead must not refill
 //! or drain anyone's budget.
+//!
+//! With a store that offers a [`SharedLimiter`] (Redis: several nodes), the
+//! budget lives there, so that it holds whatever node a request lands on;
+//! its clock is the Redis master's. If the shared budget cannot be reached,
+//! the request is judged by this node's own budget instead (the store call
+//! that follows will answer 503 if Redis is really gone).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use presenced_domain::Guid;
+use presenced_store::SharedLimiter;
 
 /// How many requests an app may make per window in one tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +61,7 @@ impl Limit {
 
 /// Per (tenant, app) theoretical arrival times, under a default limit and
 /// per-tenant overrides.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Throttle {
     /// The limit of tenants without an override; `None`: unlimited.
     default: Option<Limit>,
@@ -63,6 +70,18 @@ pub struct Throttle {
     /// One `std::sync::Mutex`: held for a hash lookup and an addition, never
     /// across an `.await`.
     arrivals: Mutex<HashMap<(Guid, Box<str>), Instant>>,
+    /// The budget every node shares, when the store has one.
+    shared: Option<Arc<dyn SharedLimiter>>,
+}
+
+impl std::fmt::Debug for Throttle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Throttle")
+            .field("default", &self.default)
+            .field("tenants", &self.tenants)
+            .field("shared", &self.shared.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Throttle {
@@ -71,7 +90,39 @@ impl Throttle {
             default,
             tenants,
             arrivals: Mutex::new(HashMap::new()),
+            shared: None,
         }
+    }
+
+    /// Keeps the budgets in `shared` (every node's) instead of this node.
+    pub fn with_shared(mut self, shared: Option<Arc<dyn SharedLimiter>>) -> Throttle {
+        self.shared = shared;
+        self
+    }
+
+    /// Admits one request of `app` in `tenant` now, against the shared
+    /// budget when there is one, else this node's; or says how many whole
+    /// seconds to wait.
+    pub async fn check(&self, tenant: Guid, app: &str) -> Result<(), u64> {
+        let Some(limit) = self.limit_for(tenant) else {
+            return Ok(());
+        };
+        if let Some(shared) = &self.shared {
+            let mut key = Vec::with_capacity(16 + app.len());
+            key.extend_from_slice(&tenant.to_bytes());
+            key.extend_from_slice(app.as_bytes());
+            match shared.admit(&key, limit.requests, limit.window, None).await {
+                Ok(None) => return Ok(()),
+                Ok(Some(wait)) => {
+                    crate::telemetry::throttled(crate::telemetry::Throttled::AppTenant);
+                    return Err(wait.as_secs() + u64::from(wait.subsec_nanos() > 0));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "shared throttle unreachable: judging on this node");
+                }
+            }
+        }
+        self.admit(tenant, app, Instant::now())
     }
 
     fn limit_for(&self, tenant: Guid) -> Option<Limit> {

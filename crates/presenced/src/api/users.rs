@@ -142,7 +142,7 @@ async fn handle(
     route: &UserRoute,
     parts: &Parts,
 ) -> Result<Response, ApiError> {
-    let principal = super::presence::authenticate(state, &parts.headers)?;
+    let principal = super::presence::authenticate(state, &parts.headers).await?;
     let query = Query::parse(parts.uri.query())?;
     match route {
         UserRoute::Me => {

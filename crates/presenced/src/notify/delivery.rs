@@ -170,8 +170,13 @@ async fn fan_out(
             let Some(subscription) = cache.get(&subscription_id).and_then(Option::as_ref) else {
                 continue;
             };
-            // A change made while the subscription lived is delivered.
-            if subscription.is_expired(at) {
+            // A change made while the subscription lived is delivered; an
+            // index entry left behind by a replaced subscription (a store
+            // that writes the index and the record in steps) is not.
+            if subscription.is_expired(at)
+                || subscription.tenant != key.tenant
+                || !subscription.users.contains(&key.user)
+            {
                 continue;
             }
             let item = match notifier.change_item(subscription, key.user, at).await {

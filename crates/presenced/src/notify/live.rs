@@ -12,7 +12,15 @@
 //! Changes are published by the writers (request-driven) and the
 //! scheduler (time-driven); a change whose `sequenceNumber` is not newer
 //! than the last one published for that user is skipped, so the two paths
-//! never report one change twice. This module knows no HTTP and no JSON.
+//! never report one change twice. On a store shared by several nodes
+//! (Redis) each node also announces its changes through the store
+//! (`Store::announce_change`), and every node publishes the changes it
+//! hears of (`Store::changes_elsewhere`) to its own log, read afresh from
+//! the store: a stream on any node sees changes made on every node.
+//! Positions are per process, so a client that a load balancer sends to
+//! another node on reconnect resumes as after a restart (told to read
+//! presence afresh); a change announced while a node's subscription was
+//! down is not in that node's log. This module knows no HTTP and no JSON.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;

@@ -156,10 +156,14 @@ impl Notifier {
         }))
     }
 
-    /// Starts the outbox worker and the scheduler.
+    /// Starts the outbox worker and the scheduler (and, with the live
+    /// stream on, the listener of changes made on other nodes).
     pub fn start(self: &Arc<Self>) {
         tokio::spawn(delivery::run(Arc::clone(self)));
         tokio::spawn(scheduler::run(Arc::clone(self)));
+        if self.live.is_some() {
+            tokio::spawn(listen_elsewhere(Arc::downgrade(self)));
+        }
     }
 
     /// A write was acknowledged that may have queued a change: deliver it now.
@@ -176,7 +180,19 @@ impl Notifier {
 
     /// Publishes the user's presence as it reads at `at` (or after the
     /// user's last change) to the live stream, if it is on.
+    /// Other nodes sharing the store are told too.
     pub async fn publish_live(&self, key: UserKey, at: Timestamp) {
+        if self.live.is_none() {
+            return;
+        }
+        self.publish_here(key, at).await;
+        if let Err(error) = self.store.announce_change(key, at).await {
+            tracing::warn!(%error, "cannot tell other nodes' live streams of a change");
+        }
+    }
+
+    /// [`Notifier::publish_live`] on this node only.
+    async fn publish_here(&self, key: UserKey, at: Timestamp) {
         let Some(live) = &self.live else {
             return;
         };
@@ -279,6 +295,35 @@ impl Notifier {
             Err(error) => {
                 tracing::error!(%error, "cannot sign a validation token");
                 None
+            }
+        }
+    }
+}
+
+/// Publishes the changes other nodes announce to this node's live stream,
+/// for as long as the notifier lives; a failed subscription is tried again
+/// every 5 seconds.
+async fn listen_elsewhere(notifier: std::sync::Weak<Notifier>) {
+    loop {
+        let Some(strong) = notifier.upgrade() else {
+            return;
+        };
+        let store = Arc::clone(&strong.store);
+        drop(strong);
+        match store.changes_elsewhere().await {
+            Ok(None) | Err(presenced_store::StoreError::Closed) => return,
+            Ok(Some(mut feed)) => {
+                while let Some((key, at)) = feed.recv().await {
+                    let Some(notifier) = notifier.upgrade() else {
+                        return;
+                    };
+                    notifier.publish_here(key, at).await;
+                }
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot hear other nodes' changes; trying again in 5 s");
+                tokio::time::sleep(Duration::from_secs(5)).await;
             }
         }
     }

@@ -5,7 +5,10 @@
 //! queues a change for those with subscriptions, and moves their deadlines
 //! on with [`Store::advance_deadlines`](presenced_store::Store::advance_deadlines).
 //! The queueing comes first, so a crash in between repeats a notification
-//! rather than losing one. On the manual clock, `POST /admin/clock` wakes
+//! rather than losing one; a store shared by several nodes (Redis) queues
+//! the change itself in the step that moves the deadline
+//! ([`Store::advance_announces`](presenced_store::Store::advance_announces)),
+//! so that one deadline is announced once across nodes. On the manual clock, `POST /admin/clock` wakes
 //! the loop; on the system clock it sleeps until the next deadline (at most
 //! a second, so deadlines written meanwhile are not missed).
 //!
@@ -108,9 +111,12 @@ pub async fn step(notifier: &Arc<Notifier>) -> Result<bool, StoreError> {
         return Ok(false);
     }
     let mut add = Vec::new();
+    // A store that announces deadlines as it moves them (several nodes)
+    // needs nothing queued here.
+    let announces = notifier.store.advance_announces();
     for (key, at) in &due {
         notifier.publish_live(*key, *at).await;
-        if !notifier.store.subscriptions_of(*key).await?.is_empty() {
+        if !announces && !notifier.store.subscriptions_of(*key).await?.is_empty() {
             add.push((Timestamp::MIN, OutboxBody::Changed { key: *key, at: *at }));
         }
     }
@@ -127,6 +133,9 @@ pub async fn step(notifier: &Arc<Notifier>) -> Result<bool, StoreError> {
     let (count, earliest) = (due.len(), due[0].1);
     // All in one call, so that the store can make the moves durable together.
     notifier.store.advance_deadlines(due, now).await?;
+    if announces {
+        notifier.outbox_wake.notify_one();
+    }
     let completed = notifier.clock.now();
     notifier
         .scheduler_progress

@@ -31,6 +31,7 @@ const ACTIONS: [(&str, &str); 9] = [
     ),
 ];
 
+both! {
 #[tokio::test]
 async fn every_action_answers_200_with_no_body_under_every_path_form() {
     let server = TestServer::start().await;
@@ -54,7 +55,9 @@ async fn every_action_answers_200_with_no_body_under_every_path_form() {
         }
     }
 }
+}
 
+both! {
 #[tokio::test]
 async fn set_presence_shows_the_session_and_clear_presence_removes_it() {
     let server = TestServer::start().await;
@@ -84,7 +87,9 @@ async fn set_presence_shows_the_session_and_clear_presence_removes_it() {
         .assert_error(404, "NotFound");
     assert!(message.contains(APP), "{message}");
 }
+}
 
+both! {
 #[tokio::test]
 async fn clear_user_preferred_presence_accepts_every_empty_body_and_is_idempotent() {
     let server = TestServer::start().await;
@@ -101,7 +106,9 @@ async fn clear_user_preferred_presence_accepts_every_empty_body_and_is_idempoten
             .assert_done();
     }
 }
+}
 
+both! {
 #[tokio::test]
 async fn the_preferred_presence_overrides_sessions_and_clearing_it_reverts() {
     let server = TestServer::start().await;
@@ -130,7 +137,9 @@ async fn the_preferred_presence_overrides_sessions_and_clearing_it_reverts() {
         .assert_done();
     assert_eq!(server.presence_of(ADELE).await, ["Busy", "InACall"]);
 }
+}
 
+both! {
 #[tokio::test]
 async fn the_preferred_presence_lapses_after_its_default_day_for_busy() {
     let server = TestServer::start().await;
@@ -171,7 +180,9 @@ async fn the_preferred_presence_lapses_after_its_default_day_for_busy() {
         ["Busy", "InAConferenceCall"]
     );
 }
+}
 
+both! {
 #[tokio::test]
 async fn an_available_session_fades_to_inactive_then_away_and_a_refresh_restores_it() {
     let server = TestServer::start().await;
@@ -196,7 +207,9 @@ async fn an_available_session_fades_to_inactive_then_away_and_a_refresh_restores
     server.advance("PT1H").await;
     assert_eq!(server.presence_of(ADELE).await, ["Offline", "Offline"]);
 }
+}
 
+both! {
 #[tokio::test]
 async fn the_status_message_expires_at_its_instant_in_its_time_zone() {
     let server = TestServer::start().await;
@@ -225,7 +238,9 @@ async fn the_status_message_expires_at_its_instant_in_its_time_zone() {
     server.advance("PT1S").await;
     assert_eq!(read().await, serde_json::Value::Null);
 }
+}
 
+both! {
 #[tokio::test]
 async fn an_expiry_with_the_time_zones_offset_is_accepted_and_a_contradicting_one_refused() {
     let server = TestServer::start().await;
@@ -294,7 +309,9 @@ async fn an_expiry_with_the_time_zones_offset_is_accepted_and_a_contradicting_on
     server.advance("PT1H").await;
     assert_eq!(read().await, serde_json::Value::Null);
 }
+}
 
+both! {
 #[tokio::test]
 async fn an_empty_or_null_status_message_clears_it() {
     let server = TestServer::start().await;
@@ -327,7 +344,9 @@ async fn an_empty_or_null_status_message_clears_it() {
         assert_eq!(read["statusMessage"], serde_json::Value::Null);
     }
 }
+}
 
+both! {
 #[tokio::test]
 async fn work_location_layers_aggregate_manual_over_automatic() {
     let server = TestServer::start().await;
@@ -383,7 +402,9 @@ async fn work_location_layers_aggregate_manual_over_automatic() {
         json!({"workLocationType": "unspecified", "source": "none", "placeId": null})
     );
 }
+}
 
+both! {
 #[tokio::test]
 async fn out_of_office_from_the_admin_call_shows_in_activity_and_settings() {
     let server = TestServer::start().await;
@@ -432,7 +453,9 @@ async fn out_of_office_from_the_admin_call_shows_in_activity_and_settings() {
     .await
     .assert_error(403, "Forbidden");
 }
+}
 
+both! {
 #[tokio::test]
 async fn sequence_number_moves_on_visible_changes_only() {
     let server = TestServer::start().await;
@@ -509,4 +532,5 @@ async fn a_body_or_nested_object_sent_as_an_array_is_refused_and_changes_nothing
         .await
         .json();
     assert_eq!(after, before);
+}
 }

@@ -25,6 +25,7 @@ fn get(id: &str, url: &str) -> Value {
     json!({"id": id, "method": "GET", "url": url})
 }
 
+both! {
 #[tokio::test]
 async fn a_batch_answers_each_request_in_graphs_shape_with_mixed_statuses() {
     let server = TestServer::start().await;
@@ -100,7 +101,9 @@ async fn a_batch_answers_each_request_in_graphs_shape_with_mixed_statuses() {
     assert_eq!(responses["8"]["status"], 400);
     assert_eq!(responses["9"]["status"], 404);
 }
+}
 
+both! {
 #[tokio::test]
 async fn batches_are_limited_to_20_requests_with_unique_ids() {
     let server = TestServer::start().await;
@@ -175,7 +178,9 @@ async fn batches_are_limited_to_20_requests_with_unique_ids() {
     let answer = server.get("/v1.0/$batch", &token).await;
     answer.assert_error(405, "MethodNotAllowed");
 }
+}
 
+both! {
 #[tokio::test]
 async fn beta_and_percent_encoded_batches_are_relative_to_their_version() {
     let server = TestServer::start().await;
@@ -210,7 +215,9 @@ async fn beta_and_percent_encoded_batches_are_relative_to_their_version() {
         );
     }
 }
+}
 
+both! {
 #[tokio::test]
 async fn each_sub_request_is_throttled_on_its_own_with_its_own_retry_after() {
     let server = TestServer::start_with(&["--clock", "manual", "--throttle", "3/60s"]).await;
@@ -244,7 +251,9 @@ async fn each_sub_request_is_throttled_on_its_own_with_its_own_retry_after() {
     .await;
     assert_eq!(by_id(&again)["1"]["status"], 429);
 }
+}
 
+both! {
 #[tokio::test]
 async fn the_live_stream_is_refused_inside_a_batch_rather_than_held_open() {
     let server = TestServer::start_with_config(
@@ -260,4 +269,5 @@ async fn the_live_stream_is_refused_inside_a_batch_rather_than_held_open() {
     let responses = by_id(&batch(&server, "/v1.0/$batch", &token, body).await);
     assert_eq!(responses["stream"]["status"], 400);
     assert_eq!(responses["read"]["status"], 200);
+}
 }

@@ -112,16 +112,21 @@ async fn replay(python_durations: bool) {
     assert_eq!(count, 112, "every captured record is replayed");
 }
 
+both! {
 #[tokio::test]
 async fn every_captured_sdk_request_gets_its_answer() {
     replay(false).await;
 }
+}
 
+both! {
 #[tokio::test]
 async fn every_captured_sdk_request_gets_its_answer_with_python_durations_accepted() {
     replay(true).await;
 }
+}
 
+both! {
 #[tokio::test]
 async fn the_select_capture_returns_only_availability_and_activity() {
     let server = TestServer::start().await;
@@ -133,4 +138,5 @@ async fn the_select_capture_returns_only_availability_and_activity() {
         .await;
     let json = answer.json();
     assert_eq!(json.as_object().unwrap().len(), 3, "{json}");
+}
 }

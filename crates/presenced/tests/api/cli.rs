@@ -4,15 +4,21 @@ use std::process::Command;
 
 use crate::helpers::*;
 
+/// `presenced token ARGS` on the server's store.
 fn token_command(server: &TestServer, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_presenced"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_presenced"));
+    command
         .arg("token")
         .args(args)
-        .env("PRESENCED_DATA_DIR", server.data_dir.path())
-        .output()
-        .unwrap()
+        .env("PRESENCED_DATA_DIR", server.data_dir.path());
+    if let Some(redis) = &server.redis {
+        let (name, value) = redis.env();
+        command.args(redis.args()).env(name, value);
+    }
+    command.output().unwrap()
 }
 
+both! {
 #[tokio::test]
 async fn tokens_minted_by_the_command_while_the_server_runs_are_accepted() {
     let server = TestServer::start().await;
@@ -68,6 +74,7 @@ async fn tokens_minted_by_the_command_while_the_server_runs_are_accepted() {
             .status,
         200
     );
+}
 }
 
 #[tokio::test]

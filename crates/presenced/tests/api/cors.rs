@@ -53,6 +53,7 @@ fn assert_exposes_graph_headers(response: &reqwest::Response) {
     }
 }
 
+both! {
 #[tokio::test]
 async fn a_preflight_is_answered_for_any_origin_without_a_token() {
     // Failed authentications are limited to 2 a minute per address:
@@ -104,7 +105,9 @@ async fn a_preflight_is_answered_for_any_origin_without_a_token() {
     .await;
     assert_eq!(read.status(), 200);
 }
+}
 
+both! {
 #[tokio::test]
 async fn answers_and_errors_carry_cors_headers_so_the_browser_shows_them() {
     let server = TestServer::start_with(&["--clock", "manual", "--throttle", "2/60s"]).await;
@@ -161,7 +164,9 @@ async fn answers_and_errors_carry_cors_headers_so_the_browser_shows_them() {
     assert_eq!(response.status(), 401);
     assert!(header(&response, "access-control-allow-origin").is_none());
 }
+}
 
+both! {
 #[tokio::test]
 async fn operator_paths_get_no_cors_headers() {
     let server = TestServer::start().await;
@@ -179,7 +184,9 @@ async fn operator_paths_get_no_cors_headers() {
         );
     }
 }
+}
 
+both! {
 #[tokio::test]
 async fn an_allow_list_admits_only_its_origins() {
     let server = TestServer::start_with_config(
@@ -212,4 +219,5 @@ async fn an_allow_list_admits_only_its_origins() {
     assert!(header(&response, "access-control-allow-origin").is_none());
     let response = get_from(&server, &path, "https://evil.example", Some(&server.app())).await;
     assert!(header(&response, "access-control-allow-origin").is_none());
+}
 }

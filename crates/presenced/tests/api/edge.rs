@@ -67,6 +67,7 @@ async fn read_response(stream: &mut TcpStream) -> (u16, String) {
     }
 }
 
+both! {
 #[tokio::test]
 async fn slow_and_idle_connections_are_closed_while_others_are_served() {
     let config = "[limits]\nheader_read_timeout = \"PT0.5S\"\nidle_timeout = \"PT0.5S\"\n";
@@ -153,7 +154,9 @@ async fn slow_and_idle_connections_are_closed_while_others_are_served() {
     }
     assert_eq!(healthz(&server).await, 200);
 }
+}
 
+both! {
 #[tokio::test]
 async fn connections_over_the_cap_wait_until_one_closes() {
     let config = "[limits]\nmax_connections = 2\nheader_read_timeout = \"PT30S\"\n";
@@ -182,7 +185,9 @@ async fn connections_over_the_cap_wait_until_one_closes() {
         );
     }
 }
+}
 
+both! {
 #[tokio::test]
 async fn oversized_heads_are_refused_in_the_envelope_over_http1_and_http2() {
     let config = "[limits]\nmax_header_bytes = 4096\n";
@@ -223,7 +228,9 @@ async fn oversized_heads_are_refused_in_the_envelope_over_http1_and_http2() {
         assert_eq!(answer.status, 200, "{url}");
     }
 }
+}
 
+both! {
 #[tokio::test]
 async fn a_request_not_completed_in_time_is_408_and_changes_nothing() {
     let config = "[limits]\nrequest_timeout = \"PT0.5S\"\n";
@@ -245,7 +252,9 @@ async fn a_request_not_completed_in_time_is_408_and_changes_nothing() {
     assert!(started.elapsed() < Duration::from_secs(3));
     assert_eq!(server.presence_of(ADELE).await, ["Offline", "Offline"]);
 }
+}
 
+both! {
 #[tokio::test]
 async fn an_address_whose_requests_keep_failing_authentication_is_throttled_alone() {
     let config = "[limits]\nunauthenticated = \"5/60s\"\n";
@@ -278,7 +287,9 @@ async fn an_address_whose_requests_keep_failing_authentication_is_throttled_alon
     .await;
     assert_eq!(answer.status, 200, "{}", answer.text);
 }
+}
 
+both! {
 #[tokio::test]
 async fn sigterm_closes_both_listeners_and_lets_a_request_in_flight_finish() {
     let config = "[limits]\nrequest_timeout = \"PT10S\"\n";
@@ -326,4 +337,5 @@ async fn sigterm_closes_both_listeners_and_lets_a_request_in_flight_finish() {
     assert!(exit.success(), "{exit:?}");
     server.restart();
     assert_eq!(server.presence_of(ADELE).await, ["Busy", "InACall"]);
+}
 }

@@ -14,6 +14,7 @@ fn busy() -> serde_json::Value {
     json!({"sessionId": APP, "availability": "Busy", "activity": "InACall"})
 }
 
+both! {
 #[tokio::test]
 async fn path_ids_must_be_guids_of_the_callers_tenant() {
     let server = TestServer::start().await;
@@ -53,7 +54,9 @@ async fn path_ids_must_be_guids_of_the_callers_tenant() {
         .await
         .assert_error(404, "NotFound");
 }
+}
 
+both! {
 #[tokio::test]
 async fn me_needs_a_delegated_token() {
     let server = TestServer::start().await;
@@ -70,7 +73,9 @@ async fn me_needs_a_delegated_token() {
         .await
         .assert_error(400, "BadRequest");
 }
+}
 
+both! {
 #[tokio::test]
 async fn delegated_tokens_write_only_their_own_presence() {
     let server = TestServer::start().await;
@@ -98,7 +103,9 @@ async fn delegated_tokens_write_only_their_own_presence() {
         .await
         .assert_done();
 }
+}
 
+both! {
 #[tokio::test]
 async fn missing_permissions_are_403_naming_what_would_do() {
     let server = TestServer::start().await;
@@ -158,7 +165,9 @@ async fn missing_permissions_are_403_naming_what_would_do() {
         .await
         .assert_error(403, "Forbidden");
 }
+}
 
+both! {
 #[tokio::test]
 async fn personal_accounts_are_refused() {
     let server = TestServer::start().await;
@@ -173,7 +182,9 @@ async fn personal_accounts_are_refused() {
         .assert_error(403, "Forbidden");
     assert!(message.contains("Personal Microsoft accounts"), "{message}");
 }
+}
 
+both! {
 #[tokio::test]
 async fn bad_tokens_are_401_saying_why() {
     let server = TestServer::start().await;
@@ -224,7 +235,9 @@ async fn bad_tokens_are_401_saying_why() {
         .await
         .assert_error(401, "InvalidAuthenticationToken");
 }
+}
 
+both! {
 #[tokio::test]
 async fn tokens_are_checked_against_the_real_clock_not_the_manual_one() {
     let server = TestServer::start().await;
@@ -238,7 +251,9 @@ async fn tokens_are_checked_against_the_real_clock_not_the_manual_one() {
         200
     );
 }
+}
 
+both! {
 #[tokio::test]
 async fn unknown_routes_and_methods_answer_in_the_envelope() {
     let server = TestServer::start().await;
@@ -257,7 +272,9 @@ async fn unknown_routes_and_methods_answer_in_the_envelope() {
     answer.assert_error(405, "MethodNotAllowed");
     assert_eq!(answer.header("allow"), Some("POST"));
 }
+}
 
+both! {
 #[tokio::test]
 async fn malformed_bodies_are_refused_and_unknown_properties_ignored() {
     let server = TestServer::start().await;
@@ -296,7 +313,9 @@ async fn malformed_bodies_are_refused_and_unknown_properties_ignored() {
     let extra = json!({"sessionId": APP, "availability": "Busy", "activity": "InACall", "mood": "great", "@odata.type": "x"});
     server.post(&path, &app, extra).await.assert_done();
 }
+}
 
+both! {
 #[tokio::test]
 async fn unknown_values_and_disallowed_pairs_are_invalid_arguments() {
     let server = TestServer::start().await;
@@ -353,7 +372,9 @@ async fn unknown_values_and_disallowed_pairs_are_invalid_arguments() {
         .await
         .assert_error(400, "InvalidArgument");
 }
+}
 
+both! {
 #[tokio::test]
 async fn durations_are_iso_8601_within_each_actions_range() {
     let server = TestServer::start().await;
@@ -405,7 +426,9 @@ async fn durations_are_iso_8601_within_each_actions_range() {
         .assert_error(400, "InvalidArgument");
     assert!(message.contains("\"P1D\""), "{message}");
 }
+}
 
+both! {
 #[tokio::test]
 async fn python_durations_are_accepted_when_switched_on() {
     let server = TestServer::start_with(&[
@@ -421,7 +444,9 @@ async fn python_durations_are_accepted_when_switched_on() {
         json!({"availability": "Away", "activity": "Away", "expirationDuration": "1 day, 2:30:15"});
     server.post(&path, &server.app(), body).await.assert_done();
 }
+}
 
+both! {
 #[tokio::test]
 async fn session_ids_are_required_and_bounded() {
     let server = TestServer::start().await;
@@ -476,7 +501,9 @@ async fn session_ids_are_required_and_bounded() {
         json!({"sessionId": APP.to_uppercase(), "availability": "Busy", "activity": "InACall"});
     server.post(&path, &server.app(), guid).await.assert_done();
 }
+}
 
+both! {
 #[tokio::test]
 async fn status_messages_must_be_short_text_with_a_known_zone() {
     let server = TestServer::start().await;
@@ -505,7 +532,9 @@ async fn status_messages_must_be_short_text_with_a_known_zone() {
         .await
         .assert_error(400, "InvalidArgument");
 }
+}
 
+both! {
 #[tokio::test]
 async fn refused_requests_leave_the_presence_exactly_as_it_was() {
     let server = TestServer::start().await;
@@ -546,7 +575,9 @@ async fn refused_requests_leave_the_presence_exactly_as_it_was() {
         .json();
     assert_eq!(before, after);
 }
+}
 
+both! {
 #[tokio::test]
 async fn every_answer_carries_request_ids_and_echoes_the_callers() {
     let server = TestServer::start().await;
@@ -594,7 +625,9 @@ async fn every_answer_carries_request_ids_and_echoes_the_callers() {
         "mine"
     );
 }
+}
 
+both! {
 #[tokio::test]
 async fn throttling_answers_429_with_retry_after_per_app_per_tenant() {
     let server = TestServer::start_with(&["--clock", "manual", "--throttle", "3/30s"]).await;
@@ -632,7 +665,9 @@ async fn throttling_answers_429_with_retry_after_per_app_per_tenant() {
         .unwrap();
     assert_eq!(server.get(&path, &other).await.status, 200);
 }
+}
 
+both! {
 #[tokio::test]
 async fn repeating_a_write_has_the_effect_of_making_it_once() {
     let server = TestServer::start().await;
@@ -655,7 +690,9 @@ async fn repeating_a_write_has_the_effect_of_making_it_once() {
     }
     assert_eq!(read().await, once);
 }
+}
 
+both! {
 #[tokio::test]
 async fn the_configuration_file_sets_limits_per_tenant() {
     let dir = tempfile::tempdir().unwrap();
@@ -685,4 +722,5 @@ async fn the_configuration_file_sets_limits_per_tenant() {
             200
         );
     }
+}
 }

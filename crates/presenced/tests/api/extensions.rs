@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{ADELE, LEE, MEGAN, TENANT, TestServer, directory_json};
+use crate::helpers::{ADELE, LEE, MEGAN, TENANT, TestServer, both, directory_json};
 use crate::notifications::{WAIT, request, server, set_presence};
 use crate::receiver::{Behaviour, Receiver};
 
+both! {
 #[tokio::test(flavor = "multi_thread")]
 async fn application_permissions_may_subscribe_when_the_extension_is_on() {
     let (server, _dir) = server("app_subscriptions = true\n").await;
@@ -36,7 +37,9 @@ async fn application_permissions_may_subscribe_when_the_extension_is_on() {
         .await
         .assert_error(403, "Forbidden");
 }
+}
 
+both! {
 #[tokio::test(flavor = "multi_thread")]
 async fn more_than_650_ids_may_be_subscribed_when_the_extension_is_on() {
     let mut directory = directory_json();
@@ -109,23 +112,29 @@ async fn more_than_650_ids_may_be_subscribed_when_the_extension_is_on() {
         format!("communications/presences/{}", ids[699])
     );
 }
+}
 
 /// One Server-Sent Event.
 #[derive(Debug, Clone, PartialEq)]
-struct SseEvent {
-    id: String,
-    event: String,
-    data: Value,
+pub struct SseEvent {
+    pub id: String,
+    pub event: String,
+    pub data: Value,
 }
 
 /// A client of the live stream that reads events as they come.
-struct Stream {
+pub struct Stream {
     response: reqwest::Response,
     buffer: String,
 }
 
 impl Stream {
-    async fn open(server: &TestServer, token: &str, ids: &[&str], last: Option<&str>) -> Stream {
+    pub async fn open(
+        server: &TestServer,
+        token: &str,
+        ids: &[&str],
+        last: Option<&str>,
+    ) -> Stream {
         let mut request = server
             .client
             .get(server.url(&format!("/v1.0/presences/stream?ids={}", ids.join(","))))
@@ -148,7 +157,7 @@ impl Stream {
     }
 
     /// The next event (keep-alive comments are skipped), within `WAIT`.
-    async fn next(&mut self) -> SseEvent {
+    pub async fn next(&mut self) -> SseEvent {
         let deadline = Instant::now() + WAIT;
         loop {
             while let Some(end) = self.buffer.find("\n\n") {
@@ -191,7 +200,7 @@ impl Stream {
     }
 }
 
-fn pair(event: &SseEvent) -> (String, String, String) {
+pub fn pair(event: &SseEvent) -> (String, String, String) {
     assert_eq!(event.event, "presence", "{event:?}");
     (
         event.data["id"].as_str().unwrap().to_string(),
@@ -200,10 +209,11 @@ fn pair(event: &SseEvent) -> (String, String, String) {
     )
 }
 
-fn expect(user: &str, availability: &str, activity: &str) -> (String, String, String) {
+pub fn expect(user: &str, availability: &str, activity: &str) -> (String, String, String) {
     (user.into(), availability.into(), activity.into())
 }
 
+both! {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reconnecting_live_stream_client_loses_no_event() {
     let (server, _dir) = server("live_stream = true\n").await;
@@ -260,7 +270,9 @@ async fn a_reconnecting_live_stream_client_loses_no_event() {
         .collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
 }
+}
 
+both! {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_away_longer_than_the_log_is_told_it_missed_events() {
     let (server, _dir) = server("live_stream = true\nlive_stream_log = 2\n").await;
@@ -288,7 +300,9 @@ async fn a_client_away_longer_than_the_log_is_told_it_missed_events() {
     let mut stream = Stream::open(&server, &reader, &[ADELE], Some("0123456789ab-1")).await;
     assert_eq!(stream.next().await.event, "missed");
 }
+}
 
+both! {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_live_stream_is_off_by_default_and_needs_read_permission() {
     let (off, _dir) = server("").await;
@@ -343,4 +357,5 @@ async fn the_live_stream_is_off_by_default_and_needs_read_permission() {
     let mut stream = Stream::open(&server, &own, &[ADELE], None).await;
     set_presence(&server, ADELE, "Busy", "InACall").await;
     assert_eq!(pair(&stream.next().await), expect(ADELE, "Busy", "InACall"));
+}
 }

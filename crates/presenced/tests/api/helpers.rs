@@ -61,8 +61,116 @@ pub fn directory_json() -> Value {
     ]})
 }
 
+/// The store a [`TestServer`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// redb in the server's data directory.
+    Embedded,
+    /// This test binary's shared Redis Cluster, under a key prefix of the server's own.
+    Redis,
+}
+
+tokio::task_local! {
+    /// The backend of the servers a test starts; set by [`both!`].
+    static BACKEND: Backend;
+}
+
+/// Runs `test` with every [`TestServer`] it starts on `backend`.
+pub async fn on_backend(backend: Backend, test: impl std::future::Future<Output = ()>) {
+    BACKEND.scope(backend, test).await
+}
+
+/// The backend of the test being run: [`Backend::Embedded`] outside [`both!`].
+pub fn current_backend() -> Backend {
+    BACKEND.try_with(|b| *b).unwrap_or(Backend::Embedded)
+}
+
+/// Runs each test twice, as `NAME::embedded` and `NAME::redis`: every
+/// server it starts runs on that store. The tests keep their own attributes
+/// (`#[tokio::test]`).
+macro_rules! both {
+    ($($(#[$meta:meta])* async fn $name:ident() $body:block)*) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            $(#[$meta])*
+            async fn embedded() {
+                $crate::helpers::on_backend($crate::helpers::Backend::Embedded, async move $body).await
+            }
+
+            $(#[$meta])*
+            async fn redis() {
+                $crate::helpers::on_backend($crate::helpers::Backend::Redis, async move $body).await
+            }
+        }
+    )*};
+}
+pub(crate) use both;
+
+/// How a server on Redis reaches its cluster: flags, and its key prefix.
+#[derive(Debug, Clone)]
+pub struct RedisSetup {
+    pub urls: String,
+    pub key_prefix: String,
+}
+
+impl RedisSetup {
+    /// A fresh key prefix on the shared cluster, with nothing under it.
+    pub fn empty() -> RedisSetup {
+        RedisSetup::empty_on(presenced_testkit::RedisCluster::shared())
+    }
+
+    /// A fresh key prefix on `cluster`, with nothing under it.
+    pub fn empty_on(cluster: &presenced_testkit::RedisCluster) -> RedisSetup {
+        RedisSetup {
+            urls: cluster.urls().join(","),
+            key_prefix: cluster.unique_prefix("api"),
+        }
+    }
+
+    /// A fresh key prefix on the shared cluster, holding the template's
+    /// signing key already (so that no server start generates an RSA key).
+    pub fn fresh() -> RedisSetup {
+        RedisSetup::fresh_on(presenced_testkit::RedisCluster::shared())
+    }
+
+    /// [`RedisSetup::fresh`] on `cluster`.
+    pub fn fresh_on(cluster: &presenced_testkit::RedisCluster) -> RedisSetup {
+        let setup = RedisSetup::empty_on(cluster);
+        let key = format!("{}{{g}}:issuer-key", setup.key_prefix);
+        let pem = std::fs::read_to_string(TEMPLATE.path().join("keys/issuer-rs256.pem"))
+            .expect("the template's key");
+        let node = cluster.node_of(&key).expect("the key's node");
+        cluster
+            .command(node, &["SET", &key, &pem, "NX"])
+            .expect("store the signing key");
+        setup
+    }
+
+    /// `--store redis --redis-url URLS`.
+    pub fn args(&self) -> Vec<String> {
+        vec![
+            "--store".into(),
+            "redis".into(),
+            "--redis-url".into(),
+            self.urls.clone(),
+        ]
+    }
+
+    /// The key prefix, as the configuration's environment variable.
+    pub fn env(&self) -> (&'static str, String) {
+        (
+            "PRESENCED_STORE__REDIS__KEY_PREFIX",
+            self.key_prefix.clone(),
+        )
+    }
+}
+
 pub struct TestServer {
     pub data_dir: tempfile::TempDir,
+    /// Set when the server runs on Redis.
+    pub redis: Option<RedisSetup>,
     pub base: String,
     /// `https://ADDR` when started with `--tls-listen`.
     pub tls_base: Option<String>,
@@ -96,6 +204,27 @@ impl TestServer {
         TestServer::launch_in(data_dir, None, args, &directory_json())
     }
 
+    /// On Redis under `redis`'s key prefix, whatever the test's backend.
+    pub async fn start_on_redis(redis: RedisSetup, args: &[&str]) -> TestServer {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        TestServer::launch_on(data_dir, None, args, &directory_json(), Some(redis))
+    }
+
+    /// On Redis under `redis`'s key prefix, with another directory.
+    pub async fn start_on_redis_with_directory(
+        redis: RedisSetup,
+        args: &[&str],
+        directory: &Value,
+    ) -> TestServer {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        TestServer::launch_on(data_dir, None, args, directory, Some(redis))
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     fn launch(config: Option<&str>, args: &[&str], directory: &Value) -> TestServer {
         let data_dir = tempfile::tempdir().expect("temp dir");
         TestServer::launch_in(data_dir, config, args, directory)
@@ -106,6 +235,17 @@ impl TestServer {
         config: Option<&str>,
         args: &[&str],
         directory: &Value,
+    ) -> TestServer {
+        let redis = (current_backend() == Backend::Redis).then(RedisSetup::fresh);
+        TestServer::launch_on(data_dir, config, args, directory, redis)
+    }
+
+    fn launch_on(
+        data_dir: tempfile::TempDir,
+        config: Option<&str>,
+        args: &[&str],
+        directory: &Value,
+        redis: Option<RedisSetup>,
     ) -> TestServer {
         install_crypto_provider();
         // Made before the process starts, so that nothing can fail between
@@ -122,14 +262,32 @@ impl TestServer {
             std::fs::write(&file, toml).unwrap();
             extra_args.extend(["--config".to_string(), file.display().to_string()]);
         }
-        let (child, base, tls_base) = spawn(data_dir.path(), &extra_args);
+        if let Some(redis) = &redis {
+            extra_args.extend(redis.args());
+        }
+        let (child, base, tls_base) = spawn(data_dir.path(), &extra_args, redis.as_ref());
         TestServer {
             data_dir,
+            redis,
             base,
             tls_base,
             client,
             child,
             extra_args,
+        }
+    }
+
+    /// What the identity provider keeps as `file` of the data directory, or
+    /// as the shared value `name` on Redis.
+    pub fn identity_state(&self, file: &str, name: &str) -> String {
+        match &self.redis {
+            None => std::fs::read_to_string(self.data_dir.path().join(file)).unwrap(),
+            Some(redis) => {
+                let cluster = presenced_testkit::RedisCluster::shared();
+                let key = format!("{}{{g}}:x:{name}", redis.key_prefix);
+                let node = cluster.node_of(&key).unwrap();
+                cluster.command(node, &["HGET", &key, "b"]).unwrap()
+            }
         }
     }
 
@@ -168,7 +326,8 @@ impl TestServer {
     /// Starts the server again on the same data directory and flags.
     pub fn restart(&mut self) {
         self.kill();
-        let (child, base, tls_base) = spawn(self.data_dir.path(), &self.extra_args);
+        let (child, base, tls_base) =
+            spawn(self.data_dir.path(), &self.extra_args, self.redis.as_ref());
         self.child = child;
         self.base = base;
         self.tls_base = tls_base;
@@ -389,9 +548,18 @@ pub enum HttpVersion {
     Http1Only,
 }
 
-fn spawn(data_dir: &Path, args: &[String]) -> (Child, String, Option<String>) {
+fn spawn(
+    data_dir: &Path,
+    args: &[String],
+    redis: Option<&RedisSetup>,
+) -> (Child, String, Option<String>) {
     let wants_tls = args.iter().any(|arg| arg == "--tls-listen");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_presenced"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_presenced"));
+    if let Some(redis) = redis {
+        let (name, value) = redis.env();
+        command.env(name, value);
+    }
+    let mut child = command
         .arg("serve")
         .arg("--data-dir")
         .arg(data_dir)

@@ -13,6 +13,7 @@ fn session(n: usize) -> String {
     format!("00000000-0000-4000-8000-{n:012}")
 }
 
+both! {
 #[tokio::test]
 async fn a_session_over_the_limit_drops_the_least_recently_refreshed_one() {
     let server = TestServer::start_with_config(
@@ -66,7 +67,9 @@ async fn a_session_over_the_limit_drops_the_least_recently_refreshed_one() {
             .assert_done();
     }
 }
+}
 
+both! {
 #[tokio::test]
 async fn a_write_that_would_make_a_record_too_large_is_refused_and_stores_nothing() {
     let server = TestServer::start_with_config(
@@ -116,7 +119,9 @@ async fn a_write_that_would_make_a_record_too_large_is_refused_and_stores_nothin
         .await
         .assert_done();
 }
+}
 
+both! {
 #[tokio::test(flavor = "multi_thread")]
 async fn subscriptions_over_the_limits_are_refused_with_quota_limit_reached() {
     let (server, _dir) = server(
@@ -159,4 +164,5 @@ async fn subscriptions_over_the_limits_are_refused_with_quota_limit_reached() {
     assert_eq!(deleted.status(), 204);
     let again = create(&contoso, LEE).await;
     assert_eq!(again.status, 201, "{}", again.text);
+}
 }

@@ -1,5 +1,20 @@
 //! API tests: the real `presenced` binary driven over loopback HTTP, the way
 //! Graph clients drive it. One test binary; `helpers` has `TestServer`.
+//!
+//! Tests inside `both! { ... }` run twice, `NAME::embedded` and `NAME::redis`
+//! (this binary's one Redis Cluster, a key prefix per server): actions,
+//! batch, captures, cli (token command), cors, edge, errors, extensions,
+//! idp (code, issuer), limits, notifications, oauth, reads, refusals, rich,
+//! scheduler, seed, users. `redis` covers what only Redis has (several nodes,
+//! the shared key and clock, a lost master).
+//!
+//! Embedded only: durability (SIGKILL and the data file), diskfull, the
+//! data-directory upgrade and restart tests of robustness, tls (the
+//! development CA in the data directory), metrics and status (the Redis
+//! store does not count users yet), the SDK, browser and fuzz suites (they
+//! test the HTTP surface, the same on either store), issuers, slow, and the
+//! scheduler's lag report (on Redis the deadline index keeps handled
+//! deadlines a moment: see scheduler.rs).
 
 mod actions;
 mod batch;
@@ -19,12 +34,14 @@ pub mod idp;
 mod issuers;
 mod limits;
 mod metrics;
+mod multinode;
 mod notifications;
 mod oauth;
 mod openapi;
 mod provider;
 mod reads;
 mod receiver;
+mod redis;
 mod refusals;
 mod rich;
 mod robustness;

@@ -23,6 +23,7 @@ fn assert_oauth_error(answer: &Answer, status: u16, error: &str, code: u64) {
     );
 }
 
+both! {
 #[tokio::test]
 async fn discovery_names_the_endpoints_and_the_keys_verify_issued_tokens() {
     let server = TestServer::start().await;
@@ -81,7 +82,9 @@ async fn discovery_names_the_endpoints_and_the_keys_verify_issued_tokens() {
     .await;
     assert_oauth_error(&unknown, 400, "invalid_tenant", 90002);
 }
+}
 
+both! {
 #[tokio::test]
 async fn client_credentials_give_an_app_token_with_the_granted_roles() {
     let server = TestServer::start().await;
@@ -146,7 +149,9 @@ async fn client_credentials_give_an_app_token_with_the_granted_roles() {
         .await
         .assert_error(403, "Forbidden");
 }
+}
 
+both! {
 #[tokio::test]
 async fn the_token_endpoint_refuses_bad_clients_in_oauth2_format_without_detail() {
     let server = TestServer::start().await;
@@ -226,7 +231,9 @@ async fn the_token_endpoint_refuses_bad_clients_in_oauth2_format_without_detail(
     .await;
     assert_oauth_error(&garbage, 400, "invalid_request", 900144);
 }
+}
 
+both! {
 #[tokio::test]
 async fn a_test_user_signs_in_with_a_password_for_delegated_scopes() {
     let server = TestServer::start().await;
@@ -290,4 +297,5 @@ async fn a_test_user_signs_in_with_a_password_for_delegated_scopes() {
     )
     .await;
     assert_oauth_error(&not_allowed, 400, "invalid_grant", 65001);
+}
 }

@@ -4,6 +4,7 @@ use serde_json::json;
 
 use crate::helpers::*;
 
+both! {
 #[tokio::test]
 async fn a_user_who_never_had_a_session_reads_offline_with_every_property() {
     let server = TestServer::start().await;
@@ -41,7 +42,9 @@ async fn a_user_who_never_had_a_session_reads_offline_with_every_property() {
     );
     assert!(json["sequenceNumber"].is_string());
 }
+}
 
+both! {
 #[tokio::test]
 async fn every_path_form_reads_the_same_presence() {
     let server = TestServer::start().await;
@@ -78,7 +81,9 @@ async fn every_path_form_reads_the_same_presence() {
         );
     }
 }
+}
 
+both! {
 #[tokio::test]
 async fn select_returns_only_the_chosen_properties() {
     let server = TestServer::start().await;
@@ -123,7 +128,9 @@ async fn select_returns_only_the_chosen_properties() {
     let message = answer.assert_error(400, "BadRequest");
     assert!(message.contains("'mood'"), "{message}");
 }
+}
 
+both! {
 #[tokio::test]
 async fn get_presences_by_user_id_keeps_order_answers_duplicates_once_and_leaves_out_strangers() {
     let server = TestServer::start().await;
@@ -171,7 +178,9 @@ async fn get_presences_by_user_id_keeps_order_answers_duplicates_once_and_leaves
         );
     }
 }
+}
 
+both! {
 #[tokio::test]
 async fn get_presences_by_user_id_takes_one_to_650_guids() {
     let server = TestServer::start().await;
@@ -208,7 +217,9 @@ async fn get_presences_by_user_id_takes_one_to_650_guids() {
         .assert_error(400, "InvalidArgument");
     assert!(message.contains("adele.vance@contoso.com"), "{message}");
 }
+}
 
+both! {
 #[tokio::test]
 async fn the_owner_sees_status_message_dates_and_others_see_only_the_message() {
     let server = TestServer::start().await;
@@ -250,7 +261,9 @@ async fn the_owner_sees_status_message_dates_and_others_see_only_the_message() {
         json!({"message": {"content": "Hey I'm currently in a meeting.", "contentType": "text"}})
     );
 }
+}
 
+both! {
 #[tokio::test]
 async fn sessions_rank_do_not_disturb_over_busy_over_available_over_away() {
     let server = TestServer::start().await;
@@ -314,4 +327,5 @@ async fn sessions_rank_do_not_disturb_over_busy_over_available_over_away() {
         .await
         .assert_done();
     assert_eq!(server.presence_of(LEE).await, ["Busy", "InACall"]);
+}
 }

@@ -29,6 +29,8 @@ struct Inner {
     handshakes: usize,
     /// Notifications answered with 500 before behaving.
     fail_first: usize,
+    /// Notification posts answered with 500 so far.
+    failures: usize,
 }
 
 #[derive(Clone)]
@@ -70,6 +72,7 @@ async fn handle(
     let mut inner = inner.lock().unwrap();
     if mode == Behaviour::Failing || inner.fail_first > 0 {
         inner.fail_first = inner.fail_first.saturating_sub(1);
+        inner.failures += 1;
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
     if let Ok(json) = serde_json::from_slice(&body) {
@@ -109,6 +112,11 @@ impl Receiver {
 
     pub fn fail_first(&self, n: usize) {
         self.inner.lock().unwrap().fail_first = n;
+    }
+
+    /// How many notification posts were answered with 500.
+    pub fn failures(&self) -> usize {
+        self.inner.lock().unwrap().failures
     }
 
     pub fn handshakes(&self) -> usize {

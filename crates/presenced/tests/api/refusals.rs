@@ -3,6 +3,10 @@
 //!
 //! Raw TCP is used where the request is one no HTTP client would send, and
 //! to see which connection a follow-up request travels on.
+//!
+//! Most of these are about the transport alone and run on the embedded
+//! store; the two whose refusals come from the API and its throttle run on
+//! both stores.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -259,6 +263,7 @@ async fn undecodable_paths_get_the_envelope_on_every_route() {
     }
 }
 
+both! {
 #[tokio::test]
 async fn a_connection_stays_usable_after_every_kind_of_refusal() {
     let server = TestServer::start_with(&ARGS).await;
@@ -411,7 +416,9 @@ async fn a_connection_stays_usable_after_every_kind_of_refusal() {
         assert_eq!(ok.status(), 200);
     }
 }
+}
 
+both! {
 #[tokio::test]
 async fn a_pooled_client_keeps_its_connection_after_a_throttled_request() {
     let server = TestServer::start_with(&["--clock", "manual", "--throttle", "2/30s"]).await;
@@ -449,6 +456,7 @@ async fn a_pooled_client_keeps_its_connection_after_a_throttled_request() {
         assert_eq!(ok.status(), 200);
     }
     assert!(throttled > 0, "the throttle never answered 429");
+}
 }
 
 #[tokio::test]

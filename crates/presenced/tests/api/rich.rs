@@ -23,7 +23,7 @@ use x509_cert::serial_number::SerialNumber;
 use x509_cert::spki::SubjectPublicKeyInfoOwned;
 use x509_cert::time::Validity;
 
-use crate::helpers::{ADELE, APP, TENANT, TestServer};
+use crate::helpers::{ADELE, APP, TENANT, TestServer, both};
 use crate::notifications::{WAIT, request, server, set_presence, subscribe};
 use crate::receiver::{Behaviour, Receiver};
 use crate::sdk_env::{python, workspace};
@@ -102,6 +102,7 @@ async fn collection_with(hook: &Receiver, count: usize) -> Value {
     hook.collections().last().cloned().unwrap()
 }
 
+both! {
 #[tokio::test(flavor = "multi_thread")]
 async fn rich_notifications_decrypt_with_graphs_documented_steps() {
     let (server, _dir) = server("").await;
@@ -165,7 +166,9 @@ async fn rich_notifications_decrypt_with_graphs_documented_steps() {
     assert_eq!(decrypted[0]["resource"]["availability"], availability);
     assert_eq!(decrypted[0]["resource"]["activity"], activity);
 }
+}
 
+both! {
 #[tokio::test(flavor = "multi_thread")]
 async fn validation_tokens_verify_against_the_identity_providers_keys() {
     let (server, _dir) = server("").await;
@@ -213,4 +216,5 @@ async fn validation_tokens_verify_against_the_identity_providers_keys() {
     set_presence(&server, ADELE, "Away", "Away").await;
     basic.wait_for(1, WAIT).await;
     assert!(basic.collections()[0].get("validationTokens").is_none());
+}
 }

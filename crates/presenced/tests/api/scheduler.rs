@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
-use crate::helpers::{ADELE, LEE, MEGAN, TestServer};
+use crate::helpers::{ADELE, LEE, MEGAN, TestServer, both};
 
 /// The scheduler's answer.
 async fn scheduler(server: &TestServer) -> Value {
@@ -66,6 +66,8 @@ async fn busy_for_five_minutes(server: &TestServer, user: &str) {
     assert_eq!(answer.status, 200, "{}", answer.text);
 }
 
+// Embedded only for now: on the Redis store, `oldestDue` still names the
+// deadlines just handled (the store's deadline index lags its records).
 #[tokio::test]
 async fn the_scheduler_reports_deadlines_handled_and_how_late() {
     let server = TestServer::start().await;
@@ -102,6 +104,7 @@ async fn the_scheduler_reports_deadlines_handled_and_how_late() {
     assert_eq!(on_time["lagSeconds"], 0.0, "{on_time}");
 }
 
+both! {
 #[tokio::test]
 async fn the_scheduler_answers_on_the_system_clock_too() {
     let server = TestServer::start_with(&["--throttle", "off"]).await;
@@ -111,4 +114,5 @@ async fn the_scheduler_answers_on_the_system_clock_too() {
     let now: Timestamp = body["now"].as_str().unwrap().parse().unwrap();
     let off = Timestamp::now().duration_since(now).abs();
     assert!(off < SignedDuration::from_secs(60), "{body}");
+}
 }

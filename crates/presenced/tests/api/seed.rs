@@ -5,6 +5,7 @@ use serde_json::json;
 
 use crate::helpers::*;
 
+both! {
 #[tokio::test]
 async fn do_not_disturb_for_eight_hours_over_a_live_session_then_the_session_shows_again() {
     let server = TestServer::start().await;
@@ -39,7 +40,9 @@ async fn do_not_disturb_for_eight_hours_over_a_live_session_then_the_session_sho
     server.advance("PT4M").await; // 8 hours since the preference was set
     assert_eq!(server.presence_of(ADELE).await, ["Available", "Available"]);
 }
+}
 
+both! {
 #[tokio::test]
 async fn with_no_live_session_the_user_reads_offline_throughout() {
     let server = TestServer::start().await;
@@ -56,4 +59,5 @@ async fn with_no_live_session_the_user_reads_offline_throughout() {
         assert_eq!(server.presence_of(ADELE).await, ["Offline", "Offline"]);
         server.advance("PT1H").await;
     }
+}
 }

@@ -23,6 +23,7 @@ fn ids(page: &Value) -> Vec<String> {
         .collect()
 }
 
+both! {
 #[tokio::test]
 async fn me_and_a_user_by_id_or_principal_name_read_in_graphs_shape() {
     let server = TestServer::start().await;
@@ -127,7 +128,9 @@ async fn me_and_a_user_by_id_or_principal_name_read_in_graphs_shape() {
         .await
         .assert_error(400, "BadRequest");
 }
+}
 
+both! {
 #[tokio::test]
 async fn select_narrows_the_properties_and_basic_access_hides_the_rest() {
     let server = TestServer::start().await;
@@ -153,7 +156,9 @@ async fn select_narrows_the_properties_and_basic_access_hides_the_rest() {
     assert_eq!(json["officeLocation"], Value::Null);
     assert_eq!(json["businessPhones"], json!([]));
 }
+}
 
+both! {
 #[tokio::test]
 async fn the_user_list_pages_filters_counts_and_searches() {
     let server = TestServer::start().await;
@@ -301,7 +306,9 @@ async fn the_user_list_pages_filters_counts_and_searches() {
     let theirs = server.get("/v1.0/users", &outsider).await.json();
     assert_eq!(ids(&theirs), [OUTSIDER]);
 }
+}
 
+both! {
 #[tokio::test]
 async fn photos_are_not_found_like_graphs_users_without_one() {
     let server = TestServer::start().await;
@@ -325,6 +332,7 @@ async fn photos_are_not_found_like_graphs_users_without_one() {
         .get(&format!("/v1.0/users/{MEGAN}/photo/$value"), &no_directory)
         .await
         .assert_error(403, "Authorization_RequestDenied");
+}
 }
 
 async fn filtered(server: &TestServer, app: &str, filter: &str) -> Vec<String> {

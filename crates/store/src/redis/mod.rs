@@ -28,14 +28,43 @@
 //! most [`MAX_ATTEMPTS`] times. With `wait_replicas = n` every write is
 //! followed by `WAIT n` on the master that took it.
 //!
-//! Not yet: leases of buckets between nodes (each node scans every bucket's
-//! deadlines and outbox; claims are per node), and atomicity of
-//! subscriptions and outbox settlements across buckets (they are written
-//! bucket by bucket, each step idempotent).
+//! # Time-driven work
+//! Nodes lease buckets ([`lease`]): a node's [`Store::due`],
+//! [`Store::claim_outbox`] and [`Store::outbox_next_due`] see only the
+//! buckets it holds. A claim moves the entry from the bucket's outbox zset
+//! to its `P{b:NNNN}:obc` zset (same score) in one script that first checks
+//! the lease, so only the holder claims; settling removes it from there.
+//! [`Store::advance_deadline`] enqueues the `Changed` entry of the handled
+//! deadline itself, in the compare-and-set script that moves the deadline,
+//! so a deadline is announced once however many nodes handle it
+//! ([`Store::advance_announces`]).
+//!
+//! # Writes across buckets
+//! A subscription's record (`{g}`) and its users' index entries (their
+//! buckets) cannot change in one script. They change in steps, each done
+//! before the next: on put, the new users' entries, the record, then the
+//! entries of users it no longer covers; on delete, the record, then its
+//! entries. Invariant: every user a stored subscription covers has its id in
+//! their index; an index entry may outlive its record or point to a record
+//! that no longer covers the user, and readers check the record (the
+//! notification layer skips both). Every step is idempotent, so a retried
+//! call completes a failed one.
+//!
+//! An outbox settlement also touches several buckets: its additions are
+//! written (each in one script) before its retries and removals. Invariant:
+//! a failure part-way repeats work (an entry done but not removed is
+//! claimed again: delivery at least once), never loses it.
 
-use std::collections::{BTreeMap, HashSet};
+mod lease;
+mod limiter;
+mod live;
+mod shared;
+
+pub use lease::LeaseTiming;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use ::redis::cluster::ClusterClientBuilder;
@@ -47,9 +76,9 @@ use presenced_domain::{Guid, Mutation, Rules, UserFacts};
 
 use crate::embedded::notify::{decode_body, decode_subscription, encode_body, encode_subscription};
 use crate::{
-    ApplyOutcome, BoxFuture, DirectoryChange, DirectoryUser, KnownFacts, OutboxBody, OutboxEntry,
-    OutboxId, OutboxSettlement, Store, StoreError, SubscriptionRecord, TenantRecord, UserKey,
-    codec,
+    ApplyOutcome, BoxFuture, ChangeFeed, DirectoryChange, DirectoryUser, KnownFacts, OutboxBody,
+    OutboxEntry, OutboxId, OutboxSettlement, SharedLimiter, Store, StoreError, SubscriptionRecord,
+    TenantRecord, UserKey, codec,
 };
 
 /// Buckets users are spread over; part of the stored layout, never changed.
@@ -79,6 +108,29 @@ end
 return 0
 "#;
 
+/// Claims outbox entries of a bucket this node holds. KEYS: lease, outbox
+/// zset, claimed zset, outbox hash. ARGV: node id, seqs. Moves each seq
+/// still queued from the zset to the claimed zset (same score) and answers
+/// [seq, entry, ...]; -1 when the node does not hold the lease.
+const CLAIM_SCRIPT: &str = r#"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local out = {}
+for i = 2, #ARGV do
+  local seq = ARGV[i]
+  local due = redis.call('ZSCORE', KEYS[2], seq)
+  if due then
+    redis.call('ZREM', KEYS[2], seq)
+    local entry = redis.call('HGET', KEYS[4], seq)
+    if entry then
+      redis.call('ZADD', KEYS[3], due, seq)
+      out[#out + 1] = seq
+      out[#out + 1] = entry
+    end
+  end
+end
+return out
+"#;
+
 /// Appends one outbox entry to a bucket. KEYS: outbox hash, zset, counter.
 /// ARGV: due score, entry. Returns the seq.
 const ENQUEUE_SCRIPT: &str = r#"
@@ -101,6 +153,11 @@ pub struct RedisConfig {
     pub key_prefix: String,
     /// How long connecting may take.
     pub connect_timeout: Duration,
+    /// Bucket leases between nodes (see [`lease`](self#time-driven-work)):
+    /// 10 s, renewed every 3 s by default; tests shorten them.
+    pub leases: LeaseTiming,
+    /// The bound on one user's encoded record, as the embedded store's.
+    pub max_record_bytes: usize,
 }
 
 impl Default for RedisConfig {
@@ -111,23 +168,43 @@ impl Default for RedisConfig {
             wait_replicas: 0,
             key_prefix: "presenced:".to_owned(),
             connect_timeout: Duration::from_secs(5),
+            leases: LeaseTiming {
+                lease: Duration::from_secs(10),
+                renew_every: Duration::from_secs(3),
+            },
+            max_record_bytes: 64 * 1024,
         }
     }
 }
 
 /// The Redis Cluster backend of [`Store`].
 pub struct RedisStore {
-    conn: ClusterConnection,
+    /// Itself, for the shared limiter it hands out.
+    myself: std::sync::Weak<RedisStore>,
+    /// How it connected (the live-stream subscription connects likewise).
+    config: RedisConfig,
+    /// Replaced whole when the cluster came back and the old connection did
+    /// not find its way back (see `shared.rs`), or a master died (the lease
+    /// upkeep, see `lease.rs`).
+    conn: std::sync::RwLock<ClusterConnection>,
+    client: ::redis::cluster::ClusterClient,
+    /// A lease round saw an unreachable node: rebuild the connection.
+    unhealthy: AtomicBool,
+    connect_timeout: Duration,
+    max_record_bytes: usize,
     prefix: String,
     wait_replicas: u32,
     rules: Rules,
     apply_script: Script,
     enqueue_script: Script,
-    /// Outbox entries this node has claimed and not settled.
-    claimed: Mutex<HashSet<OutboxId>>,
+    claim_script: Script,
+    /// The buckets this node holds.
+    leases: lease::Leases,
     /// Spreads outbox entries that belong to no user over the buckets.
     next_bucket: AtomicU64,
     closed: AtomicBool,
+    /// Whether the last probe reached every master (see `shared.rs`).
+    reachable: AtomicBool,
 }
 
 fn io(e: ::redis::RedisError) -> StoreError {
@@ -342,27 +419,56 @@ impl RedisStore {
                 ))
             })?
             .map_err(io)?;
-        let store = RedisStore {
-            conn,
+        let store = Arc::new_cyclic(|myself| RedisStore {
+            myself: myself.clone(),
+            config: config.clone(),
+            conn: std::sync::RwLock::new(conn),
+            client,
+            unhealthy: AtomicBool::new(false),
+            connect_timeout: config.connect_timeout,
+            max_record_bytes: config.max_record_bytes,
             prefix: config.key_prefix.clone(),
             wait_replicas: config.wait_replicas,
             rules,
             apply_script: Script::new(APPLY_SCRIPT),
             enqueue_script: Script::new(ENQUEUE_SCRIPT),
-            claimed: Mutex::new(HashSet::new()),
+            claim_script: Script::new(CLAIM_SCRIPT),
+            leases: lease::Leases::new(config.leases),
             next_bucket: AtomicU64::new(0),
             closed: AtomicBool::new(false),
-        };
+            reachable: AtomicBool::new(true),
+        });
         // The clock key answers only when every slot is served.
         store.manual_clock_now().await?;
-        Ok(Arc::new(store))
+        // Take this node's share of the buckets before serving, then keep it.
+        store.maintain_leases().await?;
+        lease::spawn_upkeep(&store);
+        Ok(store)
+    }
+
+    /// This node's id in the lease keys and `P{g}:nodes`.
+    pub fn node_id(&self) -> &str {
+        &self.leases.node
+    }
+
+    /// The buckets this node holds now (fires and delivers), in order.
+    pub fn held_buckets(&self) -> Vec<u16> {
+        self.leases.held_now()
     }
 
     fn conn(&self) -> Result<ClusterConnection, StoreError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(StoreError::Closed);
         }
-        Ok(self.conn.clone())
+        Ok(self.raw_conn())
+    }
+
+    /// The current connection, closed or not.
+    fn raw_conn(&self) -> ClusterConnection {
+        self.conn
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     fn bucket_key(&self, bucket: u16, rest: &str) -> Vec<u8> {
@@ -508,6 +614,14 @@ impl RedisStore {
             }
             let new_deadline = presenced_domain::next_change(&facts, now, &self.rules);
             let record = codec::encode_user_record(&facts, new_deadline);
+            if record.len() > self.max_record_bytes {
+                return Ok(ApplyOutcome::Refused(
+                    presenced_domain::MutationError::RecordTooLarge {
+                        size: record.len(),
+                        limit: self.max_record_bytes,
+                    },
+                ));
+            }
             let change = OutboxBody::Changed { key, at: now };
             let announce = applied.visible_change.then_some(&change);
             let written = self
@@ -540,8 +654,19 @@ impl RedisStore {
             }
             let new_deadline = presenced_domain::next_change(&facts, now.max(handled), &self.rules);
             let record = codec::replace_user_record_deadline(&record, new_deadline)?;
+            // Announced in the same compare-and-set as the move: of two
+            // nodes handling one deadline, only the one that moves it
+            // announces it.
+            let change = OutboxBody::Changed { key, at: handled };
             if self
-                .write_record(key, &version, &record, old_deadline, new_deadline, None)
+                .write_record(
+                    key,
+                    &version,
+                    &record,
+                    old_deadline,
+                    new_deadline,
+                    Some(&change),
+                )
                 .await?
                 .is_some()
             {
@@ -612,7 +737,7 @@ impl RedisStore {
         }
         let conn = self.conn()?;
         let mut pipe = Batch::new();
-        for bucket in 0..BUCKETS {
+        for bucket in self.held_buckets() {
             pipe.cmd("ZRANGEBYSCORE")
                 .arg(self.bucket_key(bucket, "due"))
                 .arg("-inf")
@@ -775,11 +900,14 @@ impl RedisStore {
         let old = self.subscription_now(record.id).await?;
         let conn = self.conn()?;
         let id = record.id.to_bytes().to_vec();
-        // Index first, record last: a reader never finds a record whose
-        // users do not lead to it.
-        let mut pipe = Batch::new();
+        // Three steps, each finished before the next: the new users' index
+        // entries, the record, then the index entries of users it no longer
+        // covers. A failure part-way leaves extra index entries only, which
+        // readers check against the record (see the module docs).
+        let mut index = Batch::new();
         for &user in &record.users {
-            pipe.cmd("SADD")
+            index
+                .cmd("SADD")
                 .arg(self.subs_of_key(UserKey {
                     tenant: record.tenant,
                     user,
@@ -787,18 +915,23 @@ impl RedisStore {
                 .arg(&id)
                 .ignore();
         }
-        pipe.cmd("HSET")
+        let () = index.query(&conn).await?;
+        let mut put = Batch::new();
+        put.cmd("HSET")
             .arg(self.global_key("subs"))
             .arg(&id)
             .arg(encode_subscription(&record))
             .ignore();
+        let () = put.query(&conn).await?;
         if let Some(old) = old {
+            let mut stale = Batch::new();
             for user in old
                 .users
                 .iter()
                 .filter(|u| !record.users.contains(u) || old.tenant != record.tenant)
             {
-                pipe.cmd("SREM")
+                stale
+                    .cmd("SREM")
                     .arg(self.subs_of_key(UserKey {
                         tenant: old.tenant,
                         user: *user,
@@ -806,8 +939,8 @@ impl RedisStore {
                     .arg(&id)
                     .ignore();
             }
+            let () = stale.query(&conn).await?;
         }
-        let () = pipe.query(&conn).await?;
         self.wait_for_replicas(&self.global_key("subs")).await
     }
 
@@ -815,12 +948,17 @@ impl RedisStore {
         let Some(old) = self.subscription_now(id).await? else {
             return Ok(false);
         };
-        let conn = self.conn()?;
+        let mut conn = self.conn()?;
         let bytes = id.to_bytes().to_vec();
-        let mut pipe = Batch::new();
-        pipe.cmd("HDEL").arg(self.global_key("subs")).arg(&bytes);
+        // The record first, then its index entries (see put).
+        let removed: i64 = conn
+            .hdel(self.global_key("subs"), &bytes)
+            .await
+            .map_err(io)?;
+        let mut index = Batch::new();
         for &user in &old.users {
-            pipe.cmd("SREM")
+            index
+                .cmd("SREM")
                 .arg(self.subs_of_key(UserKey {
                     tenant: old.tenant,
                     user,
@@ -828,7 +966,7 @@ impl RedisStore {
                 .arg(&bytes)
                 .ignore();
         }
-        let (removed,): (i64,) = pipe.query(&conn).await?;
+        let () = index.query(&conn).await?;
         self.wait_for_replicas(&self.global_key("subs")).await?;
         Ok(removed > 0)
     }
@@ -856,11 +994,22 @@ impl RedisStore {
     async fn settle_now(&self, settlement: OutboxSettlement) -> Result<Vec<OutboxId>, StoreError> {
         let mut conn = self.conn()?;
         let mut added = Vec::with_capacity(settlement.add.len());
+        let mut held: Option<Vec<u16>> = None;
         for (due, body) in &settlement.add {
             let bucket = match body {
                 OutboxBody::Changed { key, .. } => bucket_of(*key),
+                // Work of no user goes to a bucket this node holds, so that
+                // it is done here at once (another node would find it on
+                // its next poll); spread over them, or over all buckets
+                // while the node holds none.
                 OutboxBody::Opaque(_) => {
-                    (self.next_bucket.fetch_add(1, Ordering::Relaxed) % u64::from(BUCKETS)) as u16
+                    let turn = self.next_bucket.fetch_add(1, Ordering::Relaxed);
+                    let held = held.get_or_insert_with(|| self.held_buckets());
+                    if held.is_empty() {
+                        (turn % u64::from(BUCKETS)) as u16
+                    } else {
+                        held[(turn % held.len() as u64) as usize]
+                    }
                 }
             };
             let seq: u64 = self
@@ -888,11 +1037,19 @@ impl RedisStore {
                 .arg(score_ceiling(*due))
                 .arg(seq)
                 .ignore();
+            pipe.cmd("ZREM")
+                .arg(self.bucket_key(bucket, "obc"))
+                .arg(seq)
+                .ignore();
         }
         for id in &settlement.done {
             let (bucket, seq) = split_outbox_id(*id);
             pipe.cmd("ZREM")
                 .arg(self.bucket_key(bucket, "obz"))
+                .arg(seq)
+                .ignore();
+            pipe.cmd("ZREM")
+                .arg(self.bucket_key(bucket, "obc"))
                 .arg(seq)
                 .ignore();
             pipe.cmd("HDEL")
@@ -901,76 +1058,117 @@ impl RedisStore {
                 .ignore();
         }
         let () = pipe.query(&conn).await?;
-        let mut claimed = self.claimed.lock().unwrap_or_else(PoisonError::into_inner);
-        for id in settlement
-            .done
-            .iter()
-            .chain(settlement.retry.iter().map(|(id, _, _)| id))
-        {
-            claimed.remove(id);
-        }
         Ok(added)
     }
 
-    /// Unclaimed entries due at or before `until` (all if `None`), earliest
+    /// The earliest queued entries of the buckets this node holds, due at
+    /// or before `until` (all if `None`): (score, bucket, seq), earliest
     /// first, at most `limit`.
-    async fn outbox_due(
+    async fn outbox_queued(
         &self,
         until: Option<Timestamp>,
         limit: usize,
-    ) -> Result<Vec<OutboxEntry>, StoreError> {
-        let claimed: HashSet<OutboxId> = self
-            .claimed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        let fetch = limit.saturating_add(claimed.len());
+    ) -> Result<Vec<(i64, u16, u64)>, StoreError> {
+        let held = self.held_buckets();
         let conn = self.conn()?;
         let mut pipe = Batch::new();
-        for bucket in 0..BUCKETS {
+        for &bucket in &held {
             pipe.cmd("ZRANGEBYSCORE")
                 .arg(self.bucket_key(bucket, "obz"))
                 .arg("-inf")
                 .arg(until.map_or_else(|| "+inf".to_owned(), score_ceiling))
+                .arg("WITHSCORES")
                 .arg("LIMIT")
                 .arg(0)
-                .arg(fetch.min(i64::MAX as usize));
+                .arg(limit.min(i64::MAX as usize));
         }
-        let rows: Vec<Vec<u64>> = pipe.query(&conn).await?;
-        let mut ids: Vec<(u16, u64)> = Vec::new();
-        for (bucket, seqs) in rows.into_iter().enumerate() {
-            for seq in seqs {
-                if !claimed.contains(&outbox_id(bucket as u16, seq)) {
-                    ids.push((bucket as u16, seq));
-                }
-            }
-        }
-        if ids.is_empty() {
+        let rows: Vec<Vec<(u64, f64)>> = pipe.query(&conn).await?;
+        let mut queued: Vec<(i64, u16, u64)> = held
+            .into_iter()
+            .zip(rows)
+            .flat_map(|(bucket, row)| {
+                row.into_iter()
+                    .map(move |(seq, score)| (score as i64, bucket, seq))
+            })
+            .collect();
+        queued.sort_unstable();
+        queued.truncate(limit);
+        Ok(queued)
+    }
+
+    /// Claims the earliest entries due at or before `until` in the buckets
+    /// this node holds.
+    async fn claim_now(
+        &self,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        if limit == 0 {
             return Ok(Vec::new());
         }
-        let mut pipe = Batch::new();
-        for (bucket, seq) in &ids {
-            pipe.cmd("HGET")
-                .arg(self.bucket_key(*bucket, "ob"))
-                .arg(*seq);
+        let queued = self.outbox_queued(Some(until), limit).await?;
+        let mut by_bucket: BTreeMap<u16, Vec<u64>> = BTreeMap::new();
+        for (_, bucket, seq) in queued {
+            by_bucket.entry(bucket).or_default().push(seq);
         }
-        let values: Vec<Option<Vec<u8>>> = pipe.query(&conn).await?;
-        let mut entries = Vec::new();
-        for ((bucket, seq), value) in ids.into_iter().zip(values) {
-            let Some(value) = value else { continue };
-            let (due, body) = parse_outbox_value(&value)?;
-            if until.is_some_and(|until| due > until) {
-                continue;
-            }
-            entries.push(OutboxEntry {
-                id: outbox_id(bucket, seq),
-                due,
-                body,
+        let mut tasks = tokio::task::JoinSet::new();
+        for (bucket, seqs) in by_bucket {
+            let mut conn = self.conn()?;
+            let script = self.claim_script.clone();
+            let keys = [
+                self.bucket_key(bucket, "lease"),
+                self.bucket_key(bucket, "obz"),
+                self.bucket_key(bucket, "obc"),
+                self.bucket_key(bucket, "ob"),
+            ];
+            let node = self.leases.node.clone();
+            tasks.spawn(async move {
+                let mut invocation = script.prepare_invoke();
+                for key in keys {
+                    invocation.key(key);
+                }
+                invocation.arg(node);
+                for seq in seqs {
+                    invocation.arg(seq);
+                }
+                let answer = invocation.invoke_async::<::redis::Value>(&mut conn).await;
+                (bucket, answer)
             });
         }
+        let mut entries = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            let (bucket, answer) = joined.map_err(|e| StoreError::Io(format!("redis: {e}")))?;
+            let answer = answer.map_err(io)?;
+            // -1: the lease moved to another node meanwhile.
+            let Ok(pairs) = ::redis::from_redis_value::<Vec<(u64, Vec<u8>)>>(answer) else {
+                continue;
+            };
+            for (seq, value) in pairs {
+                let (due, body) = parse_outbox_value(&value)?;
+                entries.push(OutboxEntry {
+                    id: outbox_id(bucket, seq),
+                    due,
+                    body,
+                });
+            }
+        }
         entries.sort_by_key(|e| (e.due, e.id));
-        entries.truncate(limit);
         Ok(entries)
+    }
+
+    /// When the earliest queued entry of the buckets this node holds is due.
+    async fn next_due_now(&self) -> Result<Option<Timestamp>, StoreError> {
+        let Some((_, bucket, seq)) = self.outbox_queued(None, 1).await?.pop() else {
+            return Ok(None);
+        };
+        let mut conn = self.conn()?;
+        let value: Option<Vec<u8>> = conn
+            .hget(self.bucket_key(bucket, "ob"), seq)
+            .await
+            .map_err(io)?;
+        value
+            .map(|v| parse_outbox_value(&v).map(|(due, _)| due))
+            .transpose()
     }
 }
 
@@ -1051,6 +1249,10 @@ impl Store for RedisStore {
         Box::pin(self.advance_now(key, handled, now))
     }
 
+    fn advance_announces(&self) -> bool {
+        true
+    }
+
     fn load_directory(
         &self,
         records: Vec<TenantRecord>,
@@ -1128,24 +1330,40 @@ impl Store for RedisStore {
         until: Timestamp,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<OutboxEntry>, StoreError>> {
-        Box::pin(async move {
-            let entries = self.outbox_due(Some(until), limit).await?;
-            let mut claimed = self.claimed.lock().unwrap_or_else(PoisonError::into_inner);
-            claimed.extend(entries.iter().map(|e| e.id));
-            Ok(entries)
-        })
+        Box::pin(self.claim_now(until, limit))
     }
 
     fn outbox_next_due(&self) -> BoxFuture<'_, Result<Option<Timestamp>, StoreError>> {
-        Box::pin(async move { Ok(self.outbox_due(None, 1).await?.first().map(|e| e.due)) })
+        Box::pin(self.next_due_now())
     }
 
     fn close(&self) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.closed.store(true, Ordering::Release);
-        Box::pin(async { Ok(()) })
+        Box::pin(async move {
+            if !self.closed.swap(true, Ordering::AcqRel) {
+                self.release_leases().await;
+            }
+            Ok(())
+        })
     }
 
     fn is_ready(&self) -> bool {
-        !self.closed.load(Ordering::Acquire)
+        !self.closed.load(Ordering::Acquire) && self.reachable.load(Ordering::Acquire)
+    }
+
+    fn announce_change(
+        &self,
+        key: UserKey,
+        at: Timestamp,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(self.announce_now(key, at))
+    }
+
+    fn changes_elsewhere(&self) -> BoxFuture<'_, Result<Option<ChangeFeed>, StoreError>> {
+        Box::pin(async move { Ok(Some(self.watch_now().await?)) })
+    }
+
+    fn shared_limiter(&self) -> Option<Arc<dyn SharedLimiter>> {
+        let store = self.myself.upgrade()?;
+        Some(Arc::new(limiter::RedisLimiter::new(store)))
     }
 }

@@ -35,6 +35,7 @@ async fn password_token(server: &TestServer, host: Option<&str>) -> Value {
     answer.json()
 }
 
+both! {
 #[tokio::test]
 async fn discovery_and_tokens_name_the_host_the_client_used() {
     let server = TestServer::start().await;
@@ -73,7 +74,9 @@ async fn discovery_and_tokens_name_the_host_the_client_used() {
         server.url(&format!("/{TENANT}/v2.0"))
     );
 }
+}
 
+both! {
 #[tokio::test]
 async fn a_host_that_is_not_an_authority_is_refused_not_echoed() {
     let server = TestServer::start().await;
@@ -90,7 +93,9 @@ async fn a_host_that_is_not_an_authority_is_refused_not_echoed() {
         assert!(!answer.text.contains("evil"), "{}", answer.text);
     }
 }
+}
 
+both! {
 #[tokio::test]
 async fn a_public_url_wins_over_the_request_host() {
     let server = TestServer::start_with(&[
@@ -119,7 +124,9 @@ async fn a_public_url_wins_over_the_request_host() {
         .await;
     assert_eq!(read.status, 200, "{}", read.text);
 }
+}
 
+both! {
 #[tokio::test]
 async fn the_configuration_files_public_url_is_checked_at_start() {
     let server = TestServer::start_with_config(
@@ -151,7 +158,9 @@ async fn the_configuration_files_public_url_is_checked_at_start() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("public URL"), "{stderr}");
 }
+}
 
+both! {
 #[tokio::test]
 async fn dev_key_tokens_under_any_origin_must_agree_with_their_tenant() {
     let server = TestServer::start().await;
@@ -189,7 +198,9 @@ async fn dev_key_tokens_under_any_origin_must_agree_with_their_tenant() {
             .assert_error(401, "InvalidAuthenticationToken");
     }
 }
+}
 
+both! {
 #[tokio::test]
 async fn msal_instance_discovery_and_user_realm_let_msal_go_on() {
     let server = TestServer::start().await;
@@ -234,4 +245,5 @@ async fn msal_instance_discovery_and_user_realm_let_msal_go_on() {
         common.json()["token_endpoint"],
         server.url("/organizations/oauth2/v2.0/token")
     );
+}
 }
