@@ -33,6 +33,7 @@
 //! subscriptions and outbox settlements across buckets (they are written
 //! bucket by bucket, each step idempotent).
 
+mod export;
 mod shared;
 
 use std::collections::{BTreeMap, HashSet};
