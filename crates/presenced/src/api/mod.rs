@@ -69,8 +69,9 @@ pub struct AppState {
     /// and `@odata.context` names; `None`: each request's own (the Host for
     /// the identity provider, the listener's address for `@odata.context`).
     pub public_url: Option<PublicUrl>,
-    /// Authorization codes waiting to be redeemed at the token endpoint.
-    pub codes: presenced_identity::grants::CodeStore,
+    /// Authorization codes waiting to be redeemed at the token endpoint
+    /// (in memory, or shared through the store's cell on Redis).
+    pub codes: Arc<presenced_identity::grants::CodeStore>,
     /// Refresh tokens, persisted in the data directory (or the shared store).
     pub refresh_tokens: Arc<presenced_identity::grants::RefreshTokens>,
     /// The manual clock is shared by several nodes through the store: every
