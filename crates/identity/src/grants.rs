@@ -62,37 +62,149 @@ pub struct AuthorizationCode {
     pub expires: Timestamp,
 }
 
-/// Codes issued and not yet redeemed.
+/// Codes issued and not yet redeemed: in this process's memory, or in a [`StateCell`] that several
+/// nodes share (then a code issued by one node is redeemed on any, once).
 #[derive(Debug, Default)]
 pub struct CodeStore {
     codes: Mutex<HashMap<String, AuthorizationCode>>,
+    /// Where the codes live instead of `codes`, when shared.
+    cell: Option<Box<dyn StateCell>>,
+}
+
+/// An authorization code as a shared cell keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredCode {
+    grant: Grant,
+    redirect_uri: String,
+    code_challenge: Option<String>,
+    nonce: Option<String>,
+    /// Unix milliseconds.
+    expires: i64,
+}
+
+impl StoredCode {
+    fn from_code(code: &AuthorizationCode) -> StoredCode {
+        StoredCode {
+            grant: code.grant.clone(),
+            redirect_uri: code.redirect_uri.clone(),
+            code_challenge: code.code_challenge.clone(),
+            nonce: code.nonce.clone(),
+            expires: code.expires.as_millisecond(),
+        }
+    }
+
+    fn into_code(self) -> Option<AuthorizationCode> {
+        Some(AuthorizationCode {
+            grant: self.grant,
+            redirect_uri: self.redirect_uri,
+            code_challenge: self.code_challenge,
+            nonce: self.nonce,
+            expires: Timestamp::from_millisecond(self.expires).ok()?,
+        })
+    }
+}
+
+/// Drops expired codes, and the soonest to expire beyond [`MAX_CODES`] - 1.
+fn make_room<V>(codes: &mut HashMap<String, V>, expires: impl Fn(&V) -> i64, now: Timestamp) {
+    codes.retain(|_, c| expires(c) > now.as_millisecond());
+    if codes.len() >= MAX_CODES
+        && let Some(oldest) = codes
+            .iter()
+            .min_by_key(|(_, c)| expires(c))
+            .map(|(k, _)| k.clone())
+    {
+        codes.remove(&oldest);
+    }
 }
 
 impl CodeStore {
+    /// Codes kept in `cell`, shared with every node that uses it. Its calls block: use the store
+    /// off the async executor (`spawn_blocking`).
+    pub fn in_cell(cell: Box<dyn StateCell>) -> CodeStore {
+        CodeStore {
+            codes: Mutex::default(),
+            cell: Some(cell),
+        }
+    }
+
+    /// Whether the codes live in a shared cell (whose calls block).
+    pub fn is_shared(&self) -> bool {
+        self.cell.is_some()
+    }
+
     /// Remembers `code` and returns the text to hand the client.
     pub fn issue(&self, code: AuthorizationCode, now: Timestamp) -> Result<String, IdentityError> {
         let text = random_token()?;
-        let mut codes = self.codes.lock().unwrap_or_else(|e| e.into_inner());
-        codes.retain(|_, c| c.expires > now);
-        if codes.len() >= MAX_CODES
-            && let Some(oldest) = codes
-                .iter()
-                .min_by_key(|(_, c)| c.expires)
-                .map(|(k, _)| k.clone())
-        {
-            codes.remove(&oldest);
+        if let Some(cell) = &self.cell {
+            let stored = StoredCode::from_code(&code);
+            update_cell(cell.as_ref(), |codes: &mut HashMap<String, StoredCode>| {
+                make_room(codes, |c| c.expires, now);
+                codes.insert(digest(&text), stored.clone());
+                ((), true)
+            })?;
+            return Ok(text);
         }
+        let mut codes = self.codes.lock().unwrap_or_else(|e| e.into_inner());
+        make_room(&mut codes, |c| c.expires.as_millisecond(), now);
         codes.insert(digest(&text), code);
         Ok(text)
     }
 
     /// The code's record, once: a second redemption, an unknown or an expired code get `None`.
-    pub fn redeem(&self, text: &str, now: Timestamp) -> Option<AuthorizationCode> {
+    pub fn redeem(
+        &self,
+        text: &str,
+        now: Timestamp,
+    ) -> Result<Option<AuthorizationCode>, IdentityError> {
+        let key = digest(text);
+        if let Some(cell) = &self.cell {
+            let stored = update_cell(cell.as_ref(), |codes: &mut HashMap<String, StoredCode>| {
+                let found = codes.remove(&key);
+                let changed = found.is_some();
+                (found, changed)
+            })?;
+            return Ok(stored
+                .and_then(StoredCode::into_code)
+                .filter(|code| code.expires > now));
+        }
         let mut codes = self.codes.lock().unwrap_or_else(|e| e.into_inner());
-        codes
-            .remove(&digest(text))
-            .filter(|code| code.expires > now)
+        Ok(codes.remove(&key).filter(|code| code.expires > now))
     }
+}
+
+/// Read-modify-write of a JSON map in `cell`, redone on fresh contents when another writer came first;
+/// `change` says whether to write.
+fn update_cell<V, T>(
+    cell: &dyn StateCell,
+    mut change: impl FnMut(&mut HashMap<String, V>) -> (T, bool),
+) -> Result<T, IdentityError>
+where
+    V: Serialize + serde::de::DeserializeOwned,
+{
+    for _ in 0..crate::state::MAX_ATTEMPTS {
+        let (bytes, version) = cell.read()?;
+        let mut map: HashMap<String, V> = match bytes {
+            Some(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|e| IdentityError::KeyFormat {
+                    path: cell.location().into(),
+                    reason: format!("not a code list: {e}"),
+                })?
+            }
+            None => HashMap::new(),
+        };
+        let (out, write) = change(&mut map);
+        if !write {
+            return Ok(out);
+        }
+        let bytes = serde_json::to_vec(&map).expect("codes serialise");
+        if cell.write(version, &bytes)? {
+            return Ok(out);
+        }
+    }
+    Err(IdentityError::Shared {
+        location: cell.location(),
+        reason: "the codes kept changing under this write; try again".into(),
+    })
 }
 
 /// Whether `verifier` answers the S256 `challenge` (RFC 7636): BASE64URL(SHA-256(verifier)), the
@@ -398,21 +510,28 @@ mod tests {
 
     #[test]
     fn codes_are_single_use_and_expire() {
-        let store = CodeStore::default();
-        let now = Timestamp::now();
-        let code = AuthorizationCode {
-            grant: grant(),
-            redirect_uri: "http://localhost/cb".into(),
-            code_challenge: None,
-            nonce: None,
-            expires: now + CODE_LIFETIME,
-        };
-        let text = store.issue(code.clone(), now).unwrap();
-        assert_eq!(store.redeem(&text, now), Some(code.clone()));
-        assert_eq!(store.redeem(&text, now), None);
-        let text = store.issue(code, now).unwrap();
-        assert_eq!(store.redeem(&text, now + CODE_LIFETIME), None);
-        assert_eq!(store.redeem("unknown", now), None);
+        let dir = tempfile::tempdir().unwrap();
+        let shared = || CodeStore::in_cell(Box::new(FileCell::new(dir.path().join("codes.json"))));
+        // In memory; and in a cell, where another store on the same cell redeems it.
+        for (issuer, redeemer) in [(CodeStore::default(), None), (shared(), Some(shared()))] {
+            let redeemer = redeemer.as_ref().unwrap_or(&issuer);
+            // Whole milliseconds, as a shared cell keeps them.
+            let now = Timestamp::from_millisecond(Timestamp::now().as_millisecond()).unwrap();
+            let code = AuthorizationCode {
+                grant: grant(),
+                redirect_uri: "http://localhost/cb".into(),
+                code_challenge: Some("challenge".into()),
+                nonce: None,
+                expires: now + CODE_LIFETIME,
+            };
+            let text = issuer.issue(code.clone(), now).unwrap();
+            assert_eq!(redeemer.redeem(&text, now).unwrap(), Some(code.clone()));
+            assert_eq!(redeemer.redeem(&text, now).unwrap(), None);
+            assert_eq!(issuer.redeem(&text, now).unwrap(), None);
+            let text = issuer.issue(code, now).unwrap();
+            assert_eq!(redeemer.redeem(&text, now + CODE_LIFETIME).unwrap(), None);
+            assert_eq!(redeemer.redeem("unknown", now).unwrap(), None);
+        }
     }
 
     #[test]

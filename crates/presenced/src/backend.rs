@@ -23,6 +23,8 @@ use crate::config::{StoreChoice, redact};
 
 /// The shared value holding the built-in provider's registrations.
 const REGISTRATIONS: &str = "identity-registrations";
+/// The shared value holding the built-in provider's authorization codes.
+const CODES: &str = "identity-codes";
 /// The shared value holding the built-in provider's refresh tokens.
 const REFRESH_TOKENS: &str = "identity-refresh-tokens";
 
@@ -132,6 +134,15 @@ impl OpenStore {
         tokio::task::spawn_blocking(move || Registry::update(&*cell, change))
             .await?
             .context("cannot save the identity registrations")
+    }
+
+    /// The built-in provider's authorization codes: in memory on one node,
+    /// in Redis when nodes share it (so any node redeems a code, once).
+    pub fn codes(&self) -> presenced_identity::grants::CodeStore {
+        match &self.redis {
+            Some(_) => presenced_identity::grants::CodeStore::in_cell(self.cell(CODES, "")),
+            None => presenced_identity::grants::CodeStore::default(),
+        }
     }
 
     /// The built-in provider's refresh tokens, where this store keeps them.

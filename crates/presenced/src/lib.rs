@@ -15,6 +15,7 @@
 //! - [`telemetry`]: Prometheus metrics and the figures of `presenced status`.
 //! - [`transport`]: listeners and connections, and their limits.
 //! - [`tls`]: the HTTPS certificate (configured, or a development CA).
+//! - [`transfer`]: `presenced export` / `import` (JSON lines).
 //!
 //! The presence rules live in `presenced-domain`, storage in
 //! `presenced-store`, tokens in `presenced-identity`.
@@ -30,4 +31,5 @@ pub mod server;
 pub mod status;
 pub mod telemetry;
 pub mod tls;
+pub mod transfer;
 pub mod transport;

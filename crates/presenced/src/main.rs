@@ -41,6 +41,10 @@ enum Command {
     /// Print one development access token signed with the development issuer's key (the data
     /// directory's, or the Redis cluster's with --store redis).
     Token(TokenArgs),
+    /// Write the store's directory, presence and subscriptions to stdout as JSON lines.
+    Export(TransferArgs),
+    /// Read an export from stdin into the store (refused into a store with a directory unless --force).
+    Import(ImportArgs),
     /// Ask a running server for its readiness and figures (exit 0 ready,
     /// 1 not ready, 2 unreachable).
     Status(StatusArgs),
@@ -144,6 +148,27 @@ struct TokenArgs {
 }
 
 #[derive(Args)]
+struct TransferArgs {
+    #[arg(long, env = "PRESENCED_DATA_DIR", default_value = "./presenced-data")]
+    data_dir: PathBuf,
+    /// The server's TOML configuration file, for its `[store]` section.
+    #[arg(long, env = "PRESENCED_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    #[command(flatten)]
+    target: TransferArgs,
+    /// Merge into a store that already has a directory (tenants and users
+    /// added or updated; facts and subscriptions of the same ids replaced).
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args)]
 struct StatusArgs {
     /// The server's base URL.
     #[arg(long, env = "PRESENCED_URL", default_value = "http://127.0.0.1:8080")]
@@ -166,6 +191,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => run_serve(args),
         Command::Token(args) => run_token(args),
+        Command::Export(args) => run_transfer(args, None),
+        Command::Import(args) => run_transfer(args.target, Some(args.force)),
         Command::Status(args) => return run_status(args),
     };
     match result {
@@ -244,6 +271,50 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?
         .block_on(serve(config))
+}
+
+/// `export` (`force` is `None`) or `import`.
+fn run_transfer(args: TransferArgs, force: Option<bool>) -> anyhow::Result<()> {
+    let file = FileConfig::load(args.config.as_deref())?;
+    let choice = args.store.choose(&file)?;
+    presenced::tls::install_provider();
+    let rules = Rules::default();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            let opened = OpenStore::open(
+                &choice,
+                &args.data_dir,
+                rules,
+                file.limits.max_user_record_bytes,
+            )
+            .await?;
+            let result = match force {
+                None => {
+                    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                    presenced::transfer::export(&*opened.store, &mut out).await
+                }
+                Some(force) => {
+                    let now = opened
+                        .store
+                        .manual_clock()
+                        .await?
+                        .unwrap_or_else(jiff::Timestamp::now);
+                    let mut input = std::io::stdin().lock();
+                    presenced::transfer::import(&opened, &mut input, force, now, &rules).await
+                }
+            };
+            opened.store.close().await?;
+            let counts = result?;
+            let verb = if force.is_none() {
+                "exported"
+            } else {
+                "imported"
+            };
+            eprintln!("presenced: {verb} {counts}");
+            Ok(())
+        })
 }
 
 fn run_status(args: StatusArgs) -> ExitCode {

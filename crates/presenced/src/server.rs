@@ -146,7 +146,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         edge: Edge::new(edge_limits),
         cors: Arc::new(cors),
         public_url,
-        codes: Default::default(),
+        codes: Arc::new(opened.codes()),
         refresh_tokens: Arc::new(refresh_tokens),
         shared_clock,
     });

@@ -206,11 +206,10 @@ impl TestServer {
 
     /// On Redis under `redis`'s key prefix, whatever the test's backend.
     pub async fn start_on_redis(redis: RedisSetup, args: &[&str]) -> TestServer {
-        let data_dir = tempfile::tempdir().expect("temp dir");
-        TestServer::launch_on(data_dir, None, args, &directory_json(), Some(redis))
+        TestServer::start_on_redis_with_directory(redis, args, &directory_json()).await
     }
 
-    /// On Redis under `redis`'s key prefix, with another directory.
+    /// [`TestServer::start_on_redis`] with another directory.
     pub async fn start_on_redis_with_directory(
         redis: RedisSetup,
         args: &[&str],

@@ -51,4 +51,5 @@ mod sdk_env;
 mod seed;
 mod slow;
 mod tls;
+mod transfer;
 mod users;

@@ -55,6 +55,7 @@
 //! a failure part-way repeats work (an entry done but not removed is
 //! claimed again: delivery at least once), never loses it.
 
+mod export;
 mod lease;
 mod limiter;
 mod live;

@@ -61,7 +61,7 @@ pub async fn authorize_submit(
     let board = board_redirect_uri(&state, &parts);
     let response = match check(&state, &tenant, &params, board.as_deref()) {
         Err(failure) => failure.respond(),
-        Ok(checked) => sign_in(&state, &params, checked),
+        Ok(checked) => sign_in(&state, &params, checked).await,
     };
     route(response, "/{tenant}/oauth2/v2.0/authorize")
 }
@@ -282,7 +282,7 @@ fn check(
     })
 }
 
-fn sign_in(state: &AppState, params: &HashMap<String, String>, checked: Checked) -> Response {
+async fn sign_in(state: &AppState, params: &HashMap<String, String>, checked: Checked) -> Response {
     let username = params.get("username").map(String::as_str).unwrap_or("");
     let password = params.get("password").map(String::as_str).unwrap_or("");
     let tenant_id = checked
@@ -324,7 +324,19 @@ fn sign_in(state: &AppState, params: &HashMap<String, String>, checked: Checked)
         nonce: checked.nonce,
         expires: now + CODE_LIFETIME,
     };
-    match state.codes.issue(code, now) {
+    let codes = state.codes.clone();
+    let issued = if codes.is_shared() {
+        tokio::task::spawn_blocking(move || codes.issue(code, now))
+            .await
+            .unwrap_or_else(|e| {
+                Err(presenced_identity::IdentityError::InvalidRequest(
+                    e.to_string(),
+                ))
+            })
+    } else {
+        codes.issue(code, now)
+    };
+    match issued {
         Ok(code) => {
             let client_info = super::client_info(user, tenant_id);
             checked

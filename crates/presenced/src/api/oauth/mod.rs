@@ -215,7 +215,16 @@ async fn issue(state: &AppState, tenant: &str, request: Request) -> Result<Respo
     let code = match grant {
         "authorization_code" => {
             let text = field("code").ok_or_else(|| missing("code"))?;
-            Some(state.codes.redeem(text, now).ok_or_else(expired_grant)?)
+            let codes = state.codes.clone();
+            let text = text.to_string();
+            let redeemed = if codes.is_shared() {
+                tokio::task::spawn_blocking(move || codes.redeem(&text, now))
+                    .await
+                    .map_err(server_error)?
+            } else {
+                codes.redeem(&text, now)
+            };
+            Some(redeemed.map_err(server_error)?.ok_or_else(expired_grant)?)
         }
         _ => None,
     };

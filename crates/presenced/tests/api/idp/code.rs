@@ -465,3 +465,22 @@ async fn logout_goes_back_only_to_a_registered_uri() {
     assert!(response.text().await.unwrap().contains("signed out"));
 }
 }
+
+#[tokio::test]
+async fn a_code_issued_by_one_node_is_redeemed_on_another_once() {
+    let redis = RedisSetup::fresh();
+    let args = ["--clock", "manual", "--throttle", "off"];
+    let a = TestServer::start_on_redis_with_directory(redis.clone(), &args, &directory()).await;
+    let b = TestServer::start_on_redis_with_directory(redis, &args, &directory()).await;
+    let code = code(&a).await;
+    let redeemed = token(&b, &redeem_form(&code, VERIFIER)).await;
+    assert_eq!(redeemed.status, 200, "{}", redeemed.text);
+    let access = redeemed.json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(a.get("/v1.0/me/presence", &access).await.status, 200);
+    // Once, whichever node is asked again.
+    let again = token(&a, &redeem_form(&code, VERIFIER)).await;
+    assert_oauth(&again, 400, "invalid_grant", 70008);
+}
