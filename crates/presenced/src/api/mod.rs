@@ -402,7 +402,6 @@ pub fn context_base(parts: &axum::http::request::Parts) -> String {
 
 /// Appends [`context_base`] to `out`.
 pub fn write_context_base(out: &mut String, parts: &axum::http::request::Parts) {
-    use std::fmt::Write as _;
     if let Some(url) = parts.extensions.get::<PublicUrl>() {
         out.push_str(&url.0);
         return;
@@ -414,11 +413,28 @@ pub fn write_context_base(out: &mut String, parts: &axum::http::request::Parts) 
     out.push_str(scheme);
     out.push_str("://");
     match parts.extensions.get::<crate::transport::LocalAddr>() {
-        Some(local) => {
-            let _ = write!(out, "{}", local.0);
-        }
+        Some(local) => push_address(out, local.0),
         None => out.push_str("localhost"),
     }
+}
+
+/// Appends `address` as `Display` writes it; the text of the last address
+/// is kept per thread, as a server answers on one or two addresses.
+fn push_address(out: &mut String, address: std::net::SocketAddr) {
+    use std::fmt::Write as _;
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(std::net::SocketAddr, String)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| match last {
+        Some((known, text)) if *known == address => out.push_str(text),
+        _ => {
+            let mut text = String::new();
+            let _ = write!(text, "{address}");
+            out.push_str(&text);
+            *last = Some((address, text));
+        }
+    })
 }
 
 /// The configured public URL (`--public-url`), an origin without a trailing
