@@ -11,7 +11,7 @@
 //! [`board`] the presence board's page and files (`/`, `/board/`),
 //! [`error`] the one error type, [`edge`] the size, time and
 //! authentication-flood limits answered in the envelope,
-//! [`envelope`] the middleware that gives requests their ids, error bodies
+//! [`envelope`] the service around the routes that gives requests their ids, error bodies
 //! and access-log line, and [`cors`] the cross-origin layer outside it.
 
 pub mod admin;
@@ -37,7 +37,6 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use presenced_domain::{DurationSyntax, Rules};
@@ -82,35 +81,67 @@ pub struct AppState {
 pub struct RouteName(pub &'static str);
 
 /// The whole HTTP surface; tests drive it with `oneshot`, the server serves it.
+///
+/// The envelope and CORS wrap the whole router once, as services of their
+/// own ([`Enveloped`], [`cors::Apply`]), rather than as `Router::layer`
+/// middleware, which wraps every route and clones and boxes each layer's
+/// inner service on every request.
 pub fn router(state: Arc<AppState>) -> Router {
     // `$batch` sub-requests go through the same routes inside the envelope,
     // without CORS (the batch has it) and without `$batch` itself.
-    let inner = routes()
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            envelope,
-        ))
-        .with_state(state.clone());
+    let inner = Router::new().fallback_service(Enveloped {
+        state: state.clone(),
+        routes: routes().with_state(state.clone()),
+    });
     let batch = |version: route::Version| {
         let inner = inner.clone();
         axum::routing::post(move |state: State<Arc<AppState>>, request: Request| {
             batch::handle(state, inner.clone(), version, request)
         })
     };
-    routes()
+    let outer = routes()
         .route("/v1.0/$batch", batch(route::Version::V1))
         .route("/v1.0/%24batch", batch(route::Version::V1))
         .route("/beta/$batch", batch(route::Version::Beta))
         .route("/beta/%24batch", batch(route::Version::Beta))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            envelope,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.cors.clone(),
-            cors::apply,
-        ))
-        .with_state(state)
+        .with_state(state.clone());
+    Router::new().fallback_service(cors::Apply {
+        cors: state.cors.clone(),
+        inner: Enveloped {
+            state,
+            routes: outer,
+        },
+    })
+}
+
+/// What the services around the routes answer with.
+pub type ResponseFuture =
+    std::pin::Pin<Box<dyn Future<Output = Result<Response, std::convert::Infallible>> + Send>>;
+
+/// [`envelope`] around `routes`, as a service.
+#[derive(Clone)]
+pub struct Enveloped {
+    state: Arc<AppState>,
+    routes: Router,
+}
+
+impl tower_service::Service<Request> for Enveloped {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), std::convert::Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> ResponseFuture {
+        let state = self.state.clone();
+        let routes = self.routes.clone();
+        Box::pin(async move { Ok(envelope(state, request, routes).await) })
+    }
 }
 
 /// Every route but `$batch`.
@@ -171,14 +202,10 @@ fn routes() -> Router<Arc<AppState>> {
 const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
 const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("client-request-id");
 
-/// The outermost middleware: gives every request its ids, runs
-/// [`edge::guard`] and the routes inside it, renders every error in Graph's
-/// envelope, and writes the access-log line.
-pub async fn envelope(
-    State(state): State<Arc<AppState>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+/// The envelope: gives every request its ids, runs [`edge::guard`] and the
+/// routes inside it, renders every error in Graph's envelope, and writes the
+/// access-log line.
+pub async fn envelope(state: Arc<AppState>, mut request: Request, routes: Router) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let mut id_text = [0u8; uuid::fmt::Hyphenated::LENGTH];
@@ -198,7 +225,7 @@ pub async fn envelope(
     // The edge guard runs inside the envelope, called directly rather than
     // as a layer of its own: one boxed service clone and future fewer per
     // request.
-    let mut response = edge::guard(State(state.clone()), request, next).await;
+    let mut response = edge::guard(&state, request, routes).await;
 
     let status = response.status();
     // Errors of ours carry an `ApiError`; a bare error status from the HTTP
