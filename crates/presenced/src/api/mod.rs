@@ -194,9 +194,24 @@ fn routes() -> Router<Arc<AppState>> {
         .route("/beta/subscriptions/{*rest}", any(subscriptions::dispatch))
         .route("/v1.0/presences/stream", get(live::stream))
         .route("/beta/presences/stream", get(live::stream))
-        .route("/v1.0/{*rest}", any(presence::dispatch))
-        .route("/beta/{*rest}", any(presence::dispatch))
-        .fallback(|| async { ApiError::for_status(StatusCode::NOT_FOUND) })
+        // Everything else under `/v1.0/` and `/beta/` is the presence
+        // handlers' (as a `/v1.0/{*rest}` route would be, without the
+        // router percent-decoding and storing a capture nobody reads).
+        .fallback(graph_or_not_found)
+}
+
+/// A non-empty path under `/v1.0/` or `/beta/` goes to
+/// [`presence::dispatch`]; anything else is 404.
+async fn graph_or_not_found(state: State<Arc<AppState>>, request: Request) -> Response {
+    let path = request.uri().path();
+    let graph = ["/v1.0/", "/beta/"]
+        .iter()
+        .any(|prefix| path.len() > prefix.len() && path.starts_with(prefix));
+    if graph {
+        presence::dispatch(state, request).await
+    } else {
+        ApiError::for_status(StatusCode::NOT_FOUND).into_response()
+    }
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
