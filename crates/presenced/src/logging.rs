@@ -13,9 +13,15 @@
 //! the logging request writes the buffer itself. [`LogGuard`] writes every
 //! line still buffered when dropped; `serve` keeps it until the process is
 //! done. This module knows nothing of what is logged.
+//!
+//! A hot path can also write its line itself with [`direct_line`], in the
+//! same format as `tracing_subscriber`'s default formatter without colours,
+//! into a per-thread buffer: the access-log line of every request skips
+//! `tracing`'s field and formatting machinery that way.
 
+use std::cell::RefCell;
 use std::io::{self, Write};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -127,6 +133,27 @@ pub struct LineWriter<'a> {
     line: Vec<u8>,
 }
 
+/// Appends `line` to the buffer (or writes everything when the writer is
+/// behind), waking the writing thread when the buffer was empty.
+fn push(shared: &Shared, line: &[u8]) {
+    if line.is_empty() {
+        return;
+    }
+    let mut pending = lock(&shared.pending);
+    let was_empty = pending.lines.is_empty();
+    pending.lines.extend_from_slice(line);
+    if pending.lines.len() > MAX_BUFFERED {
+        // The writer is behind: write everything now, in order.
+        drop(pending);
+        let mut out = lock(&shared.out);
+        let batch = std::mem::take(&mut lock(&shared.pending).lines);
+        let _ = out.write_all(&batch).and_then(|()| out.flush());
+    } else if was_empty {
+        drop(pending);
+        shared.wake.notify_one();
+    }
+}
+
 impl Write for LineWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.line.extend_from_slice(buf);
@@ -140,22 +167,7 @@ impl Write for LineWriter<'_> {
 
 impl Drop for LineWriter<'_> {
     fn drop(&mut self) {
-        if self.line.is_empty() {
-            return;
-        }
-        let mut pending = lock(&self.shared.pending);
-        let was_empty = pending.lines.is_empty();
-        pending.lines.extend_from_slice(&self.line);
-        if pending.lines.len() > MAX_BUFFERED {
-            // The writer is behind: write everything now, in order.
-            drop(pending);
-            let mut out = lock(&self.shared.out);
-            let batch = std::mem::take(&mut lock(&self.shared.pending).lines);
-            let _ = out.write_all(&batch).and_then(|()| out.flush());
-        } else if was_empty {
-            drop(pending);
-            self.shared.wake.notify_one();
-        }
+        push(self.shared, &self.line);
     }
 }
 
@@ -168,6 +180,97 @@ impl<'a> MakeWriter<'a> for BackgroundWriter {
             line: Vec::new(),
         }
     }
+}
+
+/// The writer [`direct_line`] writes to; set by [`BackgroundWriter::install_direct`].
+static DIRECT: OnceLock<BackgroundWriter> = OnceLock::new();
+
+impl BackgroundWriter {
+    /// Lets [`direct_line`] write to this writer (the first one installed
+    /// stays). Only for a writer whose `tracing` formatter writes no colours:
+    /// direct lines have none.
+    pub fn install_direct(&self) {
+        let _ = DIRECT.set(self.clone());
+    }
+}
+
+/// Per thread: the line being formatted, and the last second whose
+/// `YYYY-MM-DDTHH:MM:SS` text was made.
+struct LineBuffer {
+    line: Vec<u8>,
+    second: i64,
+    second_text: [u8; 19],
+}
+
+thread_local! {
+    static LINE: RefCell<LineBuffer> = const {
+        RefCell::new(LineBuffer { line: Vec::new(), second: i64::MIN, second_text: [0; 19] })
+    };
+}
+
+/// Writes one line as `tracing_subscriber`'s default formatter writes an
+/// event without colours — `2026-12-04T07:39:53.403108Z  INFO target:
+/// message` and then the fields that `fields` appends (each as
+/// ` name=value`) — to the writer installed with
+/// [`BackgroundWriter::install_direct`]. Returns `false`, writing nothing,
+/// when none is installed: the caller logs through `tracing` then. Whether
+/// the level is enabled is the caller's to check (`tracing::enabled!`).
+pub fn direct_line(
+    level: tracing::Level,
+    target: &str,
+    message: &str,
+    fields: impl FnOnce(&mut Vec<u8>),
+) -> bool {
+    let Some(writer) = DIRECT.get() else {
+        return false;
+    };
+    LINE.with_borrow_mut(|buffer| {
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let second = i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX);
+        if second != buffer.second {
+            let text = jiff::Timestamp::from_second(second)
+                .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+                .strftime("%Y-%m-%dT%H:%M:%S")
+                .to_string();
+            if let Ok(text) = <[u8; 19]>::try_from(text.as_bytes()) {
+                buffer.second_text = text;
+                buffer.second = second;
+            }
+        }
+        let line = &mut buffer.line;
+        line.clear();
+        line.extend_from_slice(&buffer.second_text);
+        line.push(b'.');
+        let micros = since_epoch.subsec_micros();
+        let mut digits = [b'0'; 6];
+        let mut rest = micros;
+        for digit in digits.iter_mut().rev() {
+            *digit = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        line.extend_from_slice(&digits);
+        // The level padded to five characters, as the formatter writes it.
+        line.extend_from_slice(match level {
+            tracing::Level::TRACE => b"Z TRACE ",
+            tracing::Level::DEBUG => b"Z DEBUG ",
+            tracing::Level::INFO => b"Z  INFO ",
+            tracing::Level::WARN => b"Z  WARN ",
+            tracing::Level::ERROR => b"Z ERROR ",
+        });
+        line.extend_from_slice(target.as_bytes());
+        line.extend_from_slice(b": ");
+        line.extend_from_slice(message.as_bytes());
+        fields(line);
+        line.push(b'\n');
+        push(&writer.shared, line);
+        // A rare long line does not keep its memory on every thread.
+        if line.capacity() > 4096 {
+            *line = Vec::new();
+        }
+    });
+    true
 }
 
 #[cfg(test)]

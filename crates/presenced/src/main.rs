@@ -224,12 +224,17 @@ fn duration_flag(name: &str, text: &str) -> anyhow::Result<SignedDuration> {
 fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     // Kept to the end of this function, so every line is written before exit.
     let (log, _log_guard) = BackgroundWriter::spawn(std::io::stderr())?;
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    if !ansi {
+        // The access log writes its lines itself, in the formatter's format.
+        log.install_direct();
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(log)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(ansi)
         .init();
     let rules = Rules {
         fade_to_inactive: duration_flag("fade-inactive", &args.fade_inactive)?,

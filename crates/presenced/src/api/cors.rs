@@ -11,12 +11,13 @@
 //! `/admin`, `/healthz` and `/readyz` are not for browsers and get no CORS
 //! headers.
 
+use std::convert::Infallible;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, Method, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tower::{Layer, ServiceExt};
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer, ExposeHeaders};
@@ -136,15 +137,45 @@ fn applies_to(path: &str) -> bool {
     !matches!(first, "admin" | "healthz" | "readyz")
 }
 
-/// The middleware: requests with an `Origin` on a browser path go through
-/// tower-http's CORS service around the rest of the stack.
-pub async fn apply(State(cors): State<Arc<Cors>>, request: Request, next: Next) -> Response {
-    if !request.headers().contains_key(header::ORIGIN) || !applies_to(request.uri().path()) {
-        return next.run(request).await;
+/// The outermost service: requests with an `Origin` on a browser path go
+/// through tower-http's CORS service around `inner` (the rest of the stack);
+/// the others go to `inner` directly.
+#[derive(Clone)]
+pub struct Apply<S> {
+    pub cors: Arc<Cors>,
+    pub inner: S,
+}
+
+impl<S> tower_service::Service<Request> for Apply<S>
+where
+    S: tower_service::Service<
+            Request,
+            Response = Response,
+            Error = Infallible,
+            Future = super::ResponseFuture,
+        > + Clone
+        + Send
+        + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = super::ResponseFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
     }
-    match cors.layer.layer(next).oneshot(request).await {
-        Ok(response) => response.into_response(),
-        Err(never) => match never {},
+
+    fn call(&mut self, request: Request) -> super::ResponseFuture {
+        if !request.headers().contains_key(header::ORIGIN) || !applies_to(request.uri().path()) {
+            return self.inner.call(request);
+        }
+        let layered = self.cors.layer.layer(self.inner.clone());
+        Box::pin(async move {
+            match layered.oneshot(request).await {
+                Ok(response) => Ok(response.into_response()),
+                Err(never) => match never {},
+            }
+        })
     }
 }
 

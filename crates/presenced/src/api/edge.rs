@@ -13,13 +13,14 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::Router;
+use axum::extract::{ConnectInfo, Request};
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use tower::ServiceExt;
 
 use super::AppState;
 use super::error::ApiError;
@@ -106,7 +107,7 @@ impl Edge {
 
 /// Head size, the authentication guard, the request timeout: run by
 /// [`super::envelope`] around the routes.
-pub async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+pub async fn guard(state: &AppState, request: Request, routes: Router) -> Response {
     if let Some(refusal) = request.extensions().get::<crate::transport::Refusal>() {
         let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::BAD_REQUEST);
         return ApiError::new(status, refusal.code, refusal.message.clone()).into_response();
@@ -141,8 +142,10 @@ pub async fn guard(State(state): State<Arc<AppState>>, request: Request, next: N
         )
         .into_response();
     }
-    let response = match tokio::time::timeout(limits.request_timeout, next.run(request)).await {
-        Ok(response) => response,
+    let response = match tokio::time::timeout(limits.request_timeout, routes.oneshot(request)).await
+    {
+        Ok(Ok(response)) => response,
+        Ok(Err(never)) => match never {},
         Err(_) => ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
             "RequestTimeout",

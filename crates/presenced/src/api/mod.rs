@@ -11,9 +11,9 @@
 //! [`board`] the presence board's page and files (`/`, `/board/`),
 //! [`error`] the one error type, [`edge`] the size, time and
 //! authentication-flood limits answered in the envelope,
-//! [`envelope`] the middleware that gives requests their ids, error bodies
-//! and access-log line, [`cors`] the cross-origin layer outside it, and
-//! [`openapi`] the OpenAPI document of all of it (`GET /openapi.json`).
+//! [`envelope`] the service around the routes that gives requests their ids,
+//! error bodies and access-log line, [`cors`] the cross-origin layer outside
+//! it, and [`openapi`] the OpenAPI document of all of it (`GET /openapi.json`).
 
 pub mod admin;
 pub mod authz;
@@ -39,7 +39,6 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, any, get};
 use presenced_domain::{DurationSyntax, Rules};
@@ -88,39 +87,75 @@ pub struct AppState {
 pub struct RouteName(pub &'static str);
 
 /// The whole HTTP surface; tests drive it with `oneshot`, the server serves it.
+///
+/// The envelope and CORS wrap the whole router once, as services of their
+/// own ([`Enveloped`], [`cors::Apply`]), rather than as `Router::layer`
+/// middleware, which wraps every route and clones and boxes each layer's
+/// inner service on every request.
 pub fn router(state: Arc<AppState>) -> Router {
     // `$batch` sub-requests go through the same routes inside the envelope,
     // without CORS (the batch has it) and without `$batch` itself.
-    let inner = routes()
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            envelope,
-        ))
-        .with_state(state.clone());
+    let inner = Router::new().fallback_service(Enveloped {
+        state: state.clone(),
+        routes: routes().with_state(state.clone()),
+    });
     let batch = |version: route::Version| {
         let inner = inner.clone();
         axum::routing::post(move |state: State<Arc<AppState>>, request: Request| {
             batch::handle(state, inner.clone(), version, request)
         })
     };
-    BATCH_PATHS
+    let mut outer = BATCH_PATHS
         .into_iter()
         .fold(routes(), |router, (path, version)| {
             router.route(path, batch(version))
-        })
-        .layer(axum::middleware::from_fn_with_state(
+        });
+    // Only where the manual clock is shared: the system clock's requests
+    // pay no layer for it.
+    if state.shared_clock {
+        outer = outer.layer(axum::middleware::from_fn_with_state(
             state.clone(),
             sync_clock,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            envelope,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.cors.clone(),
-            cors::apply,
-        ))
-        .with_state(state)
+        ));
+    }
+    let outer = outer.with_state(state.clone());
+    Router::new().fallback_service(cors::Apply {
+        cors: state.cors.clone(),
+        inner: Enveloped {
+            state,
+            routes: outer,
+        },
+    })
+}
+
+/// What the services around the routes answer with.
+pub type ResponseFuture =
+    std::pin::Pin<Box<dyn Future<Output = Result<Response, std::convert::Infallible>> + Send>>;
+
+/// [`envelope`] around `routes`, as a service.
+#[derive(Clone)]
+pub struct Enveloped {
+    state: Arc<AppState>,
+    routes: Router,
+}
+
+impl tower_service::Service<Request> for Enveloped {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), std::convert::Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> ResponseFuture {
+        let state = self.state.clone();
+        let routes = self.routes.clone();
+        Box::pin(async move { Ok(envelope(state, request, routes).await) })
+    }
 }
 
 /// Where `$batch` is served, per version (some clients encode the `$`).
@@ -162,12 +197,13 @@ fn routes() -> Router<Arc<AppState>> {
         .fold(Router::new(), |router, (path, methods)| {
             router.route(path, methods)
         })
-        .fallback(|| async { ApiError::for_status(StatusCode::NOT_FOUND) })
+        .fallback(graph_or_not_found)
 }
 
-/// The paths the router serves, `$batch` included (the catch-alls
-/// `/{version}/{*rest}` stand for the paths their dispatchers parse): what
-/// [`openapi`]'s drift test checks the document against.
+/// The paths the router serves, `$batch` included (the subscriptions'
+/// catch-alls, and the fallback to the presence handlers, stand for the
+/// paths their dispatchers parse): what [`openapi`]'s drift test checks the
+/// document against.
 pub fn route_paths() -> Vec<&'static str> {
     route_table()
         .into_iter()
@@ -228,22 +264,32 @@ fn route_table() -> Vec<(&'static str, MethodRouter<Arc<AppState>>)> {
         ("/beta/subscriptions/{*rest}", any(subscriptions::dispatch)),
         ("/v1.0/presences/stream", get(live::stream)),
         ("/beta/presences/stream", get(live::stream)),
-        ("/v1.0/{*rest}", any(presence::dispatch)),
-        ("/beta/{*rest}", any(presence::dispatch)),
     ]
+}
+
+/// Everything else under `/v1.0/` and `/beta/` is the presence handlers'
+/// (as a `/v1.0/{*rest}` route would be, without the router percent-decoding
+/// and storing a capture nobody reads): a non-empty path there goes to
+/// [`presence::dispatch`]; anything else is 404.
+async fn graph_or_not_found(state: State<Arc<AppState>>, request: Request) -> Response {
+    let path = request.uri().path();
+    let graph = ["/v1.0/", "/beta/"]
+        .iter()
+        .any(|prefix| path.len() > prefix.len() && path.starts_with(prefix));
+    if graph {
+        presence::dispatch(state, request).await
+    } else {
+        ApiError::for_status(StatusCode::NOT_FOUND).into_response()
+    }
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
 const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("client-request-id");
 
-/// The outermost middleware: gives every request its ids, runs
-/// [`edge::guard`] and the routes inside it, renders every error in Graph's
-/// envelope, and writes the access-log line.
-pub async fn envelope(
-    State(state): State<Arc<AppState>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+/// The envelope: gives every request its ids, runs [`edge::guard`] and the
+/// routes inside it, renders every error in Graph's envelope, and writes the
+/// access-log line.
+pub async fn envelope(state: Arc<AppState>, mut request: Request, routes: Router) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let mut id_text = [0u8; uuid::fmt::Hyphenated::LENGTH];
@@ -263,7 +309,7 @@ pub async fn envelope(
     // The edge guard runs inside the envelope, called directly rather than
     // as a layer of its own: one boxed service clone and future fewer per
     // request.
-    let mut response = edge::guard(State(state.clone()), request, next).await;
+    let mut response = edge::guard(&state, request, routes).await;
 
     let status = response.status();
     // Errors of ours carry an `ApiError`; a bare error status from the HTTP
@@ -299,15 +345,72 @@ pub async fn envelope(
         .map_or("unmatched", |r| r.0);
     let latency = started.elapsed();
     crate::telemetry::request(route, response.status(), latency);
-    tracing::info!(
-        method = %method,
-        route,
-        status = response.status().as_u16(),
-        latency_us = latency.as_micros() as u64,
-        request_id = %request_id,
-        "request"
-    );
+    access_log(&method, route, response.status(), latency, request_id);
     response
+}
+
+/// The access-log line: written by hand when the log has no colours (the
+/// same text `tracing`'s formatter makes, at a fraction of its cost), else
+/// through `tracing`.
+fn access_log(
+    method: &axum::http::Method,
+    route: &'static str,
+    status: StatusCode,
+    latency: std::time::Duration,
+    request_id: &str,
+) {
+    if !tracing::enabled!(tracing::Level::INFO) {
+        return;
+    }
+    let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+    let written =
+        crate::logging::direct_line(tracing::Level::INFO, module_path!(), "request", |line| {
+            line.extend_from_slice(b" method=");
+            line.extend_from_slice(method.as_str().as_bytes());
+            line.extend_from_slice(b" route=");
+            // `route` as `Debug` writes it: route templates need no escapes.
+            if route
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+            {
+                line.push(b'"');
+                line.extend_from_slice(route.as_bytes());
+                line.push(b'"');
+            } else {
+                let _ = std::io::Write::write_fmt(line, format_args!("{route:?}"));
+            }
+            line.extend_from_slice(b" status=");
+            push_decimal(line, u64::from(status.as_u16()));
+            line.extend_from_slice(b" latency_us=");
+            push_decimal(line, latency_us);
+            line.extend_from_slice(b" request_id=");
+            line.extend_from_slice(request_id.as_bytes());
+        });
+    if !written {
+        tracing::info!(
+            method = %method,
+            route,
+            status = status.as_u16(),
+            latency_us,
+            request_id = %request_id,
+            "request"
+        );
+    }
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// The error for a status the HTTP machinery produced without an
@@ -410,7 +513,6 @@ pub fn context_base(parts: &axum::http::request::Parts) -> String {
 
 /// Appends [`context_base`] to `out`.
 pub fn write_context_base(out: &mut String, parts: &axum::http::request::Parts) {
-    use std::fmt::Write as _;
     if let Some(url) = parts.extensions.get::<PublicUrl>() {
         out.push_str(&url.0);
         return;
@@ -422,11 +524,28 @@ pub fn write_context_base(out: &mut String, parts: &axum::http::request::Parts) 
     out.push_str(scheme);
     out.push_str("://");
     match parts.extensions.get::<crate::transport::LocalAddr>() {
-        Some(local) => {
-            let _ = write!(out, "{}", local.0);
-        }
+        Some(local) => push_address(out, local.0),
         None => out.push_str("localhost"),
     }
+}
+
+/// Appends `address` as `Display` writes it; the text of the last address
+/// is kept per thread, as a server answers on one or two addresses.
+fn push_address(out: &mut String, address: std::net::SocketAddr) {
+    use std::fmt::Write as _;
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(std::net::SocketAddr, String)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| match last {
+        Some((known, text)) if *known == address => out.push_str(text),
+        _ => {
+            let mut text = String::new();
+            let _ = write!(text, "{address}");
+            out.push_str(&text);
+            *last = Some((address, text));
+        }
+    })
 }
 
 /// The configured public URL (`--public-url`), an origin without a trailing
@@ -540,5 +659,79 @@ mod request_id {
                         && id.get_variant() == uuid::Variant::RFC4122)
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use axum::http::{Method, StatusCode};
+
+    /// A `Write` whose bytes the test reads afterwards.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The only test of this binary that installs the direct writer.
+    #[test]
+    fn the_access_log_line_written_directly_reads_as_tracing_writes_it() {
+        let out = Captured::default();
+        let (writer, guard) = crate::logging::BackgroundWriter::spawn(out.clone()).unwrap();
+        writer.install_direct();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(writer.clone())
+            .with_ansi(false)
+            .finish();
+        let id = "3fc66d70-9f68-4c18-a009-8a8fd3c92b7b";
+        let latency = std::time::Duration::from_micros(1234);
+        tracing::subscriber::with_default(subscriber, || {
+            super::access_log(
+                &Method::GET,
+                "/users/{id}/presence",
+                StatusCode::OK,
+                latency,
+                id,
+            );
+            tracing::info!(
+                target: "presenced::api",
+                method = %Method::GET,
+                route = "/users/{id}/presence",
+                status = 200u16,
+                latency_us = 1234u64,
+                request_id = %id,
+                "request"
+            );
+        });
+        drop(guard);
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        let (direct_time, direct) = lines[0].split_at(27);
+        let (traced_time, traced) = lines[1].split_at(27);
+        assert_eq!(direct, traced);
+        assert_eq!(
+            direct,
+            format!(
+                "  INFO presenced::api: request method=GET route=\"/users/{{id}}/presence\" status=200 latency_us=1234 request_id={id}"
+            )
+        );
+        // `2026-12-04T07:39:53.403108Z`: same shape, moments apart.
+        let direct_time: jiff::Timestamp = direct_time.parse().unwrap();
+        let traced_time: jiff::Timestamp = traced_time.parse().unwrap();
+        assert!((traced_time - direct_time).as_secs().abs() < 5);
+        assert_eq!(lines[0].as_bytes()[26], b'Z');
+        assert_eq!(lines[0].as_bytes()[19], b'.');
     }
 }

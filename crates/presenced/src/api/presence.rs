@@ -6,7 +6,6 @@
 //! find the user (404), then read or apply.
 
 use std::collections::HashSet;
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -199,11 +198,16 @@ async fn get_presence(
     let id = user.to_string();
     let mut context = String::with_capacity(160);
     write_metadata_url(&mut context, parts, version);
-    let _ = match target {
-        Target::Communications(_) => write!(context, "#communications/presences"),
-        _ => write!(context, "#users('{id}')/presence"),
-    };
-    let _ = write!(context, "{}/$entity", selection.context_suffix());
+    match target {
+        Target::Communications(_) => context.push_str("#communications/presences"),
+        _ => {
+            context.push_str("#users('");
+            context.push_str(&id);
+            context.push_str("')/presence");
+        }
+    }
+    context.push_str(&selection.context_suffix());
+    context.push_str("/$entity");
     let json = PresenceJson {
         context: Some(&context),
         id: &id,
@@ -246,7 +250,9 @@ fn metadata_url(parts: &Parts, version: Version) -> String {
 /// Appends [`metadata_url`] to `out`.
 fn write_metadata_url(out: &mut String, parts: &Parts, version: Version) {
     super::write_context_base(out, parts);
-    let _ = write!(out, "/{}/$metadata", version.as_str());
+    out.push('/');
+    out.push_str(version.as_str());
+    out.push_str("/$metadata");
 }
 
 async fn get_presences_by_user_id(

@@ -175,12 +175,23 @@ pub fn parse(path: &str) -> Option<(Version, GraphRoute)> {
         "beta" => Version::Beta,
         _ => return None,
     };
-    let segments: Vec<Cow<'_, str>> = raw
-        .map(|s| percent_decode_str(s).decode_utf8_lossy())
-        .collect();
-    let segments: Vec<&str> = segments.iter().map(|s| s.as_ref()).collect();
+    // Every route has at most four segments after the version: collected
+    // into an array, each borrowed unless it has a percent-escape.
+    let mut decoded: [Cow<'_, str>; 4] = Default::default();
+    let mut count = 0;
+    for segment in raw {
+        let slot = decoded.get_mut(count)?;
+        *slot = if segment.contains('%') {
+            percent_decode_str(segment).decode_utf8_lossy()
+        } else {
+            Cow::Borrowed(segment)
+        };
+        count += 1;
+    }
+    let segments: [&str; 4] = [&decoded[0], &decoded[1], &decoded[2], &decoded[3]];
+    let segments = &segments[..count];
     let is = |s: &str, name: &str| s.eq_ignore_ascii_case(name);
-    let route = match segments.as_slice() {
+    let route = match segments {
         [me, presence] if is(me, "me") && is(presence, "presence") => {
             GraphRoute::GetPresence(Target::Me)
         }
