@@ -50,6 +50,7 @@ mod recovery;
 mod tables;
 #[cfg(test)]
 mod tests;
+mod wal;
 mod writer;
 
 use std::collections::BTreeMap;
@@ -75,6 +76,7 @@ use crate::{
 };
 
 pub use self::tables::FILE_NAME;
+pub use self::wal::LOG_FILE_NAME;
 
 /// Counters of the writer thread, for tests and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -182,6 +184,26 @@ impl EmbeddedStore {
         };
         let mut db = reopen.open()?;
         tables::prepare(&db)?;
+        // Writes acknowledged through the log but not yet in redb's last
+        // durable transaction are replayed into it, durably, and the log
+        // emptied: a checkpoint before anything else happens.
+        let applied = tables::applied_seq(&db)?;
+        let (mut log, tail) = wal::Log::open(&dir.join(LOG_FILE_NAME), applied)?;
+        if let Some(last) = tail.last().map(|record| record.seq) {
+            tracing::info!(
+                records = tail.len(),
+                "replaying the store's log into {FILE_NAME}"
+            );
+            writer::write_ops(
+                &db,
+                tail.iter().flat_map(|record| record.ops.iter()),
+                last,
+                true,
+            )
+            .map_err(io)?;
+            log.clear()?;
+        }
+        drop(tail);
         // Space freed by deletes before the last stop is given back first.
         // A failure leaves the file as it was (compaction commits as it
         // goes); the handle is reopened in case the failure latched it.
@@ -215,6 +237,8 @@ impl EmbeddedStore {
             shared: Arc::clone(&shared),
             views,
             reopen,
+            log,
+            pending: Vec::new(),
         })
         .map_err(io)?;
         Ok(Arc::new(EmbeddedStore {
@@ -427,6 +451,16 @@ impl EmbeddedStore {
         self.shared.check()?;
         if limit == 0 {
             return Ok(Vec::new());
+        }
+        // redb lags the log: the writer first writes every acknowledged
+        // write to it (answering at once while it refuses writes).
+        let (done, synced) = oneshot::channel();
+        let queue = self.queue.as_ref().ok_or(StoreError::Closed)?;
+        queue
+            .send(Message::Sync(done))
+            .map_err(|_| self.shared.unavailable())?;
+        if synced.await.is_err() {
+            return Err(self.shared.unavailable());
         }
         let db = self.database()?;
         // A read transaction never waits for the writer, but it is blocking
