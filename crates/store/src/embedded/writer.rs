@@ -407,9 +407,6 @@ fn finish(writer: &mut Writer, done: oneshot::Sender<()>) {
 /// fails, the log keeps every acknowledged write and the next start
 /// replays it.
 fn checkpoint_at_exit(writer: &mut Writer) {
-    if !writer.shared.is_open() {
-        return;
-    }
     if let Err(error) = apply_pending(writer, true) {
         tracing::warn!(%error, "the store's last checkpoint failed; the next start replays its log");
     }
@@ -478,9 +475,9 @@ impl Idle {
 /// The writer's series, registered once when the thread starts (after the
 /// process installed its recorder): recording is then an atomic update.
 struct CommitMetrics {
-    /// `presenced_store_commit_seconds`: a transaction's commit, fsync included.
+    /// `presenced_store_commit_seconds`: a batch's append to the log, fsync included.
     seconds: metrics::Histogram,
-    /// `presenced_store_commit_writes`: the writes one transaction carried.
+    /// `presenced_store_commit_writes`: the writes one batch carried.
     writes: metrics::Histogram,
     /// `presenced_store_commit_failures_total`.
     failures: metrics::Counter,
