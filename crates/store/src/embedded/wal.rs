@@ -64,6 +64,9 @@ pub(super) struct Log {
     buffer: Vec<u8>,
 }
 
+/// The most encoding space kept between appends.
+const KEEP_BUFFER: usize = 1 << 20;
+
 /// A record read back: its sequence and writes.
 pub(super) struct Record {
     pub seq: u64,
@@ -155,9 +158,15 @@ impl Log {
         let written = (&self.file)
             .write_all(&self.buffer)
             .and_then(|()| self.file.sync_data());
+        let length = self.buffer.len() as u64;
+        if self.buffer.capacity() > KEEP_BUFFER {
+            // A directory load makes one huge record: its buffer is not
+            // kept for the small batches that follow.
+            self.buffer = Vec::new();
+        }
         match written {
             Ok(()) => {
-                self.len += self.buffer.len() as u64;
+                self.len += length;
                 self.last_seq = seq;
                 Ok(seq)
             }
