@@ -1,5 +1,6 @@
-//! The embedded backend: memory answers reads, a redb file makes writes
-//! durable, and one writer thread group-commits them.
+//! The embedded backend: memory answers reads, a write-ahead log makes
+//! writes durable, one writer thread group-commits them, and a redb file
+//! holds the tables, following the log lazily.
 //!
 //! # How a write goes
 //! [`Store::apply`] takes the user's shard lock, decodes the user's record,
@@ -8,9 +9,9 @@
 //! lock — enqueues the new record to the writer and replaces it in memory.
 //! Holding the lock across both steps is what keeps one user's writes in the
 //! same order in memory and in the file. The lock is released and the call
-//! awaits the writer's acknowledgement, which comes only after the commit
-//! that carries it has been fsynced: nothing is acknowledged that lives only
-//! in memory. A mutation that changes nothing writes nothing, but still waits
+//! awaits the writer's acknowledgement, which comes only after the log
+//! record that carries it has been fsynced: nothing is acknowledged that
+//! lives only in memory. redb receives the write later (see `writer`). A mutation that changes nothing writes nothing, but still waits
 //! until every write queued before it is durable (a barrier), since what it
 //! answers may rest on one of them.
 //!
@@ -22,10 +23,12 @@
 //! restart (see `recovery`). A write that failed is never served.
 //!
 //! `due()` scans the `deadline_userkey` table in a read transaction rather
-//! than a mirror in memory: it costs no memory per user and never waits for
-//! the writer, and it sees committed rows only (a write still in its group
-//! commit shows up a moment later; a row may name a deadline that a pending
-//! write is moving, which [`Store::advance_deadline`] tolerates).
+//! than a mirror in memory: it costs no memory per user. Since redb lags the
+//! log, it first asks the writer to write every acknowledged write to redb
+//! (a non-durable transaction), so it sees every acknowledged deadline (a
+//! write still in its group commit shows up a moment later; a row may name
+//! a deadline that a pending write is moving, which
+//! [`Store::advance_deadline`] tolerates).
 //!
 //! # Files
 //! - `compaction`: giving space back to the file system after deletes.
@@ -36,7 +39,9 @@
 //! - `recovery`: after a failed commit: reopening the file, putting memory
 //!   back, probing the disk.
 //! - `tables`: the redb tables, their keys, and start-up loading.
-//! - `writer`: the writer thread (group commit).
+//! - `wal`: the write-ahead log: records, checksums, a torn tail.
+//! - `writer`: the writer thread (group commit into the log, redb lazily,
+//!   checkpoints).
 //!
 //! This module knows no HTTP and no JSON; the meaning of facts is the
 //! domain's, the meaning of bytes the codec's.
@@ -50,6 +55,7 @@ mod recovery;
 mod tables;
 #[cfg(test)]
 mod tests;
+mod wal;
 mod writer;
 
 use std::collections::BTreeMap;
@@ -75,15 +81,16 @@ use crate::{
 };
 
 pub use self::tables::FILE_NAME;
+pub use self::wal::LOG_FILE_NAME;
 
 /// Counters of the writer thread, for tests and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StoreStats {
-    /// Write transactions committed (each one fsync).
+    /// Batches made durable (each one log record and one fsync).
     pub commits: u64,
-    /// Writes those transactions carried; `writes / commits` is the mean batch.
+    /// Writes those batches carried; `writes / commits` is the mean batch.
     pub writes: u64,
-    /// The most writes one transaction carried.
+    /// The most writes one batch carried.
     pub largest_batch: u64,
 }
 
@@ -158,11 +165,12 @@ enum Step<T> {
 
 impl EmbeddedStore {
     /// Opens (creating it if needed) the store in `dir`: the directory, and
-    /// the single file [`FILE_NAME`] inside it, with the default
-    /// [`EmbeddedConfig`].
+    /// the files [`FILE_NAME`] and [`LOG_FILE_NAME`] inside it, with the
+    /// default [`EmbeddedConfig`].
     ///
-    /// This blocks: it opens the file (redb repairs it after a crash), reads
-    /// every record into memory and starts the writer thread. Calling it from
+    /// This blocks: it opens the file (redb repairs it after a crash),
+    /// replays the log into it, reads every record into memory and starts
+    /// the writer thread. Calling it from
     /// inside a tokio runtime is fine at start-up (nothing here needs the
     /// runtime); elsewhere, call it through `spawn_blocking`.
     pub fn open(dir: &Path, rules: Rules) -> Result<Arc<EmbeddedStore>, StoreError> {
@@ -182,6 +190,26 @@ impl EmbeddedStore {
         };
         let mut db = reopen.open()?;
         tables::prepare(&db)?;
+        // Writes acknowledged through the log but not yet in redb's last
+        // durable transaction are replayed into it, durably, and the log
+        // emptied: a checkpoint before anything else happens.
+        let applied = tables::applied_seq(&db)?;
+        let (mut log, tail) = wal::Log::open(&dir.join(LOG_FILE_NAME), applied)?;
+        if let Some(last) = tail.last().map(|record| record.seq) {
+            tracing::info!(
+                records = tail.len(),
+                "replaying the store's log into {FILE_NAME}"
+            );
+            writer::write_ops(
+                &db,
+                tail.iter().flat_map(|record| record.ops.iter()),
+                last,
+                true,
+            )
+            .map_err(io)?;
+            log.clear()?;
+        }
+        drop(tail);
         // Space freed by deletes before the last stop is given back first.
         // A failure leaves the file as it was (compaction commits as it
         // goes); the handle is reopened in case the failure latched it.
@@ -215,6 +243,8 @@ impl EmbeddedStore {
             shared: Arc::clone(&shared),
             views,
             reopen,
+            log,
+            pending: Vec::new(),
         })
         .map_err(io)?;
         Ok(Arc::new(EmbeddedStore {
@@ -427,6 +457,16 @@ impl EmbeddedStore {
         self.shared.check()?;
         if limit == 0 {
             return Ok(Vec::new());
+        }
+        // redb lags the log: the writer first writes every acknowledged
+        // write to it (answering at once while it refuses writes).
+        let (done, synced) = oneshot::channel();
+        let queue = self.queue.as_ref().ok_or(StoreError::Closed)?;
+        queue
+            .send(Message::Sync(done))
+            .map_err(|_| self.shared.unavailable())?;
+        if synced.await.is_err() {
+            return Err(self.shared.unavailable());
         }
         let db = self.database()?;
         // A read transaction never waits for the writer, but it is blocking

@@ -12,7 +12,7 @@ use presenced_domain::{
     Guid, Mutation, MutationError, PreferredState, Rules, SessionExpiration, SessionId,
     SessionState, UserFacts,
 };
-use presenced_store::embedded::{EmbeddedStore, FILE_NAME};
+use presenced_store::embedded::{EmbeddedStore, FILE_NAME, LOG_FILE_NAME};
 use presenced_store::{
     ApplyOutcome, DirectoryChange, DirectoryUser, KnownFacts, OutboxBody, OutboxSettlement, Store,
     StoreError, SubscriptionRecord, Tenant, TenantRecord, UserKey, UserProfile,
@@ -867,4 +867,136 @@ async fn figures_count_directory_users_and_outbox_entries_across_a_restart() {
     let store = open(dir.path());
     assert_eq!(store.figures().users, Some(2));
     assert_eq!(store.figures().outbox_entries, Some(2));
+}
+
+/// Copies the files of a data directory, as a crash would leave them.
+fn crash_image(from: &Path, to: &Path) {
+    for name in [FILE_NAME, LOG_FILE_NAME] {
+        std::fs::copy(from.join(name), to.join(name)).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn acknowledged_writes_still_only_in_the_log_survive_a_crash() {
+    // The redb file lags the log; a copy of both taken right after the
+    // acknowledgements is what a crash leaves. The store checkpoints when
+    // idle, so a round whose copy caught an empty log is run again.
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        assert!(rounds <= 5, "every copy caught an already emptied log");
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        for n in 0..20 {
+            applied(
+                &store,
+                user(n),
+                set_session("s", "Busy", "InACall", 30),
+                at(0),
+            )
+            .await;
+        }
+        store.set_manual_clock(at(3)).await.unwrap();
+        let image = tempfile::tempdir().unwrap();
+        crash_image(dir.path(), image.path());
+        store.close().await.unwrap();
+        if std::fs::metadata(image.path().join(LOG_FILE_NAME))
+            .unwrap()
+            .len()
+            <= 8
+        {
+            continue;
+        }
+        let store = open(image.path());
+        for n in 0..20 {
+            let facts = facts(&store, user(n)).await.expect("acknowledged");
+            assert_eq!(facts.sessions.len(), 1);
+        }
+        assert_eq!(store.manual_clock().await.unwrap(), Some(at(3)));
+        // Their deadlines are back in the index too.
+        assert_eq!(all_due(&store).await.len(), 20);
+        // The replay was a checkpoint: the log is empty again.
+        assert_eq!(
+            std::fs::metadata(image.path().join(LOG_FILE_NAME))
+                .unwrap()
+                .len(),
+            8
+        );
+        store.close().await.unwrap();
+        return;
+    }
+}
+
+#[tokio::test]
+async fn a_data_directory_of_the_release_before_the_log_is_upgraded_in_place() {
+    // Written by the store as released before the write-ahead log: a
+    // tenant of three users, two with presence, a subscription covering
+    // user 1 (whose change is in the outbox), and a manual clock reading.
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/v1");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(fixture.join(FILE_NAME), dir.path().join(FILE_NAME)).unwrap();
+    let tenant = Guid::from_u128(0x7e7a);
+    let key = |n: u128| UserKey {
+        tenant,
+        user: Guid::from_u128(n),
+    };
+    let now = Timestamp::from_second(1_780_000_000).unwrap();
+
+    let store = open(dir.path());
+    assert_eq!(store.manual_clock().await.unwrap(), Some(now));
+    let users = store.tenant_users(tenant).await.unwrap();
+    assert_eq!(users.len(), 3);
+    assert_eq!(
+        store
+            .user(key(2))
+            .await
+            .unwrap()
+            .unwrap()
+            .user_principal_name,
+        "u2@contoso.example"
+    );
+    let busy = facts(&store, key(1)).await.unwrap();
+    assert_eq!(busy.sessions.len(), 1);
+    assert!(facts(&store, key(2)).await.unwrap().preferred.is_some());
+    assert!(facts(&store, key(3)).await.is_none());
+    assert_eq!(
+        store.subscriptions_of(key(1)).await.unwrap(),
+        vec![Guid::from_u128(0x5001)]
+    );
+    assert_eq!(store.outbox_next_due().await.unwrap(), Some(Timestamp::MIN));
+    // User 1's session expires in an hour: the deadline index came along.
+    let due = store
+        .due(now + SignedDuration::from_hours(2), 10)
+        .await
+        .unwrap();
+    assert_eq!(due.iter().map(|(k, _)| *k).collect::<Vec<_>>(), [key(1)]);
+
+    // It takes writes, and keeps them across a restart.
+    applied(
+        &store,
+        key(3),
+        set_preferred("DoNotDisturb", "DoNotDisturb"),
+        now,
+    )
+    .await;
+    store.close().await.unwrap();
+    drop(store);
+    // Closing made a checkpoint: the log is back to its header.
+    assert_eq!(
+        std::fs::metadata(dir.path().join(LOG_FILE_NAME))
+            .unwrap()
+            .len(),
+        8
+    );
+    let store = open(dir.path());
+    assert!(facts(&store, key(3)).await.unwrap().preferred.is_some());
+    assert_eq!(facts(&store, key(1)).await.unwrap().sessions.len(), 1);
+    store.close().await.unwrap();
+    drop(store);
+
+    // The file now says it has a log: the schema version moved on.
+    let db = Database::open(dir.path().join(FILE_NAME)).unwrap();
+    let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let meta = txn.open_table(META).unwrap();
+    assert_eq!(meta.get("schema_version").unwrap().unwrap().value(), [2]);
 }

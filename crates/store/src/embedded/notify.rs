@@ -260,14 +260,62 @@ pub(super) fn load(txn: &ReadTransaction) -> Result<(Subscriptions, Outbox), Sto
     let mut outbox = Outbox::default();
     for row in txn.open_table(OUTBOX).map_err(io)?.iter().map_err(io)? {
         let (key, value) = row.map_err(io)?;
-        let key = key.value();
-        let due = instant_from_bytes(key[..16].try_into().expect("16 bytes"))
-            .ok_or_else(|| StoreError::Corrupt("outbox: due out of range".to_owned()))?;
-        let id = OutboxId::from_be_bytes(key[16..].try_into().expect("8 bytes"));
-        outbox.next_id = outbox.next_id.max(id + 1);
-        outbox.queue.insert((due, id), decode_body(value.value())?);
+        outbox.insert_row(key.value(), value.value())?;
     }
     Ok((subscriptions, outbox))
+}
+
+/// Applies a write's subscription and outbox rows to loaded ones: how
+/// recovery puts the log's writes on top of what redb holds.
+pub(super) fn replay(
+    subscriptions: &mut Subscriptions,
+    outbox: &mut Outbox,
+    op: &Op,
+) -> Result<(), StoreError> {
+    match op {
+        Op::Subscription { id, record } => {
+            let id = Guid::from_bytes(*id);
+            match record {
+                Some(record) => subscriptions.insert(decode_subscription(id, record)?),
+                None => {
+                    subscriptions.remove(id);
+                }
+            }
+        }
+        Op::UserRecord {
+            outbox: Some((row, body)),
+            ..
+        } => outbox.insert_row(row, body)?,
+        Op::Outbox { remove, insert } => {
+            for row in remove {
+                let key = row_key(row)?;
+                outbox.queue.remove(&key);
+            }
+            for (row, body) in insert {
+                outbox.insert_row(row, body)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The (due, id) of an outbox row's key.
+fn row_key(key: &OutboxKey) -> Result<(Timestamp, OutboxId), StoreError> {
+    let due = instant_from_bytes(key[..16].try_into().expect("16 bytes"))
+        .ok_or_else(|| StoreError::Corrupt("outbox: due out of range".to_owned()))?;
+    let id = OutboxId::from_be_bytes(key[16..].try_into().expect("8 bytes"));
+    Ok((due, id))
+}
+
+impl Outbox {
+    /// Inserts a stored row (loading, or replaying the log).
+    fn insert_row(&mut self, key: &OutboxKey, body: &[u8]) -> Result<(), StoreError> {
+        let (due, id) = row_key(key)?;
+        self.next_id = self.next_id.max(id + 1);
+        self.queue.insert((due, id), decode_body(body)?);
+        Ok(())
+    }
 }
 
 impl EmbeddedStore {

@@ -14,12 +14,17 @@
 //! every entry is claimable again, so a delivery whose settlement was lost is
 //! made again (delivery is at least once).
 //!
+//! What "the file holds" means: the redb file's last durable transaction,
+//! with the write-ahead log's records after it on top (see
+//! [`super::writer`]): redb lags the log, and a reopen loses redb's
+//! non-durable transactions, never the log's records.
+//!
 //! Why the file is reopened: after an I/O error redb answers every later
 //! call on that handle with "previous I/O error". Reopening is safe: the
 //! file holds the last committed state, and memory holds nothing else that
 //! was acknowledged.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -32,8 +37,8 @@ use redb::{Database, Durability, ReadableDatabase};
 use super::memory::{self, KeyBytes, Memory, Resident};
 use super::notify::{Outbox, Subscriptions};
 use super::tables::{self, META, TENANTID_USERID_USER, USERKEY_FACTS, io};
-use super::writer::Shared;
-use crate::{StoreError, Tenant};
+use super::writer::{Op, Shared};
+use crate::{StoreError, Tenant, codec};
 
 /// The store's memory, as the writer thread sees it to put it back.
 pub(super) struct Views {
@@ -43,6 +48,8 @@ pub(super) struct Views {
     pub subscriptions: Arc<RwLock<Subscriptions>>,
     pub outbox: Arc<Mutex<Outbox>>,
 }
+
+type Bytes = Vec<u8>;
 
 /// How to open the file again.
 #[derive(Debug, Clone)]
@@ -111,35 +118,73 @@ pub(super) fn current_or_reopen(
     }
 }
 
-/// Puts back from the file the residents of `keys`, and the tenants, the
-/// manual clock, the subscriptions and the outbox whole. Run while the store
-/// serves nothing (`RESTORING`), so no call sees memory halfway.
-pub(super) fn restore(db: &Database, views: &Views, keys: &[KeyBytes]) -> Result<(), StoreError> {
+/// Puts back the residents of `keys`, and the tenants, the manual clock,
+/// the subscriptions and the outbox whole, as the file holds them with
+/// `tail` (the log's writes after what the file holds) on top. Run while the
+/// store serves nothing (`RESTORING`), so no call sees memory halfway.
+pub(super) fn restore(
+    db: &Database,
+    views: &Views,
+    keys: &[KeyBytes],
+    tail: &[Op],
+) -> Result<(), StoreError> {
     let txn = db.begin_read().map_err(io)?;
+    // Each key's directory entry and facts.
+    let mut residents: HashMap<KeyBytes, (Option<Bytes>, Option<Bytes>)> = HashMap::new();
     {
         let facts = txn.open_table(USERKEY_FACTS).map_err(io)?;
         let users = txn.open_table(TENANTID_USERID_USER).map_err(io)?;
         for key in keys {
-            let record = facts.get(key).map_err(io)?;
-            let directory = users.get(key).map_err(io)?;
-            let mut residents = memory::write(views.memory.shard(key));
-            match (&directory, &record) {
-                (None, None) => {
-                    residents.remove(key);
+            let record = facts.get(key).map_err(io)?.map(|g| g.value().to_vec());
+            let directory = users.get(key).map_err(io)?.map(|g| g.value().to_vec());
+            residents.insert(*key, (directory, record));
+        }
+    }
+    let mut tenants = tables::load_tenants(&txn)?;
+    let mut manual_clock = tables::load_manual_clock(&txn)?;
+    let (mut subscriptions, mut outbox) = super::notify::load(&txn)?;
+    for op in tail {
+        match op {
+            Op::UserRecord { key, record, .. } => {
+                if let Some((_, facts)) = residents.get_mut(key) {
+                    *facts = Some(record.clone());
                 }
-                _ => {
-                    residents.replace(Resident::new(
-                        key,
-                        directory.as_ref().map(|guard| guard.value()),
-                        record.as_ref().map(|guard| guard.value()),
-                    ));
+            }
+            Op::Directory {
+                tenants: tenant_rows,
+                users,
+            } => {
+                for (id, record) in tenant_rows {
+                    let id = Guid::from_bytes(*id);
+                    tenants.insert(id, codec::decode_tenant(id, record)?);
                 }
+                for (key, record) in users {
+                    if let Some((directory, _)) = residents.get_mut(key) {
+                        *directory = Some(record.clone());
+                    }
+                }
+            }
+            Op::RemoveUser(key) => {
+                if let Some((directory, _)) = residents.get_mut(key) {
+                    *directory = None;
+                }
+            }
+            Op::ManualClock(at) => manual_clock = Some(*at),
+            Op::Subscription { .. } | Op::Outbox { .. } | Op::Barrier | Op::Group(_) => {}
+        }
+        super::notify::replay(&mut subscriptions, &mut outbox, op)?;
+    }
+    for (key, (directory, record)) in &residents {
+        let mut shard = memory::write(views.memory.shard(key));
+        match (directory, record) {
+            (None, None) => {
+                shard.remove(key);
+            }
+            _ => {
+                shard.replace(Resident::new(key, directory.as_deref(), record.as_deref()));
             }
         }
     }
-    let tenants = tables::load_tenants(&txn)?;
-    let manual_clock = tables::load_manual_clock(&txn)?;
-    let (subscriptions, outbox) = super::notify::load(&txn)?;
     *views
         .tenants
         .write()

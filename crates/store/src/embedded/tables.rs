@@ -22,7 +22,12 @@ use crate::{StoreError, Tenant, UserKey, codec};
 pub const FILE_NAME: &str = "presenced.redb";
 
 /// The layout of the tables below; a file with another one is refused.
-pub(super) const SCHEMA_VERSION: u8 = 1;
+/// Version 2 adds the write-ahead log beside the file ([`META_APPLIED_SEQ`]);
+/// a version 1 file (written before the log) is upgraded in place when
+/// opened: its tables are the same, and it has no log to replay. Older
+/// builds refuse a version 2 file rather than ignore its log.
+pub(super) const SCHEMA_VERSION: u8 = 2;
+const SCHEMA_VERSION_BEFORE_THE_LOG: u8 = 1;
 
 /// tenant id ‖ user id → the user's record (facts and current deadline, see
 /// [`codec::encode_user_record`]).
@@ -54,6 +59,8 @@ pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta
 
 pub(super) const META_SCHEMA_VERSION: &str = "schema_version";
 pub(super) const META_MANUAL_CLOCK: &str = "manual_clock";
+/// The sequence of the last log record the tables hold (u64, big-endian).
+pub(super) const META_APPLIED_SEQ: &str = "log_applied_seq";
 
 /// Maps any redb error to [`StoreError::Io`].
 pub(super) fn io(error: impl std::fmt::Display) -> StoreError {
@@ -140,6 +147,11 @@ pub(super) fn prepare(db: &Database) -> Result<(), StoreError> {
                     .map_err(io)?;
             }
             Some([SCHEMA_VERSION]) => {}
+            Some([SCHEMA_VERSION_BEFORE_THE_LOG]) => {
+                tracing::info!("upgrading {FILE_NAME} to schema version {SCHEMA_VERSION}");
+                meta.insert(META_SCHEMA_VERSION, [SCHEMA_VERSION].as_slice())
+                    .map_err(io)?;
+            }
             Some(other) => {
                 return Err(StoreError::Corrupt(format!(
                     "{FILE_NAME} has schema version {other:?}; this build reads version {SCHEMA_VERSION}"
@@ -148,6 +160,21 @@ pub(super) fn prepare(db: &Database) -> Result<(), StoreError> {
         }
     }
     txn.commit().map_err(io)
+}
+
+/// The sequence of the last log record the file holds (0 before any).
+pub(super) fn applied_seq(db: &Database) -> Result<u64, StoreError> {
+    let txn = db.begin_read().map_err(io)?;
+    let meta = txn.open_table(META).map_err(io)?;
+    match meta.get(META_APPLIED_SEQ).map_err(io)? {
+        None => Ok(0),
+        Some(value) => {
+            let bytes: [u8; 8] = value.value().try_into().map_err(|_| {
+                StoreError::Corrupt(format!("{FILE_NAME}: {META_APPLIED_SEQ} is not 8 bytes"))
+            })?;
+            Ok(u64::from_be_bytes(bytes))
+        }
+    }
 }
 
 /// What start-up reads besides the per-user records.

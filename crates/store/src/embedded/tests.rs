@@ -324,8 +324,13 @@ async fn settled_outbox_entries_stay_settled_across_a_restart() {
     );
 }
 
+/// The space the store takes: the redb file and the log (which holds
+/// acknowledged writes until a checkpoint moves them into the file).
 fn file_len(dir: &std::path::Path) -> u64 {
-    std::fs::metadata(dir.join(FILE_NAME)).unwrap().len()
+    [FILE_NAME, LOG_FILE_NAME]
+        .iter()
+        .map(|name| std::fs::metadata(dir.join(name)).unwrap().len())
+        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,12 +1,24 @@
-//! The single writer thread: group commit.
+//! The single writer thread: group commit through a write-ahead log.
 //!
 //! Callers enqueue a write and await its acknowledgement. The thread blocks
 //! for the first pending write, takes every other one already queued (up to
-//! [`MAX_BATCH`]), writes them all in one redb transaction with
-//! `Durability::Immediate`, and acknowledges them once the commit (and its
-//! fsync) has returned. No timer is involved: while one commit runs, new
-//! writes queue up and form the next batch, so the batch size follows the
-//! load by itself. Writes leave the queue in the order they entered it.
+//! [`MAX_BATCH`]), appends them all as one record to the log
+//! ([`super::wal`]), and acknowledges them once the record is written and
+//! `fdatasync`ed. No timer is involved: while one append runs, new writes
+//! queue up and form the next batch, so the batch size follows the load by
+//! itself. Writes leave the queue in the order they entered it.
+//!
+//! The redb file follows the log lazily: acknowledged writes wait in
+//! `pending` and are written to redb in one transaction with
+//! `Durability::None` every [`APPLY_EVERY`] writes, and whenever `due()`
+//! asks ([`Message::Sync`]), so its scan of `deadline_userkey` sees every
+//! acknowledged deadline. Each of these transactions records the sequence
+//! of the last log record it holds (`log_applied_seq` in `meta`). Once the
+//! log reaches [`CHECKPOINT_BYTES`], when the store is idle, and when it
+//! closes, the transaction is made durable (`Durability::Immediate`, which
+//! also makes every earlier one durable) and the log is emptied: a
+//! checkpoint. After a crash, redb holds its last durable transaction, and
+//! start-up replays the log's records after its `log_applied_seq`.
 //!
 //! If a commit fails (a full disk, an I/O error), the store recovers by
 //! itself instead of stopping (see [`super::recovery`]): it refuses new
@@ -38,13 +50,22 @@ use super::StoreStats;
 use super::compaction;
 use super::recovery::{self, Reopen, Views};
 use super::tables::{
-    DEADLINE_USERKEY, META, META_MANUAL_CLOCK, OUTBOX, SUBSCRIPTIONID_SUBSCRIPTION,
-    TENANTID_TENANT, TENANTID_USERID_USER, USERKEY_FACTS, deadline_key,
+    self, DEADLINE_USERKEY, META, META_APPLIED_SEQ, META_MANUAL_CLOCK, OUTBOX,
+    SUBSCRIPTIONID_SUBSCRIPTION, TENANTID_TENANT, TENANTID_USERID_USER, USERKEY_FACTS,
+    deadline_key,
 };
+use super::wal::{AppendError, Log};
 use crate::{StoreError, codec};
 
-/// The most writes one transaction takes; a bound on commit latency.
+/// The most writes one log record takes; a bound on commit latency.
 pub(super) const MAX_BATCH: usize = 4096;
+
+/// Acknowledged writes are written to redb once this many wait.
+const APPLY_EVERY: usize = 8192;
+
+/// The log's length at which a checkpoint empties it: a bound on the
+/// log's size and on how much start-up replays after a crash.
+const CHECKPOINT_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Where the outcome of one write goes.
 pub(super) type Ack = oneshot::Sender<Result<(), StoreError>>;
@@ -111,6 +132,9 @@ impl Op {
 
 pub(super) enum Message {
     Write(Op, Ack),
+    /// Write every acknowledged write to redb (not durably: the log holds
+    /// them), then answer; `due()` asks before it scans.
+    Sync(oneshot::Sender<()>),
     /// Commit everything queued before, close the file, then answer.
     Shutdown(oneshot::Sender<()>),
 }
@@ -143,11 +167,11 @@ pub(super) struct Shared {
     failure: Mutex<String>,
     /// The file; `None` while the writer reopens it, and after `close()`.
     pub db: RwLock<Option<Arc<Database>>>,
-    /// Transactions committed by the writer.
+    /// Batches made durable by the writer (one log record and fsync each).
     commits: AtomicU64,
-    /// Writes made durable by those transactions (barriers not counted).
+    /// Writes made durable by those batches (barriers not counted).
     writes: AtomicU64,
-    /// The most writes one transaction carried.
+    /// The most writes one batch carried.
     largest_batch: AtomicU64,
     /// Test hook: the next commit fails as if the disk had.
     #[cfg(test)]
@@ -261,6 +285,11 @@ pub(super) struct Writer {
     pub shared: Arc<Shared>,
     pub views: Views,
     pub reopen: Reopen,
+    /// The log, open for appending.
+    pub log: Log,
+    /// Acknowledged writes (in the log) not yet written to redb, in order:
+    /// the ops of the log's records after redb's `log_applied_seq`.
+    pub pending: Vec<Op>,
 }
 
 /// Starts the writer thread.
@@ -281,8 +310,9 @@ impl Drop for FailOnPanic<'_> {
     }
 }
 
-fn run(writer: Writer) {
-    let _fail_on_panic = FailOnPanic(&writer.shared);
+fn run(mut writer: Writer) {
+    let shared = Arc::clone(&writer.shared);
+    let _fail_on_panic = FailOnPanic(&shared);
     let metrics = CommitMetrics::register();
     let mut batch = Vec::new();
     let mut idle = Idle::new();
@@ -292,16 +322,27 @@ fn run(writer: Writer) {
         let first = match writer.queue.recv_timeout(IDLE_AFTER) {
             Ok(first) => first,
             Err(RecvTimeoutError::Timeout) => {
-                idle.quiet(&writer);
+                if let Err(why) = idle.quiet(&mut writer) {
+                    match recover(&mut writer, Vec::new(), why, None) {
+                        Recovered::Open => {}
+                        Recovered::Shutdown(done) => return finish(&mut writer, done),
+                        Recovered::Dropped => return,
+                    }
+                }
                 continue;
             }
-            Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Disconnected) => {
+                checkpoint_at_exit(&mut writer);
+                return;
+            }
         };
         let mut shutdown = None;
+        let mut syncs = Vec::new();
         let mut next = Some(first);
         while let Some(message) = next.take() {
             match message {
                 Message::Write(op, ack) => batch.push((op, ack)),
+                Message::Sync(done) => syncs.push(done),
                 Message::Shutdown(done) => {
                     shutdown = Some(done);
                     break;
@@ -312,26 +353,62 @@ fn run(writer: Writer) {
             }
         }
         idle.note(&batch);
-        if let Err(why) = write_batch(&writer.shared, &mut batch, &metrics) {
-            let failed = std::mem::take(&mut batch);
-            match recover(&writer, failed, why, shutdown) {
-                Recovered::Open => shutdown = None,
-                Recovered::Shutdown(done) => shutdown = Some(done),
-                Recovered::Dropped => return,
+        let mut outcome = write_batch(&mut writer, &mut batch, &metrics);
+        if outcome.is_ok() {
+            let checkpoint = writer.log.len() >= CHECKPOINT_BYTES;
+            if checkpoint || !syncs.is_empty() || writer.pending.len() >= APPLY_EVERY {
+                outcome = apply_pending(&mut writer, checkpoint).map_err(Failure::Failed);
             }
         }
-        if let Some(done) = shutdown {
-            // Let go of the file before answering: once close() drops the
-            // store's own handle, the file is released and may be reopened.
-            writer
-                .shared
-                .db
-                .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take();
-            let _ = done.send(());
-            return;
+        match outcome {
+            Ok(()) => {}
+            Err(Failure::Stuck(why)) => {
+                tracing::error!(error = %why, "the store's log cannot be trusted; stopping the store");
+                shared.fail(&why);
+                let error = format!("the write was not stored: {why}");
+                for (_, ack) in batch.drain(..) {
+                    let _ = ack.send(Err(StoreError::Io(error.clone())));
+                }
+                return;
+            }
+            Err(Failure::Failed(why)) => {
+                let failed = std::mem::take(&mut batch);
+                match recover(&mut writer, failed, why, shutdown) {
+                    Recovered::Open => shutdown = None,
+                    Recovered::Shutdown(done) => shutdown = Some(done),
+                    Recovered::Dropped => return,
+                }
+            }
         }
+        for done in syncs {
+            let _ = done.send(());
+        }
+        if let Some(done) = shutdown {
+            return finish(&mut writer, done);
+        }
+    }
+}
+
+/// Checkpoints, lets go of the file, then answers `close()`.
+fn finish(writer: &mut Writer, done: oneshot::Sender<()>) {
+    checkpoint_at_exit(writer);
+    // Let go of the file before answering: once close() drops the store's
+    // own handle, the file is released and may be reopened.
+    writer
+        .shared
+        .db
+        .write()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    let _ = done.send(());
+}
+
+/// A last checkpoint, so that the next start has no log to replay. If it
+/// fails, the log keeps every acknowledged write and the next start
+/// replays it.
+fn checkpoint_at_exit(writer: &mut Writer) {
+    if let Err(error) = apply_pending(writer, true) {
+        tracing::warn!(%error, "the store's last checkpoint failed; the next start replays its log");
     }
 }
 
@@ -374,29 +451,33 @@ impl Idle {
         });
     }
 
-    /// The queue has been empty for [`IDLE_AFTER`]: compact if rows were
-    /// removed since the last look, at most every [`COMPACT_CHECK_EVERY`].
-    fn quiet(&mut self, writer: &Writer) {
-        if !self.removed
-            || self.last_check.elapsed() < COMPACT_CHECK_EVERY
-            || !writer.shared.is_open()
-        {
-            return;
+    /// The queue has been empty for [`IDLE_AFTER`]: checkpoint (so the log
+    /// is empty while nothing happens), and compact if rows were removed
+    /// since the last look, at most every [`COMPACT_CHECK_EVERY`]. An error
+    /// is a failed checkpoint.
+    fn quiet(&mut self, writer: &mut Writer) -> Result<(), String> {
+        if !writer.shared.is_open() {
+            return Ok(());
+        }
+        apply_pending(writer, true)?;
+        if !self.removed || self.last_check.elapsed() < COMPACT_CHECK_EVERY {
+            return Ok(());
         }
         self.last_check = Instant::now();
         self.removed = false;
         if let Err(error) = compaction::compact_in_place(&writer.shared, &writer.reopen.path) {
             tracing::warn!(%error, "compacting the store's file failed");
         }
+        Ok(())
     }
 }
 
 /// The writer's series, registered once when the thread starts (after the
 /// process installed its recorder): recording is then an atomic update.
 struct CommitMetrics {
-    /// `presenced_store_commit_seconds`: a transaction's commit, fsync included.
+    /// `presenced_store_commit_seconds`: a batch's append to the log, fsync included.
     seconds: metrics::Histogram,
-    /// `presenced_store_commit_writes`: the writes one transaction carried.
+    /// `presenced_store_commit_writes`: the writes one batch carried.
     writes: metrics::Histogram,
     /// `presenced_store_commit_failures_total`.
     failures: metrics::Counter,
@@ -412,13 +493,23 @@ impl CommitMetrics {
     }
 }
 
-/// Commits and acknowledges one batch. If the commit fails, nothing is
-/// acknowledged and the batch is left for [`recover`].
+/// Why a batch, or the writing of pending writes to redb, failed.
+enum Failure {
+    /// Nothing of it is durable; the store recovers by itself.
+    Failed(String),
+    /// The log may hold a record that was not acknowledged: the store stops.
+    Stuck(String),
+}
+
+/// Appends one batch to the log and acknowledges it; its writes then wait
+/// in `pending` for redb. If the append fails, nothing is acknowledged and
+/// the batch is left for [`recover`].
 fn write_batch(
-    shared: &Shared,
+    writer: &mut Writer,
     batch: &mut Vec<(Op, Ack)>,
     metrics: &CommitMetrics,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
+    let shared = &writer.shared;
     let writes = batch
         .iter()
         .flat_map(|(op, _)| op.parts())
@@ -426,13 +517,26 @@ fn write_batch(
         .count() as u64;
     if writes > 0 {
         let started = Instant::now();
-        let result = match shared.database() {
-            Some(db) => commit(&db, batch, shared),
-            None => Err("the store's file is not open".to_owned()),
-        };
-        if let Err(why) = result {
+        #[cfg(test)]
+        drop(shared.commit_gate.lock());
+        #[cfg(test)]
+        if shared.fail_next_commit.swap(false, Ordering::SeqCst) {
             metrics.failures.increment(1);
-            return Err(why);
+            return Err(Failure::Failed("injected commit failure".to_owned()));
+        }
+        let appended = writer
+            .log
+            .append(batch.iter().flat_map(|(op, _)| op.parts()));
+        match appended {
+            Ok(_) => {}
+            Err(AppendError::Failed(why)) => {
+                metrics.failures.increment(1);
+                return Err(Failure::Failed(why));
+            }
+            Err(AppendError::Stuck(why)) => {
+                metrics.failures.increment(1);
+                return Err(Failure::Stuck(why));
+            }
         }
         metrics.seconds.record(started.elapsed().as_secs_f64());
         metrics.writes.record(writes as f64);
@@ -440,11 +544,72 @@ fn write_batch(
         shared.writes.fetch_add(writes, Ordering::Relaxed);
         shared.largest_batch.fetch_max(writes, Ordering::Relaxed);
     }
-    for (_, ack) in batch.drain(..) {
+    for (op, ack) in batch.drain(..) {
         // The caller may have stopped waiting; the write stands.
         let _ = ack.send(Ok(()));
+        match op {
+            Op::Barrier => {}
+            Op::Group(ops) => writer
+                .pending
+                .extend(ops.into_iter().filter(|op| !matches!(op, Op::Barrier))),
+            op => writer.pending.push(op),
+        }
     }
     Ok(())
+}
+
+/// Writes the pending writes to redb in one transaction, recording the
+/// log's last sequence with them; `durable` makes it a checkpoint: the
+/// commit is fsynced and the log emptied. An error leaves `pending` as it
+/// was (and the redb handle, most likely, refusing every call).
+fn apply_pending(writer: &mut Writer, durable: bool) -> Result<(), String> {
+    if writer.pending.is_empty() && (!durable || writer.log.is_empty()) {
+        return Ok(());
+    }
+    let db = writer
+        .shared
+        .database()
+        .ok_or_else(|| "the store's file is not open".to_owned())?;
+    write_ops(&db, writer.pending.iter(), writer.log.last_seq(), durable)
+        .map_err(|e| e.to_string())?;
+    writer.pending.clear();
+    if durable && let Err(error) = writer.log.clear() {
+        // The records stay in the log; redb holds them, so they are
+        // skipped when replayed. The next checkpoint tries again.
+        tracing::warn!(%error, "emptying the store's log after a checkpoint failed");
+    }
+    Ok(())
+}
+
+/// Reads the pending writes back from the log: the records after what the
+/// (reopened) redb file holds.
+fn reload_pending(writer: &mut Writer, db: &Database) -> Result<(), StoreError> {
+    let applied = tables::applied_seq(db)?;
+    writer.pending = writer
+        .log
+        .records_after(applied)?
+        .into_iter()
+        .flat_map(|record| record.ops)
+        .collect();
+    Ok(())
+}
+
+/// Reopens the file (`reopen`; otherwise only if no handle is open), reads
+/// the pending writes back from the log, then puts back the residents of
+/// `keys` and the wholesale parts of memory from the file with the log on
+/// top.
+fn restore_from_file(
+    writer: &mut Writer,
+    keys: &[[u8; 32]],
+    reopen: bool,
+) -> Result<(), StoreError> {
+    let db = if reopen {
+        recovery::reopen(&writer.shared, &writer.reopen)?
+    } else {
+        recovery::current_or_reopen(&writer.shared, &writer.reopen)?
+    };
+    reload_pending(writer, &db)?;
+    recovery::restore(&db, &writer.views, keys, &writer.pending)
 }
 
 /// How [`recover`] ended.
@@ -466,17 +631,18 @@ const RETRY_MOST: Duration = Duration::from_secs(2);
 /// queued behind it, put memory back to what the file holds, answer them,
 /// then serve reads and probe the disk until it takes writes again.
 fn recover(
-    writer: &Writer,
+    writer: &mut Writer,
     mut failed: Vec<(Op, Ack)>,
     why: String,
     mut shutdown: Option<oneshot::Sender<()>>,
 ) -> Recovered {
-    let shared = &writer.shared;
+    let shared = Arc::clone(&writer.shared);
     tracing::error!(
         error = %why,
         writes = failed.len(),
         "store commit failed; refusing writes until the disk takes them again"
     );
+    let shared = &*shared;
     let restoring = shared.begin_restoring(&why);
     // Every write admitted before is queued now; each was applied to memory
     // on top of state that did not reach the file, so none may commit.
@@ -484,6 +650,9 @@ fn recover(
     loop {
         match writer.queue.try_recv() {
             Ok(Message::Write(op, ack)) => failed.push((op, ack)),
+            Ok(Message::Sync(done)) => {
+                let _ = done.send(());
+            }
             Ok(Message::Shutdown(done)) => shutdown = Some(done),
             Err(std::sync::mpsc::TryRecvError::Empty) => break,
             Err(std::sync::mpsc::TryRecvError::Disconnected) => {
@@ -494,14 +663,14 @@ fn recover(
     }
     if restoring && !dropped {
         // redb refuses every call on a handle after an I/O error: reopen it
-        // (the file holds the last committed state), then read back what
-        // the failed writes touched. Both are retried until they succeed,
-        // unless the store is closed meanwhile.
+        // (the file holds its last durable transaction), read the log's
+        // records after it back as pending, then read back what the failed
+        // writes touched, from the file with the log on top. All are
+        // retried until they succeed, unless the store is closed meanwhile.
         let mut wait = RETRY_FIRST;
         loop {
             let keys: Vec<_> = failed.iter().flat_map(|(op, _)| op.user_keys()).collect();
-            let result = recovery::reopen(shared, &writer.reopen)
-                .and_then(|db| recovery::restore(&db, &writer.views, &keys));
+            let result = restore_from_file(writer, &keys, true);
             match result {
                 Ok(()) => break,
                 Err(error) => {
@@ -511,6 +680,9 @@ fn recover(
                     }
                     match writer.queue.recv_timeout(wait) {
                         Ok(Message::Write(op, ack)) => failed.push((op, ack)),
+                        Ok(Message::Sync(done)) => {
+                            let _ = done.send(());
+                        }
                         Ok(Message::Shutdown(done)) => shutdown = Some(done),
                         Err(RecvTimeoutError::Timeout) => {}
                         Err(RecvTimeoutError::Disconnected) => {
@@ -546,18 +718,21 @@ fn recover(
     loop {
         match writer.queue.recv_timeout(wait) {
             Ok(Message::Shutdown(done)) => return Recovered::Shutdown(done),
+            Ok(Message::Sync(done)) => {
+                // redb may lag the log while the disk is full: due() sees
+                // what it holds.
+                let _ = done.send(());
+            }
             Ok(Message::Write(op, ack)) => {
                 // Not admitted while degraded; answered as refused all the same.
                 let keys = op.user_keys();
-                if let Err(error) = recovery::current_or_reopen(shared, &writer.reopen)
-                    .and_then(|db| recovery::restore(&db, &writer.views, &keys))
-                {
+                if let Err(error) = restore_from_file(writer, &keys, false) {
                     tracing::error!(%error, "cannot restore a refused write's users");
                 }
                 let _ = ack.send(Err(shared.unavailable()));
             }
             Err(RecvTimeoutError::Disconnected) => return Recovered::Dropped,
-            Err(RecvTimeoutError::Timeout) => match recovery::probe(shared, &writer.reopen) {
+            Err(RecvTimeoutError::Timeout) => match probe(writer) {
                 Ok(()) => {
                     if shared.advance(DEGRADED, OPEN) {
                         tracing::warn!("the store's file takes writes again; the store is open");
@@ -573,20 +748,31 @@ fn recover(
     }
 }
 
-fn commit(db: &Database, batch: &[(Op, Ack)], shared: &Shared) -> Result<(), String> {
-    #[cfg(test)]
-    drop(shared.commit_gate.lock());
-    #[cfg(test)]
-    if shared.fail_next_commit.swap(false, Ordering::SeqCst) {
-        return Err("injected commit failure".to_owned());
-    }
-    let _ = shared;
-    write_all(db, batch).map_err(|e| e.to_string())
+/// Whether the disk takes writes again (see [`recovery::probe`]), and the
+/// pending writes reach redb in a checkpoint.
+fn probe(writer: &mut Writer) -> Result<(), StoreError> {
+    recovery::probe(&writer.shared, &writer.reopen)?;
+    let db = recovery::current_or_reopen(&writer.shared, &writer.reopen)?;
+    reload_pending(writer, &db)?;
+    drop(db);
+    apply_pending(writer, true).map_err(StoreError::Io)
 }
 
-fn write_all(db: &Database, batch: &[(Op, Ack)]) -> Result<(), redb::Error> {
+/// Writes `ops` to redb in one transaction and records `applied_seq` (the
+/// last log record they come from); `durable` commits with
+/// `Durability::Immediate`, otherwise `Durability::None`.
+pub(super) fn write_ops<'a>(
+    db: &Database,
+    ops: impl Iterator<Item = &'a Op>,
+    applied_seq: u64,
+    durable: bool,
+) -> Result<(), redb::Error> {
     let mut txn = db.begin_write()?;
-    txn.set_durability(Durability::Immediate)?;
+    txn.set_durability(if durable {
+        Durability::Immediate
+    } else {
+        Durability::None
+    })?;
     {
         // Tables are opened when the batch first needs them: a batch of
         // presence writes touches two of the seven, and every table opened
@@ -598,7 +784,7 @@ fn write_all(db: &Database, batch: &[(Op, Ack)]) -> Result<(), redb::Error> {
         let mut meta = Lazy::new(META);
         let mut subscriptions = Lazy::new(SUBSCRIPTIONID_SUBSCRIPTION);
         let mut outbox_rows = Lazy::new(OUTBOX);
-        for op in batch.iter().flat_map(|(op, _)| op.parts()) {
+        for op in ops.flat_map(Op::parts) {
             match op {
                 Op::UserRecord {
                     key,
@@ -658,6 +844,8 @@ fn write_all(db: &Database, batch: &[(Op, Ack)]) -> Result<(), redb::Error> {
                 Op::Barrier | Op::Group(_) => {}
             }
         }
+        meta.get(&txn)?
+            .insert(META_APPLIED_SEQ, applied_seq.to_be_bytes().as_slice())?;
     }
     txn.commit()?;
     Ok(())
