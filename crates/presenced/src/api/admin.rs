@@ -114,13 +114,18 @@ pub async fn get_scheduler(State(state): State<Arc<AppState>>) -> Response {
 
 async fn scheduler(state: &AppState) -> Result<Response, ApiError> {
     let now = state.clock.now();
+    // The scheduler's progress first, the store's deadlines after: a
+    // deadline counted in `processed` was moved on before it was counted, so
+    // the answer never reports as due a deadline it also counts as handled
+    // (the other order raced a step completing in between, on Redis often).
+    let progress = &state.notifier.scheduler_progress;
+    let (processed, max_lag) = (progress.processed(), progress.max_lag());
     let oldest = state.store.due(now, 1).await?.first().map(|(_, at)| *at);
     let lag = oldest.map_or(SignedDuration::ZERO, |at| now.duration_since(at));
-    let progress = &state.notifier.scheduler_progress;
     let body = serde_json::json!({
         "now": now.to_string(),
-        "processed": progress.processed(),
-        "maxLagSeconds": progress.max_lag().as_secs_f64(),
+        "processed": processed,
+        "maxLagSeconds": max_lag.as_secs_f64(),
         "lagSeconds": lag.max(SignedDuration::ZERO).as_secs_f64(),
         "oldestDue": oldest.map(|at| at.to_string()),
     });
