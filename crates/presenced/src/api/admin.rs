@@ -2,6 +2,7 @@
 //! scheduler's lag, the operator's status figures, and the out-of-office stand-in for the calendar and mailbox.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
@@ -28,10 +29,19 @@ pub async fn healthz() -> Response {
     responses((status = 200, description = "Ready.", content_type = "application/json", body = super::openapi::HealthDoc),
         (status = 503, description = "The store is not open.")))]
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    if state.store.is_ready() {
+    let ready = state.store.is_ready();
+    // Logged when readiness changes, not at every poll of a probe.
+    let was_not_ready = state.not_ready.swap(!ready, Ordering::AcqRel);
+    if ready {
+        if was_not_ready {
+            tracing::info!("ready again: the store accepts work");
+        }
         json_response(StatusCode::OK, br#"{"status":"ready"}"#.to_vec())
     } else {
-        ApiError::unavailable("the store is not ready: closed, or out of reach").into_response()
+        if !was_not_ready {
+            tracing::warn!("not ready: the store is closed, or out of reach");
+        }
+        ApiError::unavailable_unlogged().into_response()
     }
 }
 
