@@ -149,6 +149,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         codes: Arc::new(opened.codes()),
         refresh_tokens: Arc::new(refresh_tokens),
         shared_clock,
+        not_ready: std::sync::atomic::AtomicBool::new(false),
     });
 
     // The metrics listener first: its line precedes the API's on stdout.

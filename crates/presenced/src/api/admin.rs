@@ -2,6 +2,7 @@
 //! scheduler's lag, the operator's status figures, and the out-of-office stand-in for the calendar and mailbox.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
@@ -28,10 +29,19 @@ pub async fn healthz() -> Response {
     responses((status = 200, description = "Ready.", content_type = "application/json", body = super::openapi::HealthDoc),
         (status = 503, description = "The store is not open.")))]
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    if state.store.is_ready() {
+    let ready = state.store.is_ready();
+    // Logged when readiness changes, not at every poll of a probe.
+    let was_not_ready = state.not_ready.swap(!ready, Ordering::AcqRel);
+    if ready {
+        if was_not_ready {
+            tracing::info!("ready again: the store accepts work");
+        }
         json_response(StatusCode::OK, br#"{"status":"ready"}"#.to_vec())
     } else {
-        ApiError::unavailable("the store is not ready: closed, or out of reach").into_response()
+        if !was_not_ready {
+            tracing::warn!("not ready: the store is closed, or out of reach");
+        }
+        ApiError::unavailable_unlogged().into_response()
     }
 }
 
@@ -114,13 +124,18 @@ pub async fn get_scheduler(State(state): State<Arc<AppState>>) -> Response {
 
 async fn scheduler(state: &AppState) -> Result<Response, ApiError> {
     let now = state.clock.now();
+    // The scheduler's progress first, the store's deadlines after: a
+    // deadline counted in `processed` was moved on before it was counted, so
+    // the answer never reports as due a deadline it also counts as handled
+    // (the other order raced a step completing in between, on Redis often).
+    let progress = &state.notifier.scheduler_progress;
+    let (processed, max_lag) = (progress.processed(), progress.max_lag());
     let oldest = state.store.due(now, 1).await?.first().map(|(_, at)| *at);
     let lag = oldest.map_or(SignedDuration::ZERO, |at| now.duration_since(at));
-    let progress = &state.notifier.scheduler_progress;
     let body = serde_json::json!({
         "now": now.to_string(),
-        "processed": progress.processed(),
-        "maxLagSeconds": progress.max_lag().as_secs_f64(),
+        "processed": processed,
+        "maxLagSeconds": max_lag.as_secs_f64(),
         "lagSeconds": lag.max(SignedDuration::ZERO).as_secs_f64(),
         "oldestDue": oldest.map(|at| at.to_string()),
     });

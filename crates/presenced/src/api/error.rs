@@ -75,6 +75,12 @@ impl ApiError {
 
     pub fn unavailable(detail: impl std::fmt::Display) -> ApiError {
         tracing::error!(error = %detail, "service unavailable");
+        ApiError::unavailable_unlogged()
+    }
+
+    /// [`ApiError::unavailable`] without its log line, for a caller that
+    /// logs the condition itself (`/readyz`: once per change, not per poll).
+    pub fn unavailable_unlogged() -> ApiError {
         ApiError {
             retry_after: Some(1),
             ..ApiError::new(

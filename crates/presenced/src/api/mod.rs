@@ -80,6 +80,9 @@ pub struct AppState {
     /// The manual clock is shared by several nodes through the store: every
     /// request first reads it there ([`sync_clock`]).
     pub shared_clock: bool,
+    /// `/readyz` last answered not ready: its log line is written when
+    /// readiness changes, not at every poll.
+    pub not_ready: std::sync::atomic::AtomicBool,
 }
 
 /// The route template a response was produced for, for the access log.

@@ -52,13 +52,18 @@ impl Progress {
     pub fn record(&self, count: usize, lag: SignedDuration) {
         let micros = u64::try_from(lag.as_micros()).unwrap_or(0);
         self.max_lag_micros.fetch_max(micros, Ordering::Relaxed);
+        // Release: whoever sees the new count also sees the moves that
+        // preceded it (see `processed`).
         self.processed
-            .fetch_add(u64::try_from(count).unwrap_or(u64::MAX), Ordering::Relaxed);
+            .fetch_add(u64::try_from(count).unwrap_or(u64::MAX), Ordering::Release);
     }
 
-    /// Deadlines handled since start.
+    /// Deadlines handled since start. Every deadline counted here has been
+    /// moved on in the store before the count was raised, so a reader that
+    /// takes this count first and reads the store's deadlines after never
+    /// sees a counted deadline as still due.
     pub fn processed(&self) -> u64 {
-        self.processed.load(Ordering::Relaxed)
+        self.processed.load(Ordering::Acquire)
     }
 
     /// The most any handled deadline waited for its handling to complete.

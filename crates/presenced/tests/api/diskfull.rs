@@ -164,6 +164,9 @@ async fn a_full_disk_refuses_writes_serves_reads_and_recovers_without_a_restart(
     };
     assert_eq!(probe("/readyz").await, 503);
     assert_eq!(probe("/healthz").await, 200);
+    for _ in 0..5 {
+        assert_eq!(probe("/readyz").await, 503);
+    }
     let again = server
         .post(
             &set_presence(MEGAN),
@@ -183,6 +186,22 @@ async fn a_full_disk_refuses_writes_serves_reads_and_recovers_without_a_restart(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // However often probes polled while it was not ready, the log says so
+    // once, as a warning.
+    let since = Instant::now();
+    let not_ready = loop {
+        let found: Vec<String> = server
+            .log_lines()
+            .into_iter()
+            .filter(|line| line.contains("not ready"))
+            .collect();
+        if !found.is_empty() || since.elapsed() > Duration::from_secs(5) {
+            break found;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(not_ready.len(), 1, "{not_ready:#?}");
+    assert!(not_ready[0].contains("WARN"), "{not_ready:#?}");
     server
         .post(
             &set_presence(MEGAN),

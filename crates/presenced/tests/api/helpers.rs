@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
@@ -177,6 +177,8 @@ pub struct TestServer {
     pub client: reqwest::Client,
     child: Child,
     extra_args: Vec<String>,
+    /// The server's log lines (stderr) so far, also copied to the test's.
+    logs: Arc<Mutex<Vec<String>>>,
 }
 
 impl TestServer {
@@ -264,8 +266,9 @@ impl TestServer {
         if let Some(redis) = &redis {
             extra_args.extend(redis.args());
         }
-        let (child, base, tls_base) = spawn(data_dir.path(), &extra_args, redis.as_ref());
+        let (child, base, tls_base, logs) = spawn(data_dir.path(), &extra_args, redis.as_ref());
         TestServer {
+            logs,
             data_dir,
             redis,
             base,
@@ -322,11 +325,20 @@ impl TestServer {
         None
     }
 
+    /// The log lines the server wrote so far (since its last start).
+    pub fn log_lines(&self) -> Vec<String> {
+        self.logs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// Starts the server again on the same data directory and flags.
     pub fn restart(&mut self) {
         self.kill();
-        let (child, base, tls_base) =
+        let (child, base, tls_base, logs) =
             spawn(self.data_dir.path(), &self.extra_args, self.redis.as_ref());
+        self.logs = logs;
         self.child = child;
         self.base = base;
         self.tls_base = tls_base;
@@ -551,7 +563,7 @@ fn spawn(
     data_dir: &Path,
     args: &[String],
     redis: Option<&RedisSetup>,
-) -> (Child, String, Option<String>) {
+) -> (Child, String, Option<String>, Arc<Mutex<Vec<String>>>) {
     let wants_tls = args.iter().any(|arg| arg == "--tls-listen");
     let mut command = Command::new(env!("CARGO_BIN_EXE_presenced"));
     if let Some(redis) = redis {
@@ -569,9 +581,21 @@ fn spawn(
             std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "warn".into()),
         )
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("start presenced");
+    // Each log line is kept for the test and copied to the test's stderr.
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let stderr = child.stderr.take().unwrap();
+    let kept = logs.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            kept.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(line);
+        }
+    });
     let stdout = child.stdout.take().unwrap();
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -599,7 +623,7 @@ fn spawn(
     let base = wait();
     let tls_base = wants_tls.then(&mut wait);
     assert!(base.starts_with("http://"), "{base}");
-    (child, base, tls_base)
+    (child, base, tls_base, logs)
 }
 
 fn copy_dir(from: &Path, to: &Path) {

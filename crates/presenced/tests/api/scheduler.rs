@@ -66,10 +66,7 @@ async fn busy_for_five_minutes(server: &TestServer, user: &str) {
     assert_eq!(answer.status, 200, "{}", answer.text);
 }
 
-// Embedded only for now: on the Redis store this fails about one run in
-// two — after `processed` reaches 2, `oldestDue` still names a deadline just
-// handled (`lagSeconds` 60), with or without the shared manual clock: the
-// Redis store's deadline index keeps a handled member.
+both! {
 #[tokio::test]
 async fn the_scheduler_reports_deadlines_handled_and_how_late() {
     let server = TestServer::start().await;
@@ -104,6 +101,7 @@ async fn the_scheduler_reports_deadlines_handled_and_how_late() {
     assert_eq!(on_time["processed"], 3, "{on_time}");
     assert_eq!(on_time["maxLagSeconds"], 60.0, "{on_time}");
     assert_eq!(on_time["lagSeconds"], 0.0, "{on_time}");
+}
 }
 
 both! {

@@ -348,6 +348,10 @@ impl RedisStore {
                 }
             }
         }
+        // Other nodes' directory changes show in the figures within a round.
+        if let Err(error) = self.count_users().await {
+            tracing::debug!(%error, "could not count the users");
+        }
         // A close that raced with this round gives back what it took.
         if self.closed.load(std::sync::atomic::Ordering::Acquire) {
             self.release_leases().await;

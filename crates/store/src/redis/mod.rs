@@ -206,6 +206,10 @@ pub struct RedisStore {
     closed: AtomicBool,
     /// Whether the last probe reached every master (see `shared.rs`).
     reachable: AtomicBool,
+    /// Users in the directory, as last counted ([`RedisStore::count_users`]:
+    /// after this node's directory changes and at every lease round);
+    /// `u64::MAX` until first counted.
+    users: AtomicU64,
 }
 
 fn io(e: ::redis::RedisError) -> StoreError {
@@ -438,13 +442,37 @@ impl RedisStore {
             next_bucket: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             reachable: AtomicBool::new(true),
+            users: AtomicU64::new(u64::MAX),
         });
         // The clock key answers only when every slot is served.
         store.manual_clock_now().await?;
         // Take this node's share of the buckets before serving, then keep it.
         store.maintain_leases().await?;
+        store.count_users().await?;
         lease::spawn_upkeep(&store);
         Ok(store)
+    }
+
+    /// Counts the directory's users for [`Store::figures`]: one `SCARD` per
+    /// tenant, all on the `{g}` slot in one round trip (no walk over users),
+    /// and keeps the sum.
+    pub(super) async fn count_users(&self) -> Result<u64, StoreError> {
+        let mut conn = self.conn()?;
+        let tenants: Vec<Vec<u8>> = conn.hkeys(self.global_key("tenants")).await.map_err(io)?;
+        let mut pipe = Batch::new();
+        for tenant in &tenants {
+            let mut key = self.global_key("t:");
+            key.extend_from_slice(tenant);
+            pipe.cmd("SCARD").arg(key);
+        }
+        let counts: Vec<u64> = if tenants.is_empty() {
+            Vec::new()
+        } else {
+            pipe.query(&conn).await?
+        };
+        let users = counts.iter().sum::<u64>();
+        self.users.store(users, Ordering::Relaxed);
+        Ok(users)
     }
 
     /// This node's id in the lease keys and `P{g}:nodes`.
@@ -1258,11 +1286,19 @@ impl Store for RedisStore {
         &self,
         records: Vec<TenantRecord>,
     ) -> BoxFuture<'_, Result<DirectoryChange, StoreError>> {
-        Box::pin(self.load_directory_now(records))
+        Box::pin(async move {
+            let change = self.load_directory_now(records).await?;
+            self.count_users().await?;
+            Ok(change)
+        })
     }
 
     fn remove_user(&self, key: UserKey) -> BoxFuture<'_, Result<bool, StoreError>> {
-        Box::pin(self.remove_user_now(key))
+        Box::pin(async move {
+            let removed = self.remove_user_now(key).await?;
+            self.count_users().await?;
+            Ok(removed)
+        })
     }
 
     fn user(&self, key: UserKey) -> BoxFuture<'_, Result<Option<DirectoryUser>, StoreError>> {
@@ -1349,6 +1385,18 @@ impl Store for RedisStore {
 
     fn is_ready(&self) -> bool {
         !self.closed.load(Ordering::Acquire) && self.reachable.load(Ordering::Acquire)
+    }
+
+    /// The users as last counted (after this node's directory changes, and
+    /// every lease round for other nodes' changes); the outbox's size would
+    /// take a command per bucket, so it is not told.
+    fn figures(&self) -> crate::StoreFigures {
+        let users = self.users.load(Ordering::Relaxed);
+        crate::StoreFigures {
+            backend: "redis",
+            users: (users != u64::MAX).then_some(users),
+            outbox_entries: None,
+        }
     }
 
     fn announce_change(
