@@ -25,7 +25,7 @@ use presenced_bench::suite::{self, Generator, Scenario, Settings};
 
 const USAGE: &str = "usage:
   presenced-bench all|SCENARIO... [--smoke] [--out FILE] [--users N] [--seconds S] [--connections C] [--threads T] [--sizes N,N,...] [--generator wrk|workspace]
-      scenarios: get set bulk mixed scale timers; `all` writes BENCHMARKS.md unless --out says otherwise
+      scenarios: get set bulk mixed scale timers redis; `all` writes BENCHMARKS.md unless --out says otherwise
   presenced-bench notify-fade [--users N]
   presenced-bench baseline --get BYTES --bulk BYTES --action BYTES";
 

@@ -10,6 +10,7 @@
 //! count gives the rate, from which the measured run's count is set to last
 //! about the measured time.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -131,15 +132,37 @@ fn parse_csv(text: &str) -> anyhow::Result<Vec<(String, f64, Duration, Duration)
     Ok(tests)
 }
 
+/// What `redis-benchmark` drives: one `redis-server`, or a Redis Cluster
+/// through one of its nodes (`--cluster`: each key goes to its slot's master).
+#[derive(Clone, Copy, Debug)]
+pub enum Target {
+    Single(SocketAddr),
+    Cluster(u16),
+}
+
+impl From<&Redis> for Target {
+    fn from(redis: &Redis) -> Target {
+        Target::Single(redis.address)
+    }
+}
+
 fn benchmark(
-    redis: &Redis,
+    target: Target,
     tests: &str,
     connections: usize,
     keys: usize,
     requests: u64,
 ) -> anyhow::Result<Vec<(String, f64, Duration, Duration)>> {
-    let output = Command::new("redis-benchmark")
-        .args(["-h", "127.0.0.1", "-p", &redis.address.port().to_string()])
+    let mut command = Command::new("redis-benchmark");
+    match target {
+        Target::Single(address) => {
+            command.args(["-h", "127.0.0.1", "-p", &address.port().to_string()]);
+        }
+        Target::Cluster(port) => {
+            command.args(["-h", "127.0.0.1", "-p", &port.to_string(), "--cluster"]);
+        }
+    }
+    let output = command
         .args(["-c", &connections.to_string()])
         .args(["-n", &requests.to_string()])
         .args(["-r", &keys.max(1).to_string()])
@@ -158,24 +181,26 @@ fn benchmark(
     parse_csv(&String::from_utf8_lossy(&output.stdout))
 }
 
-/// Runs `tests` (`set`, `set,get`) against `redis` for about `measure`
-/// after a warm-up, with `connections` clients and random keys among
-/// `keys`; one figure per test, in redis-benchmark's order.
+/// Runs `tests` (`set`, `set,get`) against `target` (a [`Redis`], or
+/// [`Target::Cluster`]) for about `measure` after a warm-up, with
+/// `connections` clients and random keys among `keys`; one figure per test,
+/// in redis-benchmark's order.
 pub fn measure(
-    redis: &Redis,
+    target: impl Into<Target>,
     tests: &str,
     connections: usize,
     keys: usize,
     measure: Duration,
 ) -> anyhow::Result<Vec<(String, Measured)>> {
     require("redis-benchmark", "redis-tools")?;
-    let warm = benchmark(redis, tests, connections, keys, WARMUP)?;
+    let target = target.into();
+    let warm = benchmark(target, tests, connections, keys, WARMUP)?;
     let slowest = warm
         .iter()
         .map(|(_, rate, ..)| *rate)
         .fold(f64::INFINITY, f64::min);
     let requests = ((slowest * measure.as_secs_f64()) as u64).max(WARMUP);
-    Ok(benchmark(redis, tests, connections, keys, requests)?
+    Ok(benchmark(target, tests, connections, keys, requests)?
         .into_iter()
         .map(|(name, rate, p50, p99)| {
             (
@@ -191,9 +216,84 @@ pub fn measure(
         .collect())
 }
 
+/// Calls per command (`cmdstat_hmget` → `HMGET`), summed over the nodes on
+/// `ports`, from `INFO commandstats`. Redis counts the commands a Lua script
+/// runs as well as the script's own `EVALSHA`.
+pub fn command_calls(ports: &[u16]) -> anyhow::Result<BTreeMap<String, u64>> {
+    let mut calls = BTreeMap::new();
+    for &port in ports {
+        let info = presenced_testkit::command(port, &["INFO", "commandstats"])
+            .with_context(|| format!("INFO commandstats on port {port}"))?;
+        for (name, count) in parse_commandstats(&info) {
+            *calls.entry(name).or_insert(0) += count;
+        }
+    }
+    Ok(calls)
+}
+
+/// `cmdstat_NAME:calls=N,usec=...` lines; `cluster|info` style
+/// subcommands keep their `|`.
+fn parse_commandstats(info: &str) -> Vec<(String, u64)> {
+    info.lines()
+        .filter_map(|line| {
+            let (name, fields) = line.trim().strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = fields
+                .split(',')
+                .find_map(|f| f.strip_prefix("calls="))?
+                .parse()
+                .ok()?;
+            Some((name.to_ascii_uppercase(), calls))
+        })
+        .collect()
+}
+
+/// `after − before`, per command (commands seen only before count 0).
+pub fn calls_between(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .map(|(name, n)| {
+            (
+                name.clone(),
+                n.saturating_sub(before.get(name).copied().unwrap_or(0)),
+            )
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn commandstats_give_calls_per_command() {
+        let info = "# Commandstats\r\n\
+                    cmdstat_hmget:calls=12,usec=30,usec_per_call=2.50,rejected_calls=0,failed_calls=0\r\n\
+                    cmdstat_evalsha:calls=3,usec=90,usec_per_call=30.00,rejected_calls=0,failed_calls=1\r\n\
+                    cmdstat_cluster|info:calls=2,usec=9,usec_per_call=4.50,rejected_calls=0,failed_calls=0\r\n";
+        let calls = parse_commandstats(info);
+        assert_eq!(
+            calls,
+            vec![
+                ("HMGET".to_string(), 12),
+                ("EVALSHA".to_string(), 3),
+                ("CLUSTER|INFO".to_string(), 2)
+            ]
+        );
+        let before = BTreeMap::from([("HMGET".to_string(), 10), ("PING".to_string(), 4)]);
+        let after = BTreeMap::from([
+            ("HMGET".to_string(), 15),
+            ("PING".to_string(), 4),
+            ("WAIT".to_string(), 2),
+        ]);
+        assert_eq!(
+            calls_between(&before, &after),
+            BTreeMap::from([("HMGET".to_string(), 5), ("WAIT".to_string(), 2)])
+        );
+    }
 
     #[test]
     fn the_csv_gives_rate_and_percentiles_per_test() {

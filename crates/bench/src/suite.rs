@@ -12,6 +12,13 @@
 //!   memory per user, `get` and `set`, then a clean stop and a restart on the
 //!   same data directory: the time from start to ready.
 //! - `timers`: see [`crate::timers`].
+//! - `redis`: presenced serving from a 3-master Redis Cluster on loopback
+//!   (started by [`presenced_testkit`], stopped at the end): the main
+//!   phase's users and its `get`, `set` and `bulk` workloads, the Redis
+//!   commands each request costs (`INFO commandstats` on every master, an
+//!   idle baseline subtracted), and `redis-benchmark --cluster` GET and SET
+//!   on the same cluster as the anchor. Needs the main phase's `get` for
+//!   its target, so it runs it too.
 //!
 //! Closed-loop runs are driven by `wrk` ([`crate::wrk`]) unless
 //! [`Settings::generator`] says otherwise; `get` also runs the workspace
@@ -40,16 +47,19 @@ pub enum Scenario {
     Mixed,
     Scale,
     Timers,
+    /// get, set and bulk on one presenced over a 3-master Redis Cluster.
+    Redis,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::Get,
         Scenario::Set,
         Scenario::Bulk,
         Scenario::Mixed,
         Scenario::Scale,
         Scenario::Timers,
+        Scenario::Redis,
     ];
 
     pub fn parse(name: &str) -> Option<Scenario> {
@@ -64,6 +74,7 @@ impl Scenario {
             Scenario::Mixed => "mixed",
             Scenario::Scale => "scale",
             Scenario::Timers => "timers",
+            Scenario::Redis => "redis",
         }
     }
 }
@@ -203,6 +214,13 @@ pub fn setup_lines(settings: &Settings) -> Vec<String> {
             crate::redis::VALUE_BYTES
         ));
     }
+    if settings.wants(Scenario::Redis) {
+        lines.push(format!(
+            "presenced on Redis: the same release build, users, apps and workloads on `--store redis` over a 3-master Redis Cluster on loopback (redis-server without persistence, no replicas, started by the benchmark); Redis commands per request from `INFO commandstats` summed over the masters around each measured run (warm-up apart), minus an idle baseline of {} s; anchors by `redis-benchmark --cluster` on the same cluster with the same {} connections",
+            settings.measure.as_secs_f64(),
+            settings.connections
+        ));
+    }
     lines
 }
 
@@ -222,13 +240,25 @@ pub fn run(binaries: &Binaries, settings: &Settings) -> anyhow::Result<Report> {
         Scenario::Bulk,
         Scenario::Mixed,
     ];
-    if main.iter().any(|s| settings.wants(*s)) || settings.wants(Scenario::Scale) {
+    if main.iter().any(|s| settings.wants(*s))
+        || settings.wants(Scenario::Scale)
+        || settings.wants(Scenario::Redis)
+    {
         main_phase(
             binaries,
             settings,
             &work.path().join("main"),
             &mut report,
             &mut baselines,
+        )?;
+    }
+    if settings.wants(Scenario::Redis) {
+        on_redis(
+            binaries,
+            settings,
+            &work.path().join("redis"),
+            &mut report,
+            &baselines,
         )?;
     }
     if settings.wants(Scenario::Scale) {
@@ -353,11 +383,15 @@ fn timers(binaries: &Binaries, settings: &Settings, report: &mut Report) -> anyh
     Ok(())
 }
 
+/// presenced's outcome and the baseline's, for the same requests.
+type Pair = (Outcome, Outcome);
+
 /// What the main phase measured, for the targets and the scale rows.
 #[derive(Default)]
 struct Baselines {
     get: Option<(Outcome, Outcome)>,
     set: Option<(Outcome, Outcome)>,
+    bulk: Option<(Outcome, Outcome)>,
 }
 
 fn serve_args(data_dir: &Path, directory: Option<&Path>) -> Vec<String> {
@@ -546,7 +580,10 @@ fn main_phase(
     let plan = settings.plan(settings.measure, Pace::Closed);
 
     let mut get_rate = None;
-    if settings.wants(Scenario::Get) || settings.wants(Scenario::Scale) {
+    if settings.wants(Scenario::Get)
+        || settings.wants(Scenario::Scale)
+        || settings.wants(Scenario::Redis)
+    {
         let (ours, base, workspace) = versus_checked(
             binaries,
             settings,
@@ -667,6 +704,7 @@ fn main_phase(
             });
         }
         report.rows.push(row);
+        baselines.bulk = Some((ours, base));
     }
     if settings.wants(Scenario::Mixed) {
         let workload = Mixed(fleet.clone());
@@ -915,4 +953,329 @@ fn thousands(n: usize) -> String {
     } else {
         n.to_string()
     }
+}
+
+/// The commands presenced's Lua scripts run (crates/store/src/redis). Redis
+/// counts each in `INFO commandstats`, but they travel inside the script's
+/// one `EVALSHA`: not round trips. A command presenced also sends by itself
+/// (`HSET`, `ZREM`, ...) counts here as run by a script, so the round trips
+/// can only be undercounted by the background work, which the idle baseline
+/// removes anyway.
+const SCRIPTED: [&str; 15] = [
+    "DEL",
+    "GET",
+    "HGET",
+    "HSET",
+    "INCR",
+    "PEXPIRE",
+    "SCARD",
+    "SET",
+    "TIME",
+    "ZADD",
+    "ZCARD",
+    "ZRANGE",
+    "ZREM",
+    "ZREMRANGEBYSCORE",
+    "ZSCORE",
+];
+
+/// Redis commands per request of one run on Redis, with the idle
+/// baseline's commands over the same time subtracted.
+struct Commands {
+    /// (command, calls per request), most first.
+    each: Vec<(String, f64)>,
+    total: f64,
+    round_trips: f64,
+    /// Background commands per second while idle.
+    idle: f64,
+}
+
+impl Commands {
+    fn new(
+        run: &std::collections::BTreeMap<String, u64>,
+        run_time: Duration,
+        idle: &std::collections::BTreeMap<String, u64>,
+        idle_time: Duration,
+        requests: u64,
+    ) -> Commands {
+        let scale = run_time.as_secs_f64() / idle_time.as_secs_f64().max(1e-9);
+        let requests = requests.max(1) as f64;
+        let mut names: Vec<&String> = run.keys().chain(idle.keys()).collect();
+        names.sort();
+        names.dedup();
+        let mut each: Vec<(String, f64)> = names
+            .into_iter()
+            .map(|name| {
+                let ran = run.get(name).copied().unwrap_or(0) as f64;
+                let background = idle.get(name).copied().unwrap_or(0) as f64 * scale;
+                (name.clone(), (ran - background).max(0.0) / requests)
+            })
+            .filter(|(_, n)| *n >= 0.005)
+            .collect();
+        each.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let total = each.iter().map(|(_, n)| n).sum();
+        let round_trips = each
+            .iter()
+            .filter(|(name, _)| !SCRIPTED.contains(&name.as_str()))
+            .map(|(_, n)| n)
+            .sum();
+        Commands {
+            each,
+            total,
+            round_trips,
+            idle: idle.values().sum::<u64>() as f64 / idle_time.as_secs_f64().max(1e-9),
+        }
+    }
+
+    fn note(&self) -> String {
+        let each = self
+            .each
+            .iter()
+            .map(|(name, n)| format!("{name} {n:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "{:.2} commands/request ({each}); {:.2} round trips/request (the commands a script runs travel in its EVALSHA); idle baseline of {:.0} commands/s subtracted",
+            self.total, self.round_trips, self.idle
+        )
+    }
+}
+
+/// `presenced token` for one app of the fleet, signed with the key the
+/// cluster holds.
+fn mint_on_redis(
+    binaries: &Binaries,
+    urls: &str,
+    data: &Path,
+    app: &str,
+) -> anyhow::Result<String> {
+    let output = std::process::Command::new(&binaries.presenced)
+        .args(["token", "--tenant", crate::workload::TENANT, "--app", app])
+        .args(["--roles", "Presence.Read.All Presence.ReadWrite.All"])
+        .args([
+            "--lifetime",
+            "PT12H",
+            "--store",
+            "redis",
+            "--redis-url",
+            urls,
+        ])
+        .arg("--data-dir")
+        .arg(data)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("cannot run presenced token")?;
+    if !output.status.success() {
+        bail!(
+            "presenced token --store redis failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+/// get, set and bulk on one presenced serving from a 3-master Redis Cluster
+/// (no persistence, on loopback, started here and stopped at the end), the
+/// same users and workloads as the embedded rows; Redis commands per
+/// request from `INFO commandstats` on every master; then `redis-benchmark
+/// --cluster` GET and SET on the same cluster with the same connections.
+fn on_redis(
+    binaries: &Binaries,
+    settings: &Settings,
+    dir: &Path,
+    report: &mut Report,
+    baselines: &Baselines,
+) -> anyhow::Result<()> {
+    use crate::redis::{self, Target};
+    use presenced_testkit::{ClusterOptions, RedisCluster};
+    crate::wrk::require("redis-server", "redis-server")?;
+    crate::wrk::require("redis-benchmark", "redis-tools")?;
+    let cluster = RedisCluster::start(ClusterOptions::default())
+        .map_err(|e| anyhow::anyhow!("cannot start a Redis Cluster: {e}"))?;
+    let masters = cluster.master_ports();
+    let urls = cluster.urls().join(",");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data)?;
+    let directory = dir.join("directory.json");
+    Fleet::write_directory(&directory, settings.users)?;
+    let mut args = serve_args(&data, Some(&directory));
+    args.extend(["--store", "redis", "--redis-url", &urls].map(String::from));
+    let server = Process::start(&binaries.presenced, &args)?;
+    let fleet = Fleet::minted(settings.users, |app| {
+        mint_on_redis(binaries, &urls, &data, app)
+    })?
+    .aimed_at(server.address);
+    let loaded = load_everyone(&server, &fleet, settings)?;
+    report.rows.push(
+        Row::measured(
+            format!(
+                "redis: load, a session and a preferred presence for each of {} users",
+                settings.users
+            ),
+            &loaded,
+            None,
+        )
+        .memory(megabytes(server.resident_bytes()?))
+        .note("every user once, in a single pass"),
+    );
+
+    // What presenced asks Redis while nobody calls it (leases, node
+    // announcements, readiness probes), over a measured run's time.
+    let idle_before = redis::command_calls(&masters)?;
+    let idle_started = Instant::now();
+    std::thread::sleep(settings.measure);
+    let idle = redis::calls_between(&idle_before, &redis::command_calls(&masters)?);
+    let idle_time = idle_started.elapsed();
+
+    let warm = Plan {
+        warmup: Duration::ZERO,
+        ..settings.plan(settings.warmup, Pace::Closed)
+    };
+    let plan = Plan {
+        warmup: Duration::ZERO,
+        ..settings.plan(settings.measure, Pace::Closed)
+    };
+    let runs: [(&str, Arc<dyn Workload>, Option<&Pair>); 3] = [
+        ("get", Arc::new(Get(fleet.clone())), baselines.get.as_ref()),
+        ("set", Arc::new(Set(fleet.clone())), baselines.set.as_ref()),
+        (
+            "bulk",
+            Arc::new(Bulk(fleet.clone())),
+            baselines.bulk.as_ref(),
+        ),
+    ];
+    let mut measured = Vec::new();
+    for (name, workload, embedded) in runs {
+        // The warm-up apart, so that the commands counted are the measured
+        // requests' only.
+        if !warm.measure.is_zero() {
+            let outcome =
+                settings.closed(server.address, Arc::clone(&workload), settings.users, &warm)?;
+            succeeded(&format!("redis {name} (warm-up)"), &outcome)?;
+        }
+        let before = redis::command_calls(&masters)?;
+        let started = Instant::now();
+        let outcome = settings.closed(server.address, workload, settings.users, &plan)?;
+        let run_time = started.elapsed();
+        let calls = redis::calls_between(&before, &redis::command_calls(&masters)?);
+        succeeded(&format!("redis {name}"), &outcome)?;
+        let commands = Commands::new(&calls, run_time, &idle, idle_time, outcome.requests);
+        let label = match name {
+            "get" => "redis: get".to_string(),
+            "set" => "redis: set".to_string(),
+            _ => format!("redis: bulk ({BULK_IDS} ids)"),
+        };
+        let mut note = match embedded {
+            Some((ours, _)) => format!(
+                "{:.2} × presenced-embedded {name} in this run",
+                outcome.rate() / ours.rate().max(1e-9)
+            ),
+            None => String::new(),
+        };
+        if name == "bulk" {
+            note += &format!(
+                "{}{} presences",
+                if note.is_empty() { "" } else { "; " },
+                per_second(outcome.rate() * BULK_IDS as f64)
+            );
+        }
+        report.rows.push(
+            Row::measured(label.clone(), &outcome, embedded.map(|(_, base)| base))
+                .memory(megabytes(server.resident_bytes()?))
+                .note(note),
+        );
+        let per = if name == "bulk" {
+            format!(
+                "; {:.2} commands per presence, one pipeline per master",
+                commands.total / BULK_IDS as f64
+            )
+        } else {
+            String::new()
+        };
+        report.rows.push(Row {
+            scenario: format!("{label}: Redis commands per request"),
+            note: format!("{}{per}", commands.note()),
+            ..Row::default()
+        });
+        measured.push((name, outcome, commands));
+    }
+    server.stop()?;
+
+    let find = |name: &str| measured.iter().find(|(n, ..)| *n == name);
+    if let Some((_, _, commands)) = find("get") {
+        report.verdicts.push(Verdict {
+            target: "redis: a get costs one Redis round trip".into(),
+            measured: format!(
+                "{:.2} round trips, {:.2} commands per request",
+                commands.round_trips, commands.total
+            ),
+            // The requests in flight when the run stops reach Redis but are
+            // not counted as served.
+            met: commands.round_trips <= 1.05,
+        });
+    }
+    if let Some((_, _, commands)) = find("set") {
+        report.verdicts.push(Verdict {
+            target: "redis: a write costs at most two Redis round trips".into(),
+            measured: format!(
+                "{:.2} round trips, {:.2} commands per request",
+                commands.round_trips, commands.total
+            ),
+            met: commands.round_trips <= 2.05,
+        });
+    }
+    if let (Some((_, get, _)), Some((embedded, _))) = (find("get"), baselines.get.as_ref()) {
+        let ratio = get.rate() / embedded.rate().max(1e-9);
+        report.verdicts.push(Verdict {
+            target: "redis: get at least 0.5 × presenced-embedded get".into(),
+            measured: format!("{ratio:.2}×"),
+            met: ratio >= 0.5,
+        });
+    }
+
+    // The anchor: Redis itself, on the same cluster and connections.
+    let anchors = redis::measure(
+        Target::Cluster(masters[0]),
+        "set,get",
+        settings.connections,
+        settings.users,
+        settings.measure,
+    )?;
+    for (name, anchor) in &anchors {
+        let (label, ours, base) = match name.as_str() {
+            "SET" => (
+                "Redis Cluster SET, 3 masters",
+                find("set"),
+                baselines.set.as_ref(),
+            ),
+            "GET" => (
+                "Redis Cluster GET, 3 masters",
+                find("get"),
+                baselines.get.as_ref(),
+            ),
+            _ => continue,
+        };
+        let mut note = format!(
+            "`redis-benchmark --cluster`, the same cluster and {} connections, {} requests",
+            settings.connections, anchor.requests
+        );
+        if let Some((_, outcome, _)) = ours {
+            note += &format!(
+                "; presenced on this cluster reaches {:.2} × this",
+                outcome.rate() / anchor.rate.max(1e-9)
+            );
+        }
+        report.rows.push(Row {
+            scenario: label.to_string(),
+            rate: Some(anchor.rate),
+            ratio: base.map(|(_, b)| anchor.rate / b.rate().max(1e-9)),
+            p50: Some(anchor.p50),
+            p99: Some(anchor.p99),
+            note,
+            ..Row::default()
+        });
+    }
+    drop(cluster);
+    Ok(())
 }

@@ -128,6 +128,26 @@ impl Fleet {
         })
     }
 
+    /// Tokens for every app from `mint(app id)` (e.g. `presenced token
+    /// --store redis`, whose signing key lives in the cluster).
+    pub fn minted(
+        users: usize,
+        mut mint: impl FnMut(&str) -> anyhow::Result<String>,
+    ) -> anyhow::Result<Fleet> {
+        let apps = (0..APPS)
+            .map(|n| {
+                let id = app_id(n);
+                let token = mint(&id)?;
+                Ok((id, token))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Fleet {
+            users,
+            host: String::new(),
+            apps,
+        })
+    }
+
     /// The server the requests go to, for the `Host` header.
     pub fn aimed_at(mut self, address: std::net::SocketAddr) -> Fleet {
         self.host = address.to_string();

@@ -1,7 +1,7 @@
 //! The benchmark suite at smoke size (tiny sizes, a second or less per run,
 //! no targets), against the debug binaries, so that it cannot rot: wrk
-//! driving the closed-loop runs, the generator check and the Redis anchors
-//! included.
+//! driving the closed-loop runs, the generator check, the Redis anchors and
+//! presenced on a Redis Cluster included.
 
 use std::path::PathBuf;
 
@@ -34,6 +34,15 @@ fn every_scenario_runs_and_reports_its_rows() {
         "| scale 200: get |",
         "| scale 400: set (durable) |",
         "| timers: 300 session expiries within 2 s |",
+        "| redis: load, a session and a preferred presence for each of 300 users |",
+        "| redis: get |",
+        "| redis: get: Redis commands per request |",
+        "| redis: set |",
+        "| redis: set: Redis commands per request |",
+        "| redis: bulk (650 ids) |",
+        "| redis: bulk (650 ids): Redis commands per request |",
+        "| Redis Cluster SET, 3 masters |",
+        "| Redis Cluster GET, 3 masters |",
     ] {
         assert!(text.contains(row), "no row {row:?} in\n{text}");
     }
@@ -48,6 +57,9 @@ fn every_scenario_runs_and_reports_its_rows() {
         "scale: at most 300 B resident per user at 400",
         "scale: ready in under 5 s with 400 users",
         "timers: never more than 1 s behind",
+        "redis: a get costs one Redis round trip",
+        "redis: a write costs at most two Redis round trips",
+        "redis: get at least 0.5 × presenced-embedded get",
     ] {
         assert!(text.contains(target), "no target {target:?} in\n{text}");
     }

@@ -14,8 +14,9 @@
 //! when the pipe closes, which happens on [`Drop`] and also when the test
 //! process exits without dropping (a `static` is never dropped) or dies.
 //!
-//! Only for tests: it spawns processes and polls them with short, bounded
-//! waits.
+//! For tests and the benchmark (crates/bench starts its `redis` scenario's
+//! cluster with it), never for presenced itself: it spawns processes and
+//! polls them with short, bounded waits.
 
 use std::fmt;
 use std::io::{BufRead, BufReader, Write};
