@@ -27,6 +27,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
+import { record, seen, stepper } from './page.mjs';
 
 function need(name) {
   const value = process.env[name];
@@ -112,37 +113,15 @@ const context = await chromium.launchPersistentContext(join(home, 'profile'), {
   timeout: STEP_MS,
 });
 
-const foreign = [];
-const failures = [];
-const console_ = [];
+const log = seen();
+const { foreign, failures, console: console_ } = log;
 try {
   const page = context.pages()[0] ?? (await context.newPage());
   page.setDefaultTimeout(STEP_MS);
   const boardOrigin = new URL(board).origin;
-  page.on('request', (request) => {
-    const url = request.url();
-    if (new URL(url).origin !== boardOrigin && !url.startsWith('data:')) foreign.push(url);
-  });
-  page.on('response', (response) => {
-    if (response.status() >= 400) failures.push(`${response.status()} ${response.request().method()} ${response.url()}`);
-  });
-  page.on('console', (message) => console_.push(`${message.type()}: ${message.text()}`));
-  page.on('pageerror', (error) => console_.push(`pageerror: ${error.stack ?? error}`));
+  record(page, [boardOrigin], log);
 
-  // Waits for `promise`, or fails at once with what the page reports.
-  const pageError = page.locator('#error:not(:empty)');
-  const step = async (promise) => {
-    const reported = pageError.waitFor({ timeout: STEP_MS + 1_000 }).then(
-      () => true,
-      () => false,
-    );
-    const outcome = await Promise.race([
-      promise.then((value) => ({ value })),
-      reported.then((yes) => (yes ? { reported: true } : new Promise(() => {}))),
-    ]);
-    if (outcome.reported) throw new Error(`the page reported: ${await pageError.textContent()}`);
-    return outcome.value;
-  };
+  const step = stepper(page, STEP_MS);
   const card = (id) => page.locator(`#people .card[data-id="${id}"]`);
 
   // --- Sign in: the page's own SHA-256 (no WebCrypto on plain http) ---

@@ -29,6 +29,7 @@ import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
 import { chromium } from 'playwright-core';
+import { record, seen, stepper } from './page.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 
@@ -166,38 +167,14 @@ const context = await chromium.launchPersistentContext(join(home, 'profile'), {
   timeout: STEP_MS,
 });
 
-const foreign = [];
-const failures = [];
-const console_ = [];
+const log = seen();
+const { foreign, failures, console: console_ } = log;
 try {
   const page = context.pages()[0] ?? (await context.newPage());
   page.setDefaultTimeout(STEP_MS);
-  page.on('request', (request) => {
-    const origin = new URL(request.url()).origin;
-    if (origin !== appOrigin && origin !== presenced && !request.url().startsWith('data:')) {
-      foreign.push(request.url());
-    }
-  });
-  page.on('response', (response) => {
-    if (response.status() >= 400) failures.push(`${response.status()} ${response.request().method()} ${response.url()}`);
-  });
-  page.on('console', (message) => console_.push(`${message.type()}: ${message.text()}`));
-  page.on('pageerror', (error) => console_.push(`pageerror: ${error.stack ?? error}`));
+  record(page, [appOrigin, presenced], log);
 
-  // Waits for `promise`, or fails at once with what the page reports.
-  const pageError = page.locator('#error:not(:empty)');
-  const step = async (promise) => {
-    const reported = pageError.waitFor({ timeout: STEP_MS + 1_000 }).then(
-      () => true,
-      () => false,
-    );
-    const outcome = await Promise.race([
-      promise.then((value) => ({ value })),
-      reported.then((yes) => (yes ? { reported: true } : new Promise(() => {}))),
-    ]);
-    if (outcome.reported) throw new Error(`the page reported: ${await pageError.textContent()}`);
-    return outcome.value;
-  };
+  const step = stepper(page, STEP_MS);
 
   // Presence set through the API before anyone looks.
   await setPresence(caller, 'Busy', 'InACall');
