@@ -14,9 +14,10 @@
 //!
 //! Import refuses another format or version, and a store that already has a
 //! directory unless told `--force` (then it merges: tenants and users added
-//! or updated, facts and subscriptions of the same ids replaced). Import
-//! needs the Redis store for now (the embedded store takes a record only
-//! through the presence rules); export works from either.
+//! or updated, facts and subscriptions of the same ids replaced). It reads
+//! and checks the whole input before it writes anything. Both stores take
+//! it: each writes a record as exported and files its deadline again
+//! (`restore_record`).
 
 use std::io::{BufRead, Write};
 
@@ -107,11 +108,6 @@ pub async fn import(
     now: jiff::Timestamp,
     rules: &presenced_domain::Rules,
 ) -> anyhow::Result<Counts> {
-    let Some(redis) = &opened.redis else {
-        anyhow::bail!(
-            "import into the embedded store is not supported yet: import into --store redis, or keep the data directory"
-        );
-    };
     let mut lines = input.lines().enumerate();
     let header = match lines.next() {
         Some((_, line)) => line.context("reading the export")?,
@@ -187,14 +183,33 @@ pub async fn import(
         facts: facts.len(),
         subscriptions: subscriptions.len(),
     };
-    opened.store.load_directory(tenants).await?;
+    // A store that fails part-way says how far the import got.
+    let mut done = Counts::default();
+    let so_far = |done: &Counts| format!("the import stopped after writing {done}");
+    opened
+        .store
+        .load_directory(tenants)
+        .await
+        .with_context(|| so_far(&done))?;
+    (done.tenants, done.users) = (counts.tenants, counts.users);
     for (key, record) in facts {
-        redis.restore_record(key, &record).await?;
+        let restored = match (&opened.redis, &opened.embedded) {
+            (Some(redis), _) => redis.restore_record(key, &record).await,
+            (None, Some(embedded)) => embedded.restore_record(key, &record).await,
+            (None, None) => anyhow::bail!("this store cannot take an import"),
+        };
+        restored.with_context(|| so_far(&done))?;
+        done.facts += 1;
     }
     for subscription in subscriptions {
-        opened.store.put_subscription(subscription).await?;
+        opened
+            .store
+            .put_subscription(subscription)
+            .await
+            .with_context(|| so_far(&done))?;
+        done.subscriptions += 1;
     }
-    Ok(counts)
+    Ok(done)
 }
 
 fn guid(value: &Value) -> anyhow::Result<Guid> {
