@@ -351,7 +351,7 @@ async fn a_dedicated_listener_serves_metrics_and_the_status_command_reports() {
 
 /// `presenced status --json`'s outbox entries, polled (at most 10 s) until
 /// they are `expected`.
-async fn outbox_entries_become(server: &TestServer, expected: u64) {
+pub(crate) async fn outbox_entries_become(server: &TestServer, expected: u64) {
     let started = Instant::now();
     loop {
         let output = status(&["--url", &server.base, "--json"]);
