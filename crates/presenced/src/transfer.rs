@@ -25,6 +25,8 @@ use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use presenced_domain::Guid;
+use presenced_store::embedded::EmbeddedStore;
+use presenced_store::redis::RedisStore;
 use presenced_store::{
     DirectoryUser, Store, SubscriptionRecord, Tenant, TenantRecord, UserKey, UserProfile, codec,
 };
@@ -127,6 +129,12 @@ pub async fn import(
             header["version"]
         );
     }
+    // Each store writes a record as exported in its own way.
+    let restore = match (&opened.redis, &opened.embedded) {
+        (Some(redis), _) => Restore::Redis(redis),
+        (None, Some(embedded)) => Restore::Embedded(embedded),
+        (None, None) => anyhow::bail!("this store cannot take an import"),
+    };
     if !force && opened.store.has_directory().await? {
         anyhow::bail!(
             "the target store already has a directory: import refuses to mix deployments; pass --force to merge into it"
@@ -193,10 +201,9 @@ pub async fn import(
         .with_context(|| so_far(&done))?;
     (done.tenants, done.users) = (counts.tenants, counts.users);
     for (key, record) in facts {
-        let restored = match (&opened.redis, &opened.embedded) {
-            (Some(redis), _) => redis.restore_record(key, &record).await,
-            (None, Some(embedded)) => embedded.restore_record(key, &record).await,
-            (None, None) => anyhow::bail!("this store cannot take an import"),
+        let restored = match restore {
+            Restore::Redis(redis) => redis.restore_record(key, &record).await,
+            Restore::Embedded(embedded) => embedded.restore_record(key, &record).await,
         };
         restored.with_context(|| so_far(&done))?;
         done.facts += 1;
@@ -210,6 +217,13 @@ pub async fn import(
         done.subscriptions += 1;
     }
     Ok(done)
+}
+
+/// The store an import writes records into.
+#[derive(Clone, Copy)]
+enum Restore<'a> {
+    Redis(&'a RedisStore),
+    Embedded(&'a EmbeddedStore),
 }
 
 fn guid(value: &Value) -> anyhow::Result<Guid> {
