@@ -33,6 +33,8 @@ const REFRESH_TOKENS: &str = "identity-refresh-tokens";
 pub struct OpenStore {
     pub store: Arc<dyn Store>,
     pub redis: Option<Arc<RedisStore>>,
+    /// The same store when it is the embedded one (for `presenced import`).
+    pub embedded: Option<Arc<EmbeddedStore>>,
     data_dir: PathBuf,
 }
 
@@ -61,8 +63,9 @@ impl OpenStore {
                 .await?
                 .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
                 Ok(OpenStore {
-                    store,
+                    store: store.clone(),
                     redis: None,
+                    embedded: Some(store),
                     data_dir: data_dir.to_path_buf(),
                 })
             }
@@ -75,6 +78,7 @@ impl OpenStore {
                 Ok(OpenStore {
                     store: redis.clone(),
                     redis: Some(redis),
+                    embedded: None,
                     data_dir: data_dir.to_path_buf(),
                 })
             }

@@ -387,7 +387,8 @@ pub struct Figures {
 }
 
 /// Reads the figures: a few atomics, two short locks, and the store's due
-/// deadlines (up to [`DUE_COUNT_CAP`]).
+/// deadlines (up to [`DUE_COUNT_CAP`]); on Redis also the outbox's size
+/// (a count over every bucket, at most one per 2 s).
 pub async fn figures(state: &AppState) -> Figures {
     let store = state.store.figures();
     let now = state.clock.now();
@@ -405,6 +406,12 @@ pub async fn figures(state: &AppState) -> Figures {
                 now.duration_since(oldest).max(SignedDuration::ZERO)
             })
     });
+    // A store that counts in its engine (Redis) is asked only when ready.
+    let outbox_entries = match store.outbox_entries {
+        Some(count) => Some(count),
+        None if ready => state.store.outbox_entries().await,
+        None => None,
+    };
     let outbox_oldest_due_age = if ready {
         // The outbox runs on real time, whatever the presence clock.
         state.store.outbox_next_due().await.ok().map(|next| {
@@ -429,7 +436,7 @@ pub async fn figures(state: &AppState) -> Figures {
         scheduler_lag,
         scheduler_max_lag: progress.max_lag(),
         scheduler_processed: progress.processed(),
-        outbox_entries: store.outbox_entries,
+        outbox_entries,
         outbox_oldest_due_age,
     }
 }

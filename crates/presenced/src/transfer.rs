@@ -14,9 +14,10 @@
 //!
 //! Import refuses another format or version, and a store that already has a
 //! directory unless told `--force` (then it merges: tenants and users added
-//! or updated, facts and subscriptions of the same ids replaced). Import
-//! needs the Redis store for now (the embedded store takes a record only
-//! through the presence rules); export works from either.
+//! or updated, facts and subscriptions of the same ids replaced). It reads
+//! and checks the whole input before it writes anything. Both stores take
+//! it: each writes a record as exported and files its deadline again
+//! (`restore_record`).
 
 use std::io::{BufRead, Write};
 
@@ -24,6 +25,8 @@ use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use presenced_domain::Guid;
+use presenced_store::embedded::EmbeddedStore;
+use presenced_store::redis::RedisStore;
 use presenced_store::{
     DirectoryUser, Store, SubscriptionRecord, Tenant, TenantRecord, UserKey, UserProfile, codec,
 };
@@ -107,11 +110,6 @@ pub async fn import(
     now: jiff::Timestamp,
     rules: &presenced_domain::Rules,
 ) -> anyhow::Result<Counts> {
-    let Some(redis) = &opened.redis else {
-        anyhow::bail!(
-            "import into the embedded store is not supported yet: import into --store redis, or keep the data directory"
-        );
-    };
     let mut lines = input.lines().enumerate();
     let header = match lines.next() {
         Some((_, line)) => line.context("reading the export")?,
@@ -131,6 +129,12 @@ pub async fn import(
             header["version"]
         );
     }
+    // Each store writes a record as exported in its own way.
+    let restore = match (&opened.redis, &opened.embedded) {
+        (Some(redis), _) => Restore::Redis(redis),
+        (None, Some(embedded)) => Restore::Embedded(embedded),
+        (None, None) => anyhow::bail!("this store cannot take an import"),
+    };
     if !force && opened.store.has_directory().await? {
         anyhow::bail!(
             "the target store already has a directory: import refuses to mix deployments; pass --force to merge into it"
@@ -187,14 +191,39 @@ pub async fn import(
         facts: facts.len(),
         subscriptions: subscriptions.len(),
     };
-    opened.store.load_directory(tenants).await?;
+    // A store that fails part-way says how far the import got.
+    let mut done = Counts::default();
+    let so_far = |done: &Counts| format!("the import stopped after writing {done}");
+    opened
+        .store
+        .load_directory(tenants)
+        .await
+        .with_context(|| so_far(&done))?;
+    (done.tenants, done.users) = (counts.tenants, counts.users);
     for (key, record) in facts {
-        redis.restore_record(key, &record).await?;
+        let restored = match restore {
+            Restore::Redis(redis) => redis.restore_record(key, &record).await,
+            Restore::Embedded(embedded) => embedded.restore_record(key, &record).await,
+        };
+        restored.with_context(|| so_far(&done))?;
+        done.facts += 1;
     }
     for subscription in subscriptions {
-        opened.store.put_subscription(subscription).await?;
+        opened
+            .store
+            .put_subscription(subscription)
+            .await
+            .with_context(|| so_far(&done))?;
+        done.subscriptions += 1;
     }
-    Ok(counts)
+    Ok(done)
+}
+
+/// The store an import writes records into.
+#[derive(Clone, Copy)]
+enum Restore<'a> {
+    Redis(&'a RedisStore),
+    Embedded(&'a EmbeddedStore),
 }
 
 fn guid(value: &Value) -> anyhow::Result<Guid> {

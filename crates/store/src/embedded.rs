@@ -38,6 +38,7 @@
 //! - `notify`: subscriptions, the user → subscriptions index, the outbox.
 //! - `recovery`: after a failed commit: reopening the file, putting memory
 //!   back, probing the disk.
+//! - `restore`: `restore_record()`, a record written as exported (import).
 //! - `tables`: the redb tables, their keys, and start-up loading.
 //! - `wal`: the write-ahead log: records, checksums, a torn tail.
 //! - `writer`: the writer thread (group commit into the log, redb lazily,
@@ -52,6 +53,7 @@ mod directory;
 mod memory;
 pub(crate) mod notify;
 mod recovery;
+mod restore;
 mod tables;
 #[cfg(test)]
 mod tests;

@@ -398,6 +398,15 @@ pub trait Store: Send + Sync + 'static {
     fn figures(&self) -> StoreFigures {
         StoreFigures::default()
     }
+
+    /// Entries in the outbox, claimed or not, for a store that must ask its
+    /// engine to count them (it may answer a count a few seconds old);
+    /// `None` when it cannot tell. The default is what [`Store::figures`]
+    /// tells.
+    fn outbox_entries(&self) -> BoxFuture<'_, Option<u64>> {
+        let count = self.figures().outbox_entries;
+        Box::pin(async move { count })
+    }
 }
 
 /// Changes announced by other nodes: (user, instant of the change), for as

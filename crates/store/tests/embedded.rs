@@ -1000,3 +1000,48 @@ async fn a_data_directory_of_the_release_before_the_log_is_upgraded_in_place() {
     let meta = txn.open_table(META).unwrap();
     assert_eq!(meta.get("schema_version").unwrap().unwrap().value(), [2]);
 }
+
+#[tokio::test]
+async fn a_restored_record_is_read_files_its_deadline_and_survives_a_reopen() {
+    // The record another store holds: a session with a fade and an expiry.
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = open(source_dir.path());
+    applied(
+        &source,
+        user(1),
+        set_session("teams", "Available", "Available", 60),
+        at(0),
+    )
+    .await;
+    let exported = facts(&source, user(1)).await.unwrap();
+    let deadline = all_due(&source).await[0].1;
+    source.close().await.unwrap();
+    let record = presenced_store::codec::encode_user_record(&exported, Some(deadline));
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // Over an older record with a later deadline: its row moves.
+    applied(
+        &store,
+        user(1),
+        set_session("other", "Busy", "InACall", 120),
+        at(30),
+    )
+    .await;
+    assert!(all_due(&store).await[0].1 > deadline);
+    store.restore_record(user(1), &record).await.unwrap();
+    assert_eq!(facts(&store, user(1)).await, Some(exported.clone()));
+    assert_eq!(all_due(&store).await, vec![(user(1), deadline)]);
+    // A record that does not decode is refused and changes nothing.
+    assert!(matches!(
+        store.restore_record(user(2), b"not a record").await,
+        Err(StoreError::Corrupt(_))
+    ));
+    assert_eq!(facts(&store, user(2)).await, None);
+    store.close().await.unwrap();
+    drop(store);
+
+    let store = open(dir.path());
+    assert_eq!(facts(&store, user(1)).await, Some(exported));
+    assert_eq!(all_due(&store).await, vec![(user(1), deadline)]);
+}

@@ -367,3 +367,98 @@ async fn deliveries_a_node_queues_are_its_own_to_make() {
         assert_eq!(claim_all(me).await.len(), 8);
     }
 }
+
+/// Adds `id` to `key`'s subscription index (`P{b:NNNN}:s:<tenant><user>`)
+/// behind the store's back: what a write across buckets that stopped
+/// part-way, or a replaced subscription, leaves behind.
+fn add_index_entry(prefix: &str, key: UserKey, id: Guid) {
+    let cluster = RedisCluster::shared();
+    let tag = format!("{prefix}{{b:{:04}}}:s:", bucket_of(key));
+    let mut index = tag.clone().into_bytes();
+    index.extend_from_slice(&key.tenant.to_bytes());
+    index.extend_from_slice(&key.user.to_bytes());
+    let node = cluster.node_of(&tag).unwrap();
+    let added = cluster
+        .command_bytes(node, &[b"SADD", &index, &id.to_bytes()])
+        .unwrap();
+    assert_eq!(added, "1");
+}
+
+/// What the fan-out (`notify/delivery.rs`) delivers a change of `key` to:
+/// the ids of `key`'s index whose record exists and covers `key`.
+async fn covering(store: &Arc<RedisStore>, key: UserKey) -> (Vec<Guid>, Vec<Guid>) {
+    let listed = store.subscriptions_of(key).await.unwrap();
+    let mut covering = Vec::new();
+    for id in &listed {
+        if let Some(record) = store.subscription(*id).await.unwrap()
+            && record.tenant == key.tenant
+            && record.users.contains(&key.user)
+        {
+            covering.push(*id);
+        }
+    }
+    (listed, covering)
+}
+
+fn changed_users(entries: &[OutboxEntry]) -> BTreeSet<UserKey> {
+    entries
+        .iter()
+        .filter_map(|e| match e.body {
+            OutboxBody::Changed { key, .. } => Some(key),
+            OutboxBody::Opaque(_) => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_index_entry_queues_a_change_that_finds_no_subscription() {
+    let prefix = RedisCluster::shared().unique_prefix("stale");
+    let store = node(&prefix).await;
+    // One subscription covers user 1; user 2's index names it although its
+    // record does not cover user 2, and user 3's names an id with no record.
+    let subscription = Guid::from_u128(0x5111);
+    let gone = Guid::from_u128(0x5222);
+    subscribe(&store, std::iter::once(user(1))).await;
+    add_index_entry(&prefix, user(2), subscription);
+    add_index_entry(&prefix, user(3), gone);
+
+    // The index is not filtered: a visible change of user 2 or 3 is queued
+    // as of any subscribed user...
+    for n in 1..=3 {
+        store.apply(user(n), available(60), at(0)).await.unwrap();
+    }
+    let claimed = claim_all(&store).await;
+    assert_eq!(
+        changed_users(&claimed),
+        [user(1), user(2), user(3)].into_iter().collect()
+    );
+    // ...and the fan-out's check finds a covering subscription only for user 1.
+    assert_eq!(
+        covering(&store, user(1)).await,
+        (vec![subscription], vec![subscription])
+    );
+    assert_eq!(
+        covering(&store, user(2)).await,
+        (vec![subscription], Vec::new())
+    );
+    assert_eq!(covering(&store, user(3)).await, (vec![gone], Vec::new()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_in_flight_when_its_subscription_is_deleted_finds_none() {
+    let prefix = RedisCluster::shared().unique_prefix("stale");
+    let store = node(&prefix).await;
+    let subscription = Guid::from_u128(0x5111);
+    subscribe(&store, std::iter::once(user(1))).await;
+    // A change is queued for the subscription, not yet fanned out...
+    store.apply(user(1), available(60), at(0)).await.unwrap();
+    // ...when the subscription is deleted: once that is acknowledged, the
+    // record and the index entry are both gone.
+    assert!(store.delete_subscription(subscription).await.unwrap());
+    let claimed = claim_all(&store).await;
+    assert_eq!(changed_users(&claimed), [user(1)].into_iter().collect());
+    assert_eq!(covering(&store, user(1)).await, (Vec::new(), Vec::new()));
+    assert!(store.subscription(subscription).await.unwrap().is_none());
+    // The delete's steps are idempotent: deleting again finds nothing.
+    assert!(!store.delete_subscription(subscription).await.unwrap());
+}

@@ -288,6 +288,11 @@ impl RedisCluster {
         command(port, args)
     }
 
+    /// [`command_bytes`] on one node.
+    pub fn command_bytes(&self, port: u16, args: &[&[u8]]) -> Result<String, ClusterError> {
+        command_bytes(port, args)
+    }
+
     /// The node serving `key`'s slot now, found by asking any node and
     /// following its `MOVED` answer.
     pub fn node_of(&self, key: &str) -> Result<u16, ClusterError> {
@@ -533,6 +538,14 @@ pub fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
 /// an integer in decimal, an array's elements one per line. An error reply
 /// (`-ERR ...`, `-MOVED ...`) is an `Err`. No redirection is followed.
 pub fn command(port: u16, args: &[&str]) -> Result<String, ClusterError> {
+    let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+    command_bytes(port, &args)
+}
+
+/// [`command`] with arguments as bytes, for keys and values that are not
+/// text (presenced's keys hold raw 16-byte ids). The reply is read as
+/// [`command`] reads it.
+pub fn command_bytes(port: u16, args: &[&[u8]]) -> Result<String, ClusterError> {
     let io = |e: std::io::Error| err(format!("node {port}: {e}"));
     let stream =
         TcpStream::connect_timeout(&(Ipv4Addr::LOCALHOST, port).into(), Duration::from_secs(2))
@@ -546,7 +559,7 @@ pub fn command(port: u16, args: &[&str]) -> Result<String, ClusterError> {
     let mut request = format!("*{}\r\n", args.len()).into_bytes();
     for arg in args {
         request.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        request.extend_from_slice(arg.as_bytes());
+        request.extend_from_slice(arg);
         request.extend_from_slice(b"\r\n");
     }
     (&stream).write_all(&request).map_err(io)?;

@@ -1,7 +1,8 @@
 //! Cross-origin requests from browser apps: preflights answered for any
 //! origin without a token, CORS headers on every Graph and identity-provider
 //! answer (errors included), none on the operator's paths, and an allow-list
-//! from the configuration.
+//! from the configuration. Headers of the HTTP layer, the same whatever
+//! the store: on the embedded store only.
 
 use reqwest::Method;
 
@@ -53,7 +54,6 @@ fn assert_exposes_graph_headers(response: &reqwest::Response) {
     }
 }
 
-both! {
 #[tokio::test]
 async fn a_preflight_is_answered_for_any_origin_without_a_token() {
     // Failed authentications are limited to 2 a minute per address:
@@ -105,9 +105,7 @@ async fn a_preflight_is_answered_for_any_origin_without_a_token() {
     .await;
     assert_eq!(read.status(), 200);
 }
-}
 
-both! {
 #[tokio::test]
 async fn answers_and_errors_carry_cors_headers_so_the_browser_shows_them() {
     let server = TestServer::start_with(&["--clock", "manual", "--throttle", "2/60s"]).await;
@@ -164,9 +162,7 @@ async fn answers_and_errors_carry_cors_headers_so_the_browser_shows_them() {
     assert_eq!(response.status(), 401);
     assert!(header(&response, "access-control-allow-origin").is_none());
 }
-}
 
-both! {
 #[tokio::test]
 async fn operator_paths_get_no_cors_headers() {
     let server = TestServer::start().await;
@@ -184,9 +180,7 @@ async fn operator_paths_get_no_cors_headers() {
         );
     }
 }
-}
 
-both! {
 #[tokio::test]
 async fn an_allow_list_admits_only_its_origins() {
     let server = TestServer::start_with_config(
@@ -219,5 +213,4 @@ async fn an_allow_list_admits_only_its_origins() {
     assert!(header(&response, "access-control-allow-origin").is_none());
     let response = get_from(&server, &path, "https://evil.example", Some(&server.app())).await;
     assert!(header(&response, "access-control-allow-origin").is_none());
-}
 }

@@ -3,6 +3,9 @@
 //! Graph's envelope, and an address whose requests keep failing
 //! authentication is throttled while everyone else is served. Every limit is
 //! set small in the configuration file so each test takes about a second.
+//!
+//! Transport only, so on the embedded store alone, except the SIGTERM test:
+//! a write in flight at shutdown must still reach the store, either one.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -67,7 +70,6 @@ async fn read_response(stream: &mut TcpStream) -> (u16, String) {
     }
 }
 
-both! {
 #[tokio::test]
 async fn slow_and_idle_connections_are_closed_while_others_are_served() {
     let config = "[limits]\nheader_read_timeout = \"PT0.5S\"\nidle_timeout = \"PT0.5S\"\n";
@@ -90,6 +92,8 @@ async fn slow_and_idle_connections_are_closed_while_others_are_served() {
     let mut silent = TcpStream::connect(to).await.unwrap();
     let mut silent_tls = TcpStream::connect(secure).await.unwrap();
     // Slow-loris: sends a head one byte every 100 ms, never finishing it.
+    // The server's timeout runs from its accept, which is after this instant.
+    let loris_connecting = Instant::now();
     let mut loris = TcpStream::connect(to).await.unwrap();
     let (mut reader, mut writer) = loris.split();
     let trickle = async {
@@ -102,13 +106,12 @@ async fn slow_and_idle_connections_are_closed_while_others_are_served() {
         }
     };
     let watch = async {
-        let started = Instant::now();
         let mut buffer = [0u8; 64];
-        let limit = started + Duration::from_secs(3);
+        let limit = Instant::now() + Duration::from_secs(3);
         loop {
             match tokio::time::timeout_at(limit.into(), reader.read(&mut buffer)).await {
                 Err(_) => return None,
-                Ok(Ok(0) | Err(_)) => return Some(started.elapsed()),
+                Ok(Ok(0) | Err(_)) => return Some(loris_connecting.elapsed()),
                 Ok(Ok(_)) => {}
             }
         }
@@ -136,9 +139,12 @@ async fn slow_and_idle_connections_are_closed_while_others_are_served() {
     };
     let (loris_closed, ()) = tokio::join!(loris, others);
     let loris_closed = loris_closed.expect("the slow-loris connection was not closed in 3 s");
+    // Closed by the 0.5 s header timeout, not at once: measured from before
+    // the connection was made, the close can come no earlier than 0.5 s
+    // however loaded the machine (a later close is bounded above by 3 s).
     assert!(
-        loris_closed >= Duration::from_millis(400),
-        "{loris_closed:?}"
+        loris_closed >= Duration::from_millis(500),
+        "closed after {loris_closed:?}, before the header timeout"
     );
     let connections = [
         ("silent", &mut silent),
@@ -154,9 +160,7 @@ async fn slow_and_idle_connections_are_closed_while_others_are_served() {
     }
     assert_eq!(healthz(&server).await, 200);
 }
-}
 
-both! {
 #[tokio::test]
 async fn connections_over_the_cap_wait_until_one_closes() {
     let config = "[limits]\nmax_connections = 2\nheader_read_timeout = \"PT30S\"\n";
@@ -185,9 +189,7 @@ async fn connections_over_the_cap_wait_until_one_closes() {
         );
     }
 }
-}
 
-both! {
 #[tokio::test]
 async fn oversized_heads_are_refused_in_the_envelope_over_http1_and_http2() {
     let config = "[limits]\nmax_header_bytes = 4096\n";
@@ -228,9 +230,7 @@ async fn oversized_heads_are_refused_in_the_envelope_over_http1_and_http2() {
         assert_eq!(answer.status, 200, "{url}");
     }
 }
-}
 
-both! {
 #[tokio::test]
 async fn a_request_not_completed_in_time_is_408_and_changes_nothing() {
     let config = "[limits]\nrequest_timeout = \"PT0.5S\"\n";
@@ -252,9 +252,7 @@ async fn a_request_not_completed_in_time_is_408_and_changes_nothing() {
     assert!(started.elapsed() < Duration::from_secs(3));
     assert_eq!(server.presence_of(ADELE).await, ["Offline", "Offline"]);
 }
-}
 
-both! {
 #[tokio::test]
 async fn an_address_whose_requests_keep_failing_authentication_is_throttled_alone() {
     let config = "[limits]\nunauthenticated = \"5/60s\"\n";
@@ -286,7 +284,6 @@ async fn an_address_whose_requests_keep_failing_authentication_is_throttled_alon
     )
     .await;
     assert_eq!(answer.status, 200, "{}", answer.text);
-}
 }
 
 both! {

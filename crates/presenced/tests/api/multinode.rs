@@ -27,7 +27,7 @@ const LEASE_MS: u64 = 1_500;
 const TAKEOVER: Duration = Duration::from_secs(10);
 
 /// A configuration file for the nodes: quick webhook retries, short leases.
-fn config(dir: &Path, extra: &str) -> String {
+pub(crate) fn config(dir: &Path, extra: &str) -> String {
     let path = dir.join("presenced.toml");
     std::fs::write(
         &path,
@@ -39,7 +39,7 @@ fn config(dir: &Path, extra: &str) -> String {
     path.display().to_string()
 }
 
-async fn node(setup: &RedisSetup, config: &str, throttle: &str) -> TestServer {
+pub(crate) async fn node(setup: &RedisSetup, config: &str, throttle: &str) -> TestServer {
     TestServer::start_on_redis(
         setup.clone(),
         &[

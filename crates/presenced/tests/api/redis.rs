@@ -1,5 +1,6 @@
 //! Serving on Redis: start-up against the cluster, the signing key every
-//! node and `presenced token` share, and an unreachable cluster.
+//! node and `presenced token` share, an unreachable cluster, and the
+//! fan-out past stale subscription index entries.
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -316,4 +317,159 @@ async fn lost_master(args: &[&str]) {
     )
     .await;
     eprintln!("serving again {:?} after the restart", started.elapsed());
+}
+
+/// Adds `id` to `user`'s subscription index on Redis, behind the server's
+/// back (see ARCHITECTURE: writes across buckets leave such entries).
+fn add_index_entry(redis: &RedisSetup, user: &str, id: &str) {
+    let cluster = presenced_testkit::RedisCluster::shared();
+    let key = presenced_store::UserKey {
+        tenant: guid(TENANT),
+        user: guid(user),
+    };
+    let bucket = presenced_store::redis::bucket_of(key);
+    let tag = format!("{}{{b:{bucket:04}}}:s:", redis.key_prefix);
+    let mut index = tag.clone().into_bytes();
+    index.extend_from_slice(&key.tenant.to_bytes());
+    index.extend_from_slice(&key.user.to_bytes());
+    let node = cluster.node_of(&tag).unwrap();
+    let id = guid(id).to_bytes();
+    assert_eq!(
+        cluster
+            .command_bytes(node, &[b"SADD", &index, &id])
+            .unwrap(),
+        "1"
+    );
+}
+
+#[tokio::test]
+async fn the_fan_out_skips_stale_subscription_index_entries() {
+    use crate::notifications::{WAIT, request, set_presence, subscribe};
+    use crate::receiver::{Behaviour, Receiver};
+
+    let redis = RedisSetup::fresh();
+    let config = tempfile::tempdir().unwrap();
+    let file = config.path().join("presenced.toml");
+    std::fs::write(&file, "[notifications]\nretry_initial = \"PT0.05S\"\n").unwrap();
+    let server = TestServer::start_on_redis(
+        redis.clone(),
+        &[
+            "--clock",
+            "manual",
+            "--throttle",
+            "off",
+            "--webhooks-allow-loopback-http",
+            "--config",
+            file.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let hook = Receiver::start(Behaviour::Healthy).await;
+    let answer = subscribe(
+        &server,
+        request(&hook.url, &format!("communications/presences/{ADELE}")),
+    )
+    .await;
+    assert_eq!(answer.status, 201, "{}", answer.text);
+    let id = answer.json()["id"].as_str().unwrap().to_string();
+    // Megan's index names Adele's subscription; Lee's names one that does
+    // not exist.
+    add_index_entry(&redis, MEGAN, &id);
+    add_index_entry(&redis, LEE, "5a1e0000-0000-4000-8000-000000000001");
+
+    set_presence(&server, MEGAN, "Busy", "InACall").await;
+    set_presence(&server, LEE, "Busy", "InACall").await;
+    set_presence(&server, ADELE, "Busy", "InACall").await;
+    // All three changes were queued (the index is not empty) and worked
+    // through: the outbox is empty, and only Adele's was delivered.
+    let started = Instant::now();
+    loop {
+        let status = Command::new(env!("CARGO_BIN_EXE_presenced"))
+            .args(["status", "--json", "--url", &server.base])
+            .output()
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap_or_default();
+        if json["outbox"]["entries"] == 0 && !hook.items().is_empty() {
+            break;
+        }
+        assert!(started.elapsed() < WAIT, "the outbox never emptied: {json}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let items = hook.wait_for(1, WAIT).await;
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["subscriptionId"], id.as_str());
+    assert_eq!(items[0]["resourceData"]["id"], ADELE, "{items:?}");
+    // The server stayed healthy: the stale entries cost nothing else.
+    assert_eq!(server.presence_of(MEGAN).await[0], "Busy");
+}
+
+/// The text part of a key in `user`'s bucket (`P{b:NNNN}:rest`), and the
+/// cluster node serving it.
+fn bucket_key(setup: &RedisSetup, user: &str, rest: &str) -> (String, u16) {
+    let bucket = presenced_store::redis::bucket_of(presenced_store::UserKey {
+        tenant: guid(TENANT),
+        user: guid(user),
+    });
+    let key = format!("{}{{b:{bucket:04}}}:{rest}", setup.key_prefix);
+    let node = presenced_testkit::RedisCluster::shared()
+        .node_of(&key)
+        .expect("the bucket's node");
+    (key, node)
+}
+
+/// A node with quick webhook retries and short leases, on a fresh prefix.
+async fn notifying_node(setup: &RedisSetup) -> (TestServer, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::multinode::config(dir.path(), "");
+    let server = crate::multinode::node(setup, &config, "off").await;
+    (server, dir)
+}
+
+/// A change still in the outbox when a subscription's delete is
+/// acknowledged is not delivered to it: the fan-out reads the record when
+/// it runs, and the delete removed the record first. (A notification built
+/// before the delete is still delivered: at least once.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_queued_before_a_delete_is_not_delivered_after_it() {
+    use crate::notifications::{WAIT, request, set_presence, subscribe};
+    use crate::receiver::{Behaviour, Receiver};
+
+    let setup = RedisSetup::fresh();
+    let cluster = presenced_testkit::RedisCluster::shared();
+    // Another holder has Adele's bucket: her change waits in its outbox.
+    let (lease, lease_node) = bucket_key(&setup, ADELE, "lease");
+    let taken = cluster
+        .command(lease_node, &["SET", &lease, "ffffffff-0-0", "PX", "60000"])
+        .expect("SET the lease");
+    assert_eq!(taken, "OK");
+    let (server, _dir) = notifying_node(&setup).await;
+    let hook = Receiver::start(Behaviour::Healthy).await;
+    let resource = format!("communications/presences/{ADELE}");
+    let created = subscribe(&server, request(&hook.url, &resource)).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    set_presence(&server, ADELE, "Busy", "InACall").await;
+    crate::metrics::outbox_entries_become(&server, 1).await;
+
+    let deleted = server
+        .client
+        .delete(server.url(&format!("/v1.0/subscriptions/{id}")))
+        .bearer_auth(server.adele())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    // The holder goes: the node takes the bucket within a renewal and
+    // handles the change, delivering nothing.
+    assert_eq!(cluster.command(lease_node, &["DEL", &lease]).unwrap(), "1");
+    crate::metrics::outbox_entries_become(&server, 0).await;
+    assert!(hook.items().is_empty(), "{:?}", hook.items());
+
+    // The bucket is served now: a new subscription hears the next change.
+    let again = subscribe(&server, request(&hook.url, &resource)).await;
+    assert_eq!(again.status, 201, "{}", again.text);
+    set_presence(&server, ADELE, "Away", "Away").await;
+    let items = hook.wait_for(1, WAIT).await;
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["subscriptionId"], again.json()["id"]);
 }

@@ -56,6 +56,7 @@
 //! claimed again: delivery at least once), never loses it.
 
 mod export;
+mod figures;
 mod lease;
 mod limiter;
 mod live;
@@ -210,6 +211,8 @@ pub struct RedisStore {
     /// after this node's directory changes and at every lease round);
     /// `u64::MAX` until first counted.
     users: AtomicU64,
+    /// The outbox's size as last counted, and when (`figures.rs`).
+    outbox_count: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
 }
 
 fn io(e: ::redis::RedisError) -> StoreError {
@@ -443,6 +446,7 @@ impl RedisStore {
             closed: AtomicBool::new(false),
             reachable: AtomicBool::new(true),
             users: AtomicU64::new(u64::MAX),
+            outbox_count: std::sync::Mutex::new(None),
         });
         // The clock key answers only when every slot is served.
         store.manual_clock_now().await?;
@@ -1388,8 +1392,8 @@ impl Store for RedisStore {
     }
 
     /// The users as last counted (after this node's directory changes, and
-    /// every lease round for other nodes' changes); the outbox's size would
-    /// take a command per bucket, so it is not told.
+    /// every lease round for other nodes' changes); the outbox's size takes
+    /// a command per bucket, so it is told by [`Store::outbox_entries`].
     fn figures(&self) -> crate::StoreFigures {
         let users = self.users.load(Ordering::Relaxed);
         crate::StoreFigures {
@@ -1397,6 +1401,18 @@ impl Store for RedisStore {
             users: (users != u64::MAX).then_some(users),
             outbox_entries: None,
         }
+    }
+
+    fn outbox_entries(&self) -> BoxFuture<'_, Option<u64>> {
+        Box::pin(async move {
+            match self.outbox_entries_now().await {
+                Ok(count) => Some(count),
+                Err(error) => {
+                    tracing::debug!(%error, "could not count the outbox");
+                    None
+                }
+            }
+        })
     }
 
     fn announce_change(
