@@ -245,6 +245,10 @@ async fn deliver(notifier: &Arc<Notifier>, url: &str, deliveries: Vec<(OutboxId,
                 }
             }
         }
+        let batch = without_deleted(notifier, batch).await;
+        if batch.is_empty() {
+            continue;
+        }
         let started = Instant::now();
         let outcome = post(notifier, url, &batch).await;
         let count = u64::try_from(batch.len()).unwrap_or(u64::MAX);
@@ -266,6 +270,57 @@ async fn deliver(notifier: &Arc<Notifier>, url: &str, deliveries: Vec<(OutboxId,
         settle(notifier, settlement).await;
     }
     notifier.outbox_wake.notify_one();
+}
+
+/// Settles, undelivered, the change notifications of subscriptions deleted
+/// since they were built (they may have waited on a failing endpoint), so
+/// nothing reaches an app for a subscription after its delete was
+/// acknowledged. Lifecycle events are kept: they may speak of a removal.
+/// If the store cannot tell, the notification is kept (at least once).
+async fn without_deleted(
+    notifier: &Notifier,
+    batch: Vec<(OutboxId, Delivery)>,
+) -> Vec<(OutboxId, Delivery)> {
+    let mut live: HashMap<Guid, bool> = HashMap::new();
+    let mut kept = Vec::with_capacity(batch.len());
+    let mut gone = Vec::new();
+    for (id, delivery) in batch {
+        if delivery.lifecycle {
+            kept.push((id, delivery));
+            continue;
+        }
+        let exists = match live.get(&delivery.subscription) {
+            Some(&exists) => exists,
+            None => {
+                let exists = !matches!(
+                    notifier.store.subscription(delivery.subscription).await,
+                    Ok(None)
+                );
+                live.insert(delivery.subscription, exists);
+                exists
+            }
+        };
+        if exists {
+            kept.push((id, delivery));
+        } else {
+            gone.push(id);
+        }
+    }
+    if !gone.is_empty() {
+        tracing::info!(
+            notifications = gone.len(),
+            "notifications of deleted subscriptions dropped"
+        );
+        settle(
+            notifier,
+            OutboxSettlement {
+                done: gone,
+                ..OutboxSettlement::default()
+            },
+        )
+        .await;
+    }
+    kept
 }
 
 async fn settle(notifier: &Notifier, settlement: OutboxSettlement) {

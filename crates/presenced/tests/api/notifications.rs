@@ -525,3 +525,38 @@ async fn removing_a_user_removes_their_subscriptions_with_subscription_removed()
         .assert_error(404, "NotFound");
 }
 }
+
+both! {
+#[tokio::test]
+async fn a_notification_waiting_on_a_failing_endpoint_is_not_sent_after_its_subscription_is_deleted() {
+    let (server, _dir) = server("").await;
+    let hook = Receiver::start(Behaviour::Failing).await;
+    let answer = subscribe(
+        &server,
+        request(&hook.url, &format!("communications/presences/{ADELE}")),
+    )
+    .await;
+    assert_eq!(answer.status, 201, "{}", answer.text);
+    let id = answer.json()["id"].as_str().unwrap().to_string();
+    // The notification is built and refused: it waits in the outbox.
+    set_presence(&server, ADELE, "Busy", "InACall").await;
+    let started = std::time::Instant::now();
+    while hook.failures() < 1 && started.elapsed() < WAIT {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(hook.failures() >= 1, "attempted: {}", hook.failures());
+    let deleted = server
+        .client
+        .delete(server.url(&format!("/v1.0/subscriptions/{id}")))
+        .bearer_auth(server.adele())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    // The endpoint accepts again: the waiting notification is settled
+    // without being sent.
+    hook.set(Behaviour::Healthy);
+    crate::metrics::outbox_entries_become(&server, 0).await;
+    assert!(hook.items().is_empty(), "sent after the delete: {:?}", hook.items());
+}
+}
