@@ -286,6 +286,49 @@ async fn graph_or_not_found(state: State<Arc<AppState>>, request: Request) -> Re
     }
 }
 
+/// The routes' answer to `request`. The hot Graph paths (`users/…`, `me…`,
+/// `communications/…` under a version), which no route of the table
+/// matches, go to [`graph_or_not_found`] directly, as the router's fallback
+/// would send them, without its lookup and boxed service call; the response
+/// is finished as the router finishes a fallback's (a `Content-Length` from
+/// the body's exact size, no body for `HEAD`). With a manual clock shared
+/// through the store, every request goes through the router, whose
+/// [`sync_clock`] layer reads it.
+async fn serve_routes(state: &Arc<AppState>, routes: Router, request: Request) -> Response {
+    if state.shared_clock || !direct_graph(request.uri().path()) {
+        let Ok(response) = tower::ServiceExt::oneshot(routes, request).await;
+        return response;
+    }
+    let head = request.method() == axum::http::Method::HEAD;
+    let mut response = graph_or_not_found(State(state.clone()), request).await;
+    if !response.headers().contains_key(header::CONTENT_LENGTH)
+        && let Some(size) = http_body::Body::size_hint(response.body()).exact()
+    {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    }
+    if head {
+        *response.body_mut() = Body::empty();
+    }
+    response
+}
+
+/// A path no route of [`route_table`] (or `$batch`) matches that
+/// [`graph_or_not_found`] hands to the presence handlers.
+fn direct_graph(path: &str) -> bool {
+    let Some(rest) = path
+        .strip_prefix("/v1.0/")
+        .or_else(|| path.strip_prefix("/beta/"))
+    else {
+        return false;
+    };
+    rest.starts_with("users/")
+        || rest.starts_with("communications/")
+        || rest == "me"
+        || rest.starts_with("me/")
+}
+
 const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
 const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("client-request-id");
 
