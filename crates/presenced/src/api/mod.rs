@@ -89,13 +89,21 @@ pub struct AppState {
 #[derive(Debug, Clone, Copy)]
 pub struct RouteName(pub &'static str);
 
-/// The whole HTTP surface; tests drive it with `oneshot`, the server serves it.
+/// The whole HTTP surface as a `Router`; tests drive it with `oneshot`.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new().fallback_service(service(state))
+}
+
+/// The whole HTTP surface as the server serves it: [`router`] without the
+/// router around it, whose only route is this service (per request one
+/// path lookup, `OriginalUri` extension, boxed service clone and future
+/// fewer).
 ///
 /// The envelope and CORS wrap the whole router once, as services of their
 /// own ([`Enveloped`], [`cors::Apply`]), rather than as `Router::layer`
 /// middleware, which wraps every route and clones and boxes each layer's
 /// inner service on every request.
-pub fn router(state: Arc<AppState>) -> Router {
+pub fn service(state: Arc<AppState>) -> cors::Apply<Enveloped> {
     // `$batch` sub-requests go through the same routes inside the envelope,
     // without CORS (the batch has it) and without `$batch` itself.
     let inner = Router::new().fallback_service(Enveloped {
@@ -122,13 +130,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         ));
     }
     let outer = outer.with_state(state.clone());
-    Router::new().fallback_service(cors::Apply {
+    cors::Apply {
         cors: state.cors.clone(),
         inner: Enveloped {
             state,
             routes: outer,
         },
-    })
+    }
 }
 
 /// What the services around the routes answer with.
