@@ -13,7 +13,7 @@ use presenced_identity::{
 
 use crate::api::edge::{Edge, EdgeLimits};
 use crate::api::throttle::{Limit, Throttle};
-use crate::api::{AppState, router};
+use crate::api::{self, AppState};
 use crate::backend::OpenStore;
 use crate::clock::{Clock, ClockKind};
 use crate::config::{FileConfig, StoreChoice};
@@ -198,7 +198,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 
     transport::serve(
         listeners,
-        router(state),
+        api::service(state),
         connection_limits,
         shutdown_signal(),
     )

@@ -45,7 +45,6 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -114,11 +113,42 @@ impl Listener {
     }
 }
 
+/// What the transport serves: an axum `Router`, or any cloneable service
+/// of the same requests and answers (the API serves its outermost service
+/// directly, without a router around it that would only route to it).
+pub trait App:
+    tower_service::Service<
+        hyper::Request<axum::body::Body>,
+        Response = axum::response::Response,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + Unpin
+    + 'static
+{
+}
+
+impl<S> App for S where
+    S: tower_service::Service<
+            hyper::Request<axum::body::Body>,
+            Response = axum::response::Response,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + Unpin
+        + 'static
+{
+}
+
 /// Serves `router` on every listener until `shutdown` completes, then lets
 /// in-flight requests finish.
-pub async fn serve(
+pub async fn serve<A: App>(
     listeners: Vec<Listener>,
-    router: Router,
+    router: A,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -149,8 +179,8 @@ pub async fn serve(
 }
 
 /// What every connection shares.
-struct Shared {
-    router: Router,
+struct Shared<A> {
+    router: A,
     limits: ConnectionLimits,
     /// Built once: the HTTP/1.1 and HTTP/2 settings.
     http: auto::Builder<TokioExecutor>,
@@ -176,7 +206,11 @@ fn http_builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
 }
 
 /// Accepts connections while a permit is free, until told to stop.
-async fn accept(listener: Listener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+async fn accept<A: App>(
+    listener: Listener,
+    shared: Arc<Shared<A>>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let permit = tokio::select! {
             permit = shared.permits.clone().acquire_owned() => match permit {
@@ -212,11 +246,11 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 }
 
 /// One connection: the TLS handshake if any, then HTTP.
-async fn connection(
+async fn connection<A: App>(
     stream: TcpStream,
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
-    shared: &Shared,
+    shared: &Shared<A>,
     stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
@@ -235,12 +269,12 @@ async fn connection(
 
 /// Serves HTTP on one connection until it ends, is idle too long, or the
 /// server stops.
-async fn serve_http<IO>(
+async fn serve_http<IO, A: App>(
     mut io: IO,
     peer: SocketAddr,
     local: SocketAddr,
     scheme: Scheme,
-    shared: &Shared,
+    shared: &Shared<A>,
     mut stop: watch::Receiver<bool>,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -358,8 +392,8 @@ impl Drop for Busy {
 
 /// The router as a hyper service of one connection.
 #[derive(Clone)]
-struct Handler {
-    router: Router,
+struct Handler<A> {
+    router: A,
     peer: SocketAddr,
     local: LocalAddr,
     /// Which listener the connection came through, for absolute URLs.
@@ -529,7 +563,7 @@ fn check_parsed(request: &httparse::Request<'_, '_>) -> Option<Head> {
 /// `Connection: close`, and closes the connection after reading (and
 /// discarding) what the client still sends, for a bounded time, so the
 /// client sees the answer rather than a reset.
-async fn refuse<IO>(mut io: IO, handler: &Handler, refusal: Refusal)
+async fn refuse<IO, A: App>(mut io: IO, handler: &Handler<A>, refusal: Refusal)
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
@@ -558,7 +592,7 @@ where
 
 /// The router's answer to `refusal`, as the bytes of an HTTP/1.1 response
 /// that closes the connection.
-async fn render(handler: Handler, refusal: Refusal) -> Vec<u8> {
+async fn render<A: App>(handler: Handler<A>, refusal: Refusal) -> Vec<u8> {
     let mut request = hyper::Request::new(axum::body::Body::empty());
     request.extensions_mut().insert(ConnectInfo(handler.peer));
     request.extensions_mut().insert(handler.scheme);
@@ -651,12 +685,12 @@ fn hyper_refusal(head: &[u8]) -> Option<Refusal> {
 /// answers to broken request heads ([`hyper_refusal`]) are replaced by the
 /// router's answer to the same [`Refusal`], so a later head on a kept-alive
 /// connection gets Graph's envelope like the first one.
-struct Rewrite<IO> {
+struct Rewrite<IO, A> {
     io: IO,
     /// Read already; `at` is how much of it hyper has taken.
     prefix: Vec<u8>,
     at: usize,
-    handler: Handler,
+    handler: Handler<A>,
     pending: Pending,
 }
 
@@ -667,7 +701,7 @@ enum Pending {
     Writing(Vec<u8>, usize),
 }
 
-impl<IO: AsyncWrite + Unpin> Rewrite<IO> {
+impl<IO: AsyncWrite + Unpin, A: App> Rewrite<IO, A> {
     /// Renders and writes the pending replacement; ready once none is left.
     fn poll_pending(
         &mut self,
@@ -711,7 +745,7 @@ impl<IO: AsyncWrite + Unpin> Rewrite<IO> {
     }
 }
 
-impl<IO: AsyncRead + Unpin> AsyncRead for Rewrite<IO> {
+impl<IO: AsyncRead + Unpin, A: Unpin> AsyncRead for Rewrite<IO, A> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
@@ -732,7 +766,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Rewrite<IO> {
     }
 }
 
-impl<IO: AsyncWrite + Unpin> AsyncWrite for Rewrite<IO> {
+impl<IO: AsyncWrite + Unpin, A: App> AsyncWrite for Rewrite<IO, A> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
@@ -862,7 +896,7 @@ async fn drain(body: &std::sync::Mutex<Incoming>) -> bool {
 type ResponseFuture =
     Pin<Box<dyn Future<Output = Result<axum::response::Response, Infallible>> + Send>>;
 
-impl hyper::service::Service<hyper::Request<Incoming>> for Handler {
+impl<A: App> hyper::service::Service<hyper::Request<Incoming>> for Handler<A> {
     type Response = axum::response::Response;
     type Error = Infallible;
     type Future = ResponseFuture;
@@ -876,7 +910,7 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Handler {
         let busy = self.activity.begin();
         let mut router = self.router.clone();
         if body.is_end_stream() {
-            let request = hyper::Request::from_parts(parts, body);
+            let request = hyper::Request::from_parts(parts, axum::body::Body::new(body));
             return Box::pin(async move {
                 let response = tower_service::Service::call(&mut router, request).await;
                 drop(busy);

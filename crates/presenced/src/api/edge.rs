@@ -13,14 +13,13 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use tower::ServiceExt;
 
 use super::AppState;
 use super::error::ApiError;
@@ -107,7 +106,7 @@ impl Edge {
 
 /// Head size, the authentication guard, the request timeout: run by
 /// [`super::envelope`] around the routes.
-pub async fn guard(state: &AppState, request: Request, routes: Router) -> Response {
+pub async fn guard(state: &Arc<AppState>, request: Request, routes: Router) -> Response {
     if let Some(refusal) = request.extensions().get::<crate::transport::Refusal>() {
         let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::BAD_REQUEST);
         return ApiError::new(status, refusal.code, refusal.message.clone()).into_response();
@@ -142,10 +141,13 @@ pub async fn guard(state: &AppState, request: Request, routes: Router) -> Respon
         )
         .into_response();
     }
-    let response = match tokio::time::timeout(limits.request_timeout, routes.oneshot(request)).await
+    let response = match tokio::time::timeout(
+        limits.request_timeout,
+        super::serve_routes(state, routes, request),
+    )
+    .await
     {
-        Ok(Ok(response)) => response,
-        Ok(Err(never)) => match never {},
+        Ok(response) => response,
         Err(_) => ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
             "RequestTimeout",

@@ -89,13 +89,21 @@ pub struct AppState {
 #[derive(Debug, Clone, Copy)]
 pub struct RouteName(pub &'static str);
 
-/// The whole HTTP surface; tests drive it with `oneshot`, the server serves it.
+/// The whole HTTP surface as a `Router`; tests drive it with `oneshot`.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new().fallback_service(service(state))
+}
+
+/// The whole HTTP surface as the server serves it: [`router`] without the
+/// router around it, whose only route is this service (per request one
+/// path lookup, `OriginalUri` extension, boxed service clone and future
+/// fewer).
 ///
 /// The envelope and CORS wrap the whole router once, as services of their
 /// own ([`Enveloped`], [`cors::Apply`]), rather than as `Router::layer`
 /// middleware, which wraps every route and clones and boxes each layer's
 /// inner service on every request.
-pub fn router(state: Arc<AppState>) -> Router {
+pub fn service(state: Arc<AppState>) -> cors::Apply<Enveloped> {
     // `$batch` sub-requests go through the same routes inside the envelope,
     // without CORS (the batch has it) and without `$batch` itself.
     let inner = Router::new().fallback_service(Enveloped {
@@ -122,13 +130,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         ));
     }
     let outer = outer.with_state(state.clone());
-    Router::new().fallback_service(cors::Apply {
+    cors::Apply {
         cors: state.cors.clone(),
         inner: Enveloped {
             state,
             routes: outer,
         },
-    })
+    }
 }
 
 /// What the services around the routes answer with.
@@ -284,6 +292,49 @@ async fn graph_or_not_found(state: State<Arc<AppState>>, request: Request) -> Re
     } else {
         ApiError::for_status(StatusCode::NOT_FOUND).into_response()
     }
+}
+
+/// The routes' answer to `request`. The hot Graph paths (`users/…`, `me…`,
+/// `communications/…` under a version), which no route of the table
+/// matches, go to [`graph_or_not_found`] directly, as the router's fallback
+/// would send them, without its lookup and boxed service call; the response
+/// is finished as the router finishes a fallback's (a `Content-Length` from
+/// the body's exact size, no body for `HEAD`). With a manual clock shared
+/// through the store, every request goes through the router, whose
+/// [`sync_clock`] layer reads it.
+async fn serve_routes(state: &Arc<AppState>, routes: Router, request: Request) -> Response {
+    if state.shared_clock || !direct_graph(request.uri().path()) {
+        let Ok(response) = tower::ServiceExt::oneshot(routes, request).await;
+        return response;
+    }
+    let head = request.method() == axum::http::Method::HEAD;
+    let mut response = graph_or_not_found(State(state.clone()), request).await;
+    if !response.headers().contains_key(header::CONTENT_LENGTH)
+        && let Some(size) = http_body::Body::size_hint(response.body()).exact()
+    {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    }
+    if head {
+        *response.body_mut() = Body::empty();
+    }
+    response
+}
+
+/// A path no route of [`route_table`] (or `$batch`) matches that
+/// [`graph_or_not_found`] hands to the presence handlers.
+fn direct_graph(path: &str) -> bool {
+    let Some(rest) = path
+        .strip_prefix("/v1.0/")
+        .or_else(|| path.strip_prefix("/beta/"))
+    else {
+        return false;
+    };
+    rest.starts_with("users/")
+        || rest.starts_with("communications/")
+        || rest == "me"
+        || rest.starts_with("me/")
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");

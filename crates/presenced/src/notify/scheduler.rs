@@ -73,6 +73,23 @@ impl Progress {
     }
 }
 
+/// The longest the loop sleeps on the system clock: deadlines written
+/// meanwhile (writes do not wake it) are seen within this.
+const MAX_WAIT: Duration = Duration::from_secs(1);
+
+/// How long the loop sleeps on the system clock when the next deadline is
+/// `next` (`None`: there is none): until it, at most [`MAX_WAIT`], and not at
+/// all when it is due. With no deadline at all it sleeps [`MAX_WAIT`], not
+/// zero: an idle server does not poll its store in a loop.
+fn wait_for(next: Option<Timestamp>, now: Timestamp) -> Duration {
+    match next {
+        None => MAX_WAIT,
+        Some(at) => Duration::try_from(at.duration_since(now))
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_WAIT),
+    }
+}
+
 pub async fn run(notifier: Arc<Notifier>) {
     loop {
         // A closed store means the server is shutting down: end quietly.
@@ -91,14 +108,8 @@ pub async fn run(notifier: Arc<Notifier>) {
             Duration::from_secs(1)
         } else {
             match notifier.store.due(Timestamp::MAX, 1).await {
-                Ok(next) => next
-                    .first()
-                    .and_then(|(_, at)| {
-                        Duration::try_from(at.duration_since(Timestamp::now())).ok()
-                    })
-                    .unwrap_or(Duration::ZERO)
-                    .min(Duration::from_secs(1)),
-                Err(_) => Duration::from_secs(1),
+                Ok(next) => wait_for(next.first().map(|(_, at)| *at), Timestamp::now()),
+                Err(_) => MAX_WAIT,
             }
         };
         tokio::select! {
@@ -211,4 +222,24 @@ fn lifecycle(
     );
     let delivery = Delivery::for_subscription(subscription, url, item, true, now);
     Some((Timestamp::MIN, delivery.into_body()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_loop_sleeps_until_the_next_deadline_at_most_a_second() {
+        let now = Timestamp::from_second(1_000_000).unwrap();
+        let at = |ms: i64| Some(now + SignedDuration::from_millis(ms));
+        assert_eq!(wait_for(at(300), now), Duration::from_millis(300));
+        assert_eq!(wait_for(at(3_600_000), now), MAX_WAIT);
+        assert_eq!(wait_for(at(0), now), Duration::ZERO);
+        assert_eq!(
+            wait_for(at(-5_000), now),
+            Duration::ZERO,
+            "overdue: at once"
+        );
+        assert_eq!(wait_for(None, now), MAX_WAIT, "nothing due: no busy loop");
+    }
 }
