@@ -276,16 +276,20 @@ async fn deliver(notifier: &Arc<Notifier>, url: &str, deliveries: Vec<(OutboxId,
 /// since they were built (they may have waited on a failing endpoint), so
 /// nothing reaches an app for a subscription after its delete was
 /// acknowledged. Lifecycle events are kept: they may speak of a removal.
-/// If the store cannot tell, the notification is kept (at least once).
+/// So are the notifications of a subscription past its expiry: it was
+/// removed by time, not deleted, and they go on to their retries' end and
+/// `missed`. If the store cannot tell, the notification is kept (at least
+/// once).
 async fn without_deleted(
     notifier: &Notifier,
     batch: Vec<(OutboxId, Delivery)>,
 ) -> Vec<(OutboxId, Delivery)> {
+    let now_ms = notifier.clock.now().as_millisecond();
     let mut live: HashMap<Guid, bool> = HashMap::new();
     let mut kept = Vec::with_capacity(batch.len());
     let mut gone = Vec::new();
     for (id, delivery) in batch {
-        if delivery.lifecycle {
+        if delivery.lifecycle || delivery.expires_ms <= now_ms {
             kept.push((id, delivery));
             continue;
         }
