@@ -123,7 +123,7 @@ fn scenarios(args: &[String]) -> anyhow::Result<()> {
         presenced: release_binary()?,
         bench: std::env::current_exe()?,
     };
-    let mut report = suite::run(&binaries, &settings)?;
+    let mut report = suite::run(&binaries, &settings);
     report.command = format!(
         "cargo run --release -p presenced-bench -- {}",
         std::env::args().skip(1).collect::<Vec<_>>().join(" ")
@@ -138,6 +138,10 @@ fn scenarios(args: &[String]) -> anyhow::Result<()> {
             println!("{text}\nwritten to {}", path.display());
         }
         None => println!("{text}"),
+    }
+    // The rows of what completed are written; the run still failed.
+    if let Some(reason) = &report.failed {
+        bail!("the benchmark stopped: {reason}");
     }
     Ok(())
 }

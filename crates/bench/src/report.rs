@@ -59,6 +59,9 @@ pub struct Verdict {
 #[derive(Clone, Debug, Default)]
 pub struct Report {
     pub rows: Vec<Row>,
+    /// Why the run stopped early: the rows above are those of the
+    /// scenarios that completed, and the table ends with a "failed" row.
+    pub failed: Option<String>,
     pub verdicts: Vec<Verdict>,
     /// Where a target was missed: what the profile shows.
     pub findings: Vec<String>,
@@ -165,6 +168,13 @@ impl Report {
                 row.note
             );
         }
+        if let Some(reason) = &self.failed {
+            let reason = reason.replace('|', "\\|").replace('\n', " ");
+            let _ = writeln!(
+                out,
+                "| **failed**: {reason} | – | – | – | – | – | – | the scenarios after this did not run |"
+            );
+        }
         if !self.verdicts.is_empty() {
             let _ = writeln!(out, "\n## Targets\n");
             let _ = writeln!(out, "| target | measured | met |");
@@ -227,5 +237,25 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("Command: `presenced-bench all`"), "{text}");
+        assert!(!text.contains("failed"), "{text}");
+    }
+
+    #[test]
+    fn a_failed_run_keeps_the_rows_before_the_failure_and_says_why() {
+        let report = Report {
+            rows: vec![Row {
+                scenario: "redis: get".into(),
+                rate: Some(1000.0),
+                ..Row::default()
+            }],
+            failed: Some("redis bulk: 3 of 9 requests failed | 503\nmore".into()),
+            ..Report::default()
+        };
+        let text = report.markdown();
+        let get = text.find("| redis: get | 1 000/s |").expect(&text);
+        let failed = text
+            .find("| **failed**: redis bulk: 3 of 9 requests failed \\| 503 more |")
+            .expect(&text);
+        assert!(get < failed, "{text}");
     }
 }

@@ -227,12 +227,12 @@ pub fn setup_lines(settings: &Settings) -> Vec<String> {
 /// The longest a finite load (every user once) may take.
 const LOAD_LIMIT: Duration = Duration::from_secs(1800);
 
-/// Runs the chosen scenarios; the report's rows are in scenario order.
-pub fn run(binaries: &Binaries, settings: &Settings) -> anyhow::Result<Report> {
+/// The scenarios `settings` asks for, in order, each adding its rows to
+/// `report` as it completes; stops at the first that fails.
+fn scenarios(binaries: &Binaries, settings: &Settings, report: &mut Report) -> anyhow::Result<()> {
     let work = tempfile::Builder::new()
         .prefix("presenced-bench")
         .tempdir()?;
-    let mut report = Report::default();
     let mut baselines = Baselines::default();
     let main = [
         Scenario::Get,
@@ -248,7 +248,7 @@ pub fn run(binaries: &Binaries, settings: &Settings) -> anyhow::Result<Report> {
             binaries,
             settings,
             &work.path().join("main"),
-            &mut report,
+            report,
             &mut baselines,
         )?;
     }
@@ -257,7 +257,7 @@ pub fn run(binaries: &Binaries, settings: &Settings) -> anyhow::Result<Report> {
             binaries,
             settings,
             &work.path().join("redis"),
-            &mut report,
+            report,
             &baselines,
         )?;
     }
@@ -266,12 +266,23 @@ pub fn run(binaries: &Binaries, settings: &Settings) -> anyhow::Result<Report> {
             binaries,
             settings,
             &work.path().join("scale"),
-            &mut report,
+            report,
             &baselines,
         )?;
     }
     if settings.wants(Scenario::Timers) {
-        timers(binaries, settings, &mut report)?;
+        timers(binaries, settings, report)?;
+    }
+    Ok(())
+}
+
+/// Runs the chosen scenarios; the report's rows are in scenario order. When
+/// one fails, the report keeps the rows (and targets) of what completed and
+/// says why in `failed`; the later scenarios do not run.
+pub fn run(binaries: &Binaries, settings: &Settings) -> Report {
+    let mut report = Report::default();
+    if let Err(error) = scenarios(binaries, settings, &mut report) {
+        report.failed = Some(format!("{error:#}"));
     }
     for verdict in report.verdicts.iter().filter(|v| !v.met) {
         if let Some((_, finding)) = FINDINGS
@@ -284,7 +295,7 @@ pub fn run(binaries: &Binaries, settings: &Settings) -> anyhow::Result<Report> {
             }
         }
     }
-    Ok(report)
+    report
 }
 
 /// What profiling showed for the targets this machine does not meet; the
@@ -461,6 +472,35 @@ fn succeeded(what: &str, outcome: &Outcome) -> anyhow::Result<()> {
         bail!("{what}: no request was answered");
     }
     Ok(())
+}
+
+/// The longest a warm-up waits for its first answer.
+const WARMUP_LIMIT: Duration = Duration::from_secs(60);
+
+/// Warms a server up with `workload`: runs of `plan` one after another
+/// until one has answers. Requests still in flight when a run ends are no
+/// failure (a slow first request, a cache filling); a failed request is,
+/// and so is no answer at all within [`WARMUP_LIMIT`].
+fn warm_up(
+    settings: &Settings,
+    address: SocketAddr,
+    workload: Arc<dyn Workload>,
+    plan: &Plan,
+    what: &str,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let outcome = settings.closed(address, Arc::clone(&workload), settings.users, plan)?;
+        if outcome.failures > 0 || outcome.requests > 0 {
+            return succeeded(what, &outcome);
+        }
+        if started.elapsed() >= WARMUP_LIMIT {
+            bail!(
+                "{what}: no request was answered in {:.0?}",
+                started.elapsed()
+            );
+        }
+    }
 }
 
 fn megabytes(bytes: u64) -> String {
@@ -1146,59 +1186,73 @@ fn on_redis(
         ),
     ];
     let mut measured = Vec::new();
+    // A run that fails stops the others; the runs before it keep their
+    // rows and targets.
+    let mut stopped = None;
     for (name, workload, embedded) in runs {
-        // The warm-up apart, so that the commands counted are the measured
-        // requests' only.
-        if !warm.measure.is_zero() {
-            let outcome =
-                settings.closed(server.address, Arc::clone(&workload), settings.users, &warm)?;
-            succeeded(&format!("redis {name} (warm-up)"), &outcome)?;
-        }
-        let before = redis::command_calls(&masters)?;
-        let started = Instant::now();
-        let outcome = settings.closed(server.address, workload, settings.users, &plan)?;
-        let run_time = started.elapsed();
-        let calls = redis::calls_between(&before, &redis::command_calls(&masters)?);
-        succeeded(&format!("redis {name}"), &outcome)?;
-        let commands = Commands::new(&calls, run_time, &idle, idle_time, outcome.requests);
-        let label = match name {
-            "get" => "redis: get".to_string(),
-            "set" => "redis: set".to_string(),
-            _ => format!("redis: bulk ({BULK_IDS} ids)"),
-        };
-        let mut note = match embedded {
-            Some((ours, _)) => format!(
-                "{:.2} × presenced-embedded {name} in this run",
-                outcome.rate() / ours.rate().max(1e-9)
-            ),
-            None => String::new(),
-        };
-        if name == "bulk" {
-            note += &format!(
-                "{}{} presences",
-                if note.is_empty() { "" } else { "; " },
-                per_second(outcome.rate() * BULK_IDS as f64)
+        let one = || -> anyhow::Result<()> {
+            // The warm-up apart, so that the commands counted are the measured
+            // requests' only.
+            if !warm.measure.is_zero() {
+                warm_up(
+                    settings,
+                    server.address,
+                    Arc::clone(&workload),
+                    &warm,
+                    &format!("redis {name} (warm-up)"),
+                )?;
+            }
+            let before = redis::command_calls(&masters)?;
+            let started = Instant::now();
+            let outcome = settings.closed(server.address, workload, settings.users, &plan)?;
+            let run_time = started.elapsed();
+            let calls = redis::calls_between(&before, &redis::command_calls(&masters)?);
+            succeeded(&format!("redis {name}"), &outcome)?;
+            let commands = Commands::new(&calls, run_time, &idle, idle_time, outcome.requests);
+            let label = match name {
+                "get" => "redis: get".to_string(),
+                "set" => "redis: set".to_string(),
+                _ => format!("redis: bulk ({BULK_IDS} ids)"),
+            };
+            let mut note = match embedded {
+                Some((ours, _)) => format!(
+                    "{:.2} × presenced-embedded {name} in this run",
+                    outcome.rate() / ours.rate().max(1e-9)
+                ),
+                None => String::new(),
+            };
+            if name == "bulk" {
+                note += &format!(
+                    "{}{} presences",
+                    if note.is_empty() { "" } else { "; " },
+                    per_second(outcome.rate() * BULK_IDS as f64)
+                );
+            }
+            report.rows.push(
+                Row::measured(label.clone(), &outcome, embedded.map(|(_, base)| base))
+                    .memory(megabytes(server.resident_bytes()?))
+                    .note(note),
             );
-        }
-        report.rows.push(
-            Row::measured(label.clone(), &outcome, embedded.map(|(_, base)| base))
-                .memory(megabytes(server.resident_bytes()?))
-                .note(note),
-        );
-        let per = if name == "bulk" {
-            format!(
-                "; {:.2} commands per presence, one pipeline per master",
-                commands.total / BULK_IDS as f64
-            )
-        } else {
-            String::new()
+            let per = if name == "bulk" {
+                format!(
+                    "; {:.2} commands per presence, one pipeline per master",
+                    commands.total / BULK_IDS as f64
+                )
+            } else {
+                String::new()
+            };
+            report.rows.push(Row {
+                scenario: format!("{label}: Redis commands per request"),
+                note: format!("{}{per}", commands.note()),
+                ..Row::default()
+            });
+            measured.push((name, outcome, commands));
+            Ok(())
         };
-        report.rows.push(Row {
-            scenario: format!("{label}: Redis commands per request"),
-            note: format!("{}{per}", commands.note()),
-            ..Row::default()
-        });
-        measured.push((name, outcome, commands));
+        if let Err(error) = one() {
+            stopped = Some(error);
+            break;
+        }
     }
     server.stop()?;
 
@@ -1231,6 +1285,10 @@ fn on_redis(
             measured: format!("{ratio:.2}×"),
             met: ratio >= 0.5,
         });
+    }
+
+    if let Some(error) = stopped {
+        return Err(error);
     }
 
     // The anchor: Redis itself, on the same cluster and connections.

@@ -14,8 +14,9 @@ fn every_scenario_runs_and_reports_its_rows() {
         presenced: presenced_bench::process::presenced_beside_tests(),
         bench: PathBuf::from(env!("CARGO_BIN_EXE_presenced-bench")),
     };
-    let report = suite::run(&binaries, &Settings::smoke()).unwrap();
+    let report = suite::run(&binaries, &Settings::smoke());
     let text = report.markdown();
+    assert!(report.failed.is_none(), "the run failed:\n{text}");
     for row in [
         "| load: a session and a preferred presence for each of 300 users |",
         "| get — baseline |",

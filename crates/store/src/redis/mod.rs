@@ -55,6 +55,7 @@
 //! a failure part-way repeats work (an entry done but not removed is
 //! claimed again: delivery at least once), never loses it.
 
+mod batch;
 mod export;
 mod figures;
 mod lease;
@@ -82,6 +83,7 @@ use crate::{
     OutboxEntry, OutboxId, OutboxSettlement, SharedLimiter, Store, StoreError, SubscriptionRecord,
     TenantRecord, UserKey, codec,
 };
+use batch::Batch;
 
 /// Buckets users are spread over; part of the stored layout, never changed.
 pub const BUCKETS: u16 = 1_024;
@@ -207,6 +209,12 @@ pub struct RedisStore {
     closed: AtomicBool,
     /// Whether the last probe reached every master (see `shared.rs`).
     reachable: AtomicBool,
+    /// The probe's own connection, so that requests queued on `conn` by a
+    /// busy node do not delay it (see `shared.rs`).
+    probe_conn: std::sync::RwLock<ClusterConnection>,
+    /// Which master serves each slot, for one pipeline per master
+    /// (`batch.rs`); `None` until read, and after a slot moved.
+    slot_owners: std::sync::RwLock<Option<Arc<batch::SlotOwners>>>,
     /// Users in the directory, as last counted ([`RedisStore::count_users`]:
     /// after this node's directory changes and at every lease round);
     /// `u64::MAX` until first counted.
@@ -341,65 +349,6 @@ fn split_outbox_id(id: OutboxId) -> (u16, u64) {
 /// A user's `HMGET d f`: directory entry and facts record.
 type DirectoryAndFacts = (Option<Vec<u8>>, Option<Vec<u8>>);
 
-/// Commands sent together. A cluster pipeline must stay within one slot,
-/// so a batch sends each command on its own over the multiplexed connection
-/// (all in flight at once: per node they travel as one pipeline) and
-/// collects the answers in order.
-struct Batch {
-    cmds: Vec<(::redis::Cmd, bool)>,
-}
-
-impl Batch {
-    fn new() -> Self {
-        Batch { cmds: Vec::new() }
-    }
-
-    fn cmd(&mut self, name: &str) -> &mut Self {
-        self.cmds.push((::redis::cmd(name), false));
-        self
-    }
-
-    fn arg<T: ::redis::ToRedisArgs>(&mut self, arg: T) -> &mut Self {
-        if let Some((cmd, _)) = self.cmds.last_mut() {
-            cmd.arg(arg);
-        }
-        self
-    }
-
-    /// Leaves the last command's answer out of the result.
-    fn ignore(&mut self) -> &mut Self {
-        if let Some((_, ignored)) = self.cmds.last_mut() {
-            *ignored = true;
-        }
-        self
-    }
-
-    async fn query<T: ::redis::FromRedisValue>(
-        &self,
-        conn: &ClusterConnection,
-    ) -> Result<T, StoreError> {
-        let mut tasks = tokio::task::JoinSet::new();
-        for (i, (cmd, _)) in self.cmds.iter().enumerate() {
-            let mut conn = conn.clone();
-            let cmd = cmd.clone();
-            tasks.spawn(async move { (i, cmd.query_async::<::redis::Value>(&mut conn).await) });
-        }
-        let mut answers: Vec<Option<::redis::Value>> = vec![None; self.cmds.len()];
-        while let Some(joined) = tasks.join_next().await {
-            let (i, answer) = joined.map_err(|e| StoreError::Io(format!("redis: {e}")))?;
-            answers[i] = Some(answer.map_err(io)?);
-        }
-        let values = answers
-            .into_iter()
-            .zip(&self.cmds)
-            .filter(|(_, (_, ignored))| !ignored)
-            .map(|(value, _)| value.unwrap_or(::redis::Value::Nil))
-            .collect();
-        ::redis::from_redis_value(::redis::Value::Array(values))
-            .map_err(|e| StoreError::Corrupt(format!("redis: unexpected answer: {e}")))
-    }
-}
-
 impl RedisStore {
     /// Connects to the cluster (bounded by `connect_timeout`) and checks that
     /// it answers.
@@ -417,16 +366,20 @@ impl RedisStore {
             builder = builder.password(password.clone());
         }
         let client = builder.build().map_err(io)?;
-        let conn = tokio::time::timeout(config.connect_timeout, client.get_async_connection())
-            .await
-            .map_err(|_| {
-                StoreError::Io(format!(
-                    "redis: no answer from {} within {:?}",
-                    config.urls.join(","),
-                    config.connect_timeout
-                ))
-            })?
-            .map_err(io)?;
+        let connect = || async {
+            tokio::time::timeout(config.connect_timeout, client.get_async_connection())
+                .await
+                .map_err(|_| {
+                    StoreError::Io(format!(
+                        "redis: no answer from {} within {:?}",
+                        config.urls.join(","),
+                        config.connect_timeout
+                    ))
+                })?
+                .map_err(io)
+        };
+        let conn = connect().await?;
+        let probe_conn = connect().await?;
         let store = Arc::new_cyclic(|myself| RedisStore {
             myself: myself.clone(),
             config: config.clone(),
@@ -445,6 +398,8 @@ impl RedisStore {
             next_bucket: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             reachable: AtomicBool::new(true),
+            probe_conn: std::sync::RwLock::new(probe_conn),
+            slot_owners: std::sync::RwLock::new(None),
             users: AtomicU64::new(u64::MAX),
             outbox_count: std::sync::Mutex::new(None),
         });
@@ -472,7 +427,7 @@ impl RedisStore {
         let counts: Vec<u64> = if tenants.is_empty() {
             Vec::new()
         } else {
-            pipe.query(&conn).await?
+            pipe.query(self, &conn).await?
         };
         let users = counts.iter().sum::<u64>();
         self.users.store(users, Ordering::Relaxed);
@@ -725,7 +680,7 @@ impl RedisStore {
                 .arg("d")
                 .arg("f");
         }
-        let rows: Vec<DirectoryAndFacts> = pipe.query(&conn).await?;
+        let rows: Vec<DirectoryAndFacts> = pipe.query(self, &conn).await?;
         rows.into_iter()
             .map(|(directory, facts)| {
                 if directory.is_none() {
@@ -751,7 +706,7 @@ impl RedisStore {
                 .arg(self.user_key(UserKey { tenant, user }))
                 .arg("f");
         }
-        let rows: Vec<Option<Vec<u8>>> = pipe.query(&conn).await?;
+        let rows: Vec<Option<Vec<u8>>> = pipe.query(self, &conn).await?;
         rows.into_iter()
             .map(|row| {
                 row.map(|bytes| codec::decode_user_record(&bytes).map(|(f, _)| Arc::new(f)))
@@ -779,7 +734,7 @@ impl RedisStore {
                 .arg(0)
                 .arg(limit.min(i64::MAX as usize));
         }
-        let rows: Vec<Vec<Vec<u8>>> = pipe.query(&conn).await?;
+        let rows: Vec<Vec<Vec<u8>>> = pipe.query(self, &conn).await?;
         let mut due = Vec::new();
         for member in rows.into_iter().flatten() {
             let (key, at) = parse_due_member(&member)?;
@@ -827,7 +782,7 @@ impl RedisStore {
                     }))
                     .arg("d");
             }
-            let before: Vec<Option<Vec<u8>>> = read.query(&conn).await?;
+            let before: Vec<Option<Vec<u8>>> = read.query(self, &conn).await?;
             let mut write = Batch::new();
             for (user, before) in users.iter().zip(before) {
                 let encoded = codec::encode_directory_user(user);
@@ -851,7 +806,7 @@ impl RedisStore {
                     .arg(user.id.to_bytes().to_vec())
                     .ignore();
             }
-            let () = write.query(&conn).await?;
+            let () = write.query(self, &conn).await?;
         }
         self.wait_for_replicas(&self.global_key("tenants")).await?;
         Ok(change)
@@ -893,7 +848,7 @@ impl RedisStore {
                 .arg(self.user_key(UserKey { tenant, user }))
                 .arg("d");
         }
-        let rows: Vec<Option<Vec<u8>>> = pipe.query(&conn).await?;
+        let rows: Vec<Option<Vec<u8>>> = pipe.query(self, &conn).await?;
         let mut users = Vec::with_capacity(ids.len());
         for (id, row) in ids.into_iter().zip(rows) {
             if let Some(bytes) = row {
@@ -948,14 +903,14 @@ impl RedisStore {
                 .arg(&id)
                 .ignore();
         }
-        let () = index.query(&conn).await?;
+        let () = index.query(self, &conn).await?;
         let mut put = Batch::new();
         put.cmd("HSET")
             .arg(self.global_key("subs"))
             .arg(&id)
             .arg(encode_subscription(&record))
             .ignore();
-        let () = put.query(&conn).await?;
+        let () = put.query(self, &conn).await?;
         if let Some(old) = old {
             let mut stale = Batch::new();
             for user in old
@@ -972,7 +927,7 @@ impl RedisStore {
                     .arg(&id)
                     .ignore();
             }
-            let () = stale.query(&conn).await?;
+            let () = stale.query(self, &conn).await?;
         }
         self.wait_for_replicas(&self.global_key("subs")).await
     }
@@ -999,7 +954,7 @@ impl RedisStore {
                 .arg(&bytes)
                 .ignore();
         }
-        let () = index.query(&conn).await?;
+        let () = index.query(self, &conn).await?;
         self.wait_for_replicas(&self.global_key("subs")).await?;
         Ok(removed > 0)
     }
@@ -1090,7 +1045,7 @@ impl RedisStore {
                 .arg(seq)
                 .ignore();
         }
-        let () = pipe.query(&conn).await?;
+        let () = pipe.query(self, &conn).await?;
         Ok(added)
     }
 
@@ -1115,7 +1070,7 @@ impl RedisStore {
                 .arg(0)
                 .arg(limit.min(i64::MAX as usize));
         }
-        let rows: Vec<Vec<(u64, f64)>> = pipe.query(&conn).await?;
+        let rows: Vec<Vec<(u64, f64)>> = pipe.query(self, &conn).await?;
         let mut queued: Vec<(i64, u16, u64)> = held
             .into_iter()
             .zip(rows)

@@ -68,8 +68,19 @@ impl RedisStore {
     /// answers and says `cluster_state:ok` (every slot served). Not ready
     /// while any master, and so any bucket's users, is out of reach. `Err`
     /// says why not.
+    ///
+    /// The probe has a connection of its own: requests queued on the data
+    /// connection by a busy node would otherwise delay it, and a node under
+    /// load would call Redis out of reach.
     pub async fn probe(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
+        let mut conn = self
+            .probe_conn
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         let route = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
         let mut command = ::redis::cmd("CLUSTER");
         command.arg("INFO");
@@ -86,20 +97,30 @@ impl RedisStore {
     }
 
     /// Opens a new connection to the cluster (from the seed nodes, bounded
-    /// by the connect timeout) and uses it from now on. For a cluster that
+    /// by the connect timeout) and uses it from now on, with a fresh probe
+    /// connection and slot map. For a cluster that
     /// came back while the old connection kept failing.
     pub async fn reconnect(&self) -> Result<(), StoreError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(StoreError::Closed);
         }
-        let fresh = tokio::time::timeout(self.connect_timeout, self.client.get_async_connection())
-            .await
-            .map_err(|_| StoreError::Io("redis: reconnecting timed out".into()))?
-            .map_err(io)?;
+        let connect = || async {
+            tokio::time::timeout(self.connect_timeout, self.client.get_async_connection())
+                .await
+                .map_err(|_| StoreError::Io("redis: reconnecting timed out".into()))?
+                .map_err(io)
+        };
+        let fresh = connect().await?;
+        let fresh_probe = connect().await?;
         *self
             .conn
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+        *self
+            .probe_conn
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh_probe;
+        self.forget_slot_owners();
         Ok(())
     }
 
