@@ -31,7 +31,7 @@ impl RedisStore {
         for bucket in 0..BUCKETS {
             pipe.cmd("HLEN").arg(self.bucket_key(bucket, "ob"));
         }
-        let lengths: Vec<u64> = pipe.query(&conn).await?;
+        let lengths: Vec<u64> = pipe.query(self, &conn).await?;
         let count = lengths.iter().sum();
         *self
             .outbox_count
