@@ -34,6 +34,7 @@
 //! buckets it holds. A claim moves the entry from the bucket's outbox zset
 //! to its `P{b:NNNN}:obc` zset (same score) in one script that first checks
 //! the lease, so only the holder claims; settling removes it from there.
+//! Which held buckets a claim scans is planned by [`hints`].
 //! [`Store::advance_deadline`] enqueues the `Changed` entry of the handled
 //! deadline itself, in the compare-and-set script that moves the deadline,
 //! so a deadline is announced once however many nodes handle it
@@ -58,6 +59,7 @@
 mod batch;
 mod export;
 mod figures;
+mod hints;
 mod lease;
 mod limiter;
 mod live;
@@ -221,6 +223,8 @@ pub struct RedisStore {
     users: AtomicU64,
     /// The outbox's size as last counted, and when (`figures.rs`).
     outbox_count: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
+    /// The buckets this node knows to have outbox work (`hints.rs`).
+    outbox_hints: hints::OutboxHints,
 }
 
 fn io(e: ::redis::RedisError) -> StoreError {
@@ -402,6 +406,7 @@ impl RedisStore {
             slot_owners: std::sync::RwLock::new(None),
             users: AtomicU64::new(u64::MAX),
             outbox_count: std::sync::Mutex::new(None),
+            outbox_hints: hints::OutboxHints::default(),
         });
         // The clock key answers only when every slot is served.
         store.manual_clock_now().await?;
@@ -575,6 +580,9 @@ impl RedisStore {
             .map_err(io)?;
         if result < 0 {
             return Ok(None);
+        }
+        if result > 0 {
+            self.outbox_hints.note(bucket, i64::MIN);
         }
         self.wait_for_replicas(&user_key).await?;
         Ok(Some(result))
@@ -1010,11 +1018,13 @@ impl RedisStore {
                 .invoke_async(&mut conn)
                 .await
                 .map_err(io)?;
+            self.outbox_hints.note(bucket, due.as_millisecond());
             added.push(outbox_id(bucket, seq));
         }
         let mut pipe = Batch::new();
         for (id, due, body) in &settlement.retry {
             let (bucket, seq) = split_outbox_id(*id);
+            self.outbox_hints.note(bucket, due.as_millisecond());
             pipe.cmd("HSET")
                 .arg(self.bucket_key(bucket, "ob"))
                 .arg(seq)
@@ -1049,37 +1059,77 @@ impl RedisStore {
         Ok(added)
     }
 
-    /// The earliest queued entries of the buckets this node holds, due at
-    /// or before `until` (all if `None`): (score, bucket, seq), earliest
-    /// first, at most `limit`.
+    /// The earliest queued entries, due at or before `until` (all if
+    /// `None`): (score, bucket, seq), earliest first, at most `limit`; of
+    /// the buckets this node holds, those its hints name (`hints.rs`), or
+    /// every one when a full scan is due. What a scan finds and does not
+    /// return is noted again, and so is what it returns when `peek` (it is
+    /// not claimed).
     async fn outbox_queued(
         &self,
         until: Option<Timestamp>,
         limit: usize,
+        peek: bool,
     ) -> Result<Vec<(i64, u16, u64)>, StoreError> {
-        let held = self.held_buckets();
+        let until_ms = until.map(|at| {
+            score_ceiling(at)
+                .parse::<i64>()
+                .unwrap_or_else(|_| at.as_millisecond())
+        });
+        let buckets =
+            self.outbox_hints
+                .plan(&self.held_buckets(), until_ms, std::time::Instant::now());
+        if buckets.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
         let conn = self.conn()?;
         let mut pipe = Batch::new();
-        for &bucket in &held {
+        let per_bucket = limit.min(i64::MAX as usize);
+        for &bucket in &buckets {
             pipe.cmd("ZRANGEBYSCORE")
                 .arg(self.bucket_key(bucket, "obz"))
                 .arg("-inf")
-                .arg(until.map_or_else(|| "+inf".to_owned(), score_ceiling))
+                .arg("+inf")
                 .arg("WITHSCORES")
                 .arg("LIMIT")
                 .arg(0)
-                .arg(limit.min(i64::MAX as usize));
+                .arg(per_bucket);
         }
-        let rows: Vec<Vec<(u64, f64)>> = pipe.query(self, &conn).await?;
-        let mut queued: Vec<(i64, u16, u64)> = held
-            .into_iter()
-            .zip(rows)
-            .flat_map(|(bucket, row)| {
-                row.into_iter()
-                    .map(move |(seq, score)| (score as i64, bucket, seq))
-            })
-            .collect();
+        let rows: Vec<Vec<(u64, f64)>> = match pipe.query(self, &conn).await {
+            Ok(rows) => rows,
+            Err(error) => {
+                // Scan them again next time.
+                for &bucket in &buckets {
+                    self.outbox_hints.note(bucket, i64::MIN);
+                }
+                return Err(error);
+            }
+        };
+        let mut queued: Vec<(i64, u16, u64)> = Vec::new();
+        for (bucket, row) in buckets.into_iter().zip(rows) {
+            let full = row.len() >= per_bucket;
+            let mut last = None;
+            for (seq, score) in row {
+                let score = score as i64;
+                last = Some(score);
+                if until_ms.is_none_or(|until| score <= until) {
+                    queued.push((score, bucket, seq));
+                } else {
+                    // Later work: the first of it is what to note.
+                    self.outbox_hints.note(bucket, score);
+                    break;
+                }
+            }
+            if full && let Some(last) = last {
+                // There may be more past what the scan was allowed to see.
+                self.outbox_hints.note(bucket, last);
+            }
+        }
         queued.sort_unstable();
+        let kept = if peek { 0 } else { limit.min(queued.len()) };
+        for &(score, bucket, _) in &queued[kept..] {
+            self.outbox_hints.note(bucket, score);
+        }
         queued.truncate(limit);
         Ok(queued)
     }
@@ -1094,7 +1144,7 @@ impl RedisStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let queued = self.outbox_queued(Some(until), limit).await?;
+        let queued = self.outbox_queued(Some(until), limit, false).await?;
         let mut by_bucket: BTreeMap<u16, Vec<u64>> = BTreeMap::new();
         for (_, bucket, seq) in queued {
             by_bucket.entry(bucket).or_default().push(seq);
@@ -1146,7 +1196,15 @@ impl RedisStore {
 
     /// When the earliest queued entry of the buckets this node holds is due.
     async fn next_due_now(&self) -> Result<Option<Timestamp>, StoreError> {
-        let Some((_, bucket, seq)) = self.outbox_queued(None, 1).await?.pop() else {
+        if !self.outbox_hints.full_due(std::time::Instant::now()) {
+            // Known here without asking; a full scan is at most
+            // `hints::FULL_SCAN` away for the rest.
+            return Ok(self
+                .outbox_hints
+                .earliest()
+                .map(|ms| Timestamp::from_millisecond(ms).unwrap_or(Timestamp::MIN)));
+        }
+        let Some((_, bucket, seq)) = self.outbox_queued(None, 1, true).await?.pop() else {
             return Ok(None);
         };
         let mut conn = self.conn()?;
