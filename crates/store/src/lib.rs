@@ -227,6 +227,23 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> BoxFuture<'_, Result<ApplyOutcome, StoreError>>;
 
+    /// [`Store::apply`] for a user the directory has; `None` (nothing
+    /// written) when it does not. A store that can tell both with one read
+    /// overrides it.
+    fn apply_known(
+        &self,
+        key: UserKey,
+        mutation: Mutation,
+        now: Timestamp,
+    ) -> BoxFuture<'_, Result<Option<ApplyOutcome>, StoreError>> {
+        Box::pin(async move {
+            if !self.contains_user(key).await? {
+                return Ok(None);
+            }
+            self.apply(key, mutation, now).await.map(Some)
+        })
+    }
+
     /// Users whose "next change" deadline is at or before `until`, earliest
     /// first, at most `limit`.
     fn due(

@@ -146,15 +146,6 @@ fn parse_user_id(id: &str) -> Result<Guid, ApiError> {
     })
 }
 
-/// 404 unless the directory has `user` in the caller's tenant.
-async fn require_user(state: &AppState, key: UserKey) -> Result<(), ApiError> {
-    if state.store.contains_user(key).await? {
-        Ok(())
-    } else {
-        Err(user_not_found(key))
-    }
-}
-
 fn user_not_found(key: UserKey) -> ApiError {
     ApiError::not_found(format!(
         "User '{}' was not found in tenant '{}'.",
@@ -346,9 +337,11 @@ async fn act(
         tenant: principal.tenant,
         user,
     };
-    require_user(state, key).await?;
     let now = state.clock.now();
-    match state.store.apply(key, mutation, now).await? {
+    let Some(outcome) = state.store.apply_known(key, mutation, now).await? else {
+        return Err(user_not_found(key));
+    };
+    match outcome {
         ApplyOutcome::Applied(applied) => {
             if applied.visible_change {
                 state.notifier.changed_user(key, now).await;

@@ -588,14 +588,43 @@ impl RedisStore {
         Ok(Some(result))
     }
 
+    /// The user's record and version, and whether the directory has them,
+    /// in one round trip.
+    async fn read_known_record(
+        &self,
+        key: UserKey,
+    ) -> Result<(bool, Option<Vec<u8>>, String), StoreError> {
+        let mut conn = self.conn()?;
+        let (directory, record, version): (Option<Vec<u8>>, Option<Vec<u8>>, Option<String>) =
+            ::redis::cmd("HMGET")
+                .arg(self.user_key(key))
+                .arg("d")
+                .arg("f")
+                .arg("v")
+                .query_async(&mut conn)
+                .await
+                .map_err(io)?;
+        Ok((
+            directory.is_some(),
+            record,
+            version.unwrap_or_else(|| "0".to_owned()),
+        ))
+    }
+
+    /// Applies a mutation; with `known`, only to a user the directory has
+    /// (`None` otherwise), checked by the same read as the record's.
     async fn apply_now(
         &self,
         key: UserKey,
         mutation: Mutation,
         now: Timestamp,
-    ) -> Result<ApplyOutcome, StoreError> {
+        known: bool,
+    ) -> Result<Option<ApplyOutcome>, StoreError> {
         for _ in 0..MAX_ATTEMPTS {
-            let (record, version) = self.read_record(key).await?;
+            let (in_directory, record, version) = self.read_known_record(key).await?;
+            if known && !in_directory {
+                return Ok(None);
+            }
             let (mut facts, old_deadline) = match &record {
                 Some(bytes) => codec::decode_user_record(bytes)?,
                 None => (UserFacts::default(), None),
@@ -603,20 +632,20 @@ impl RedisStore {
             let applied =
                 match presenced_domain::apply(&mut facts, mutation.clone(), now, &self.rules) {
                     Ok(applied) => applied,
-                    Err(refused) => return Ok(ApplyOutcome::Refused(refused)),
+                    Err(refused) => return Ok(Some(ApplyOutcome::Refused(refused))),
                 };
             if !applied.facts_changed {
-                return Ok(ApplyOutcome::Applied(applied));
+                return Ok(Some(ApplyOutcome::Applied(applied)));
             }
             let new_deadline = presenced_domain::next_change(&facts, now, &self.rules);
             let record = codec::encode_user_record(&facts, new_deadline);
             if record.len() > self.max_record_bytes {
-                return Ok(ApplyOutcome::Refused(
+                return Ok(Some(ApplyOutcome::Refused(
                     presenced_domain::MutationError::RecordTooLarge {
                         size: record.len(),
                         limit: self.max_record_bytes,
                     },
-                ));
+                )));
             }
             let change = OutboxBody::Changed { key, at: now };
             let announce = applied.visible_change.then_some(&change);
@@ -624,7 +653,7 @@ impl RedisStore {
                 .write_record(key, &version, &record, old_deadline, new_deadline, announce)
                 .await?;
             if written.is_some() {
-                return Ok(ApplyOutcome::Applied(applied));
+                return Ok(Some(ApplyOutcome::Applied(applied)));
             }
         }
         Err(StoreError::Io(format!(
@@ -1275,7 +1304,22 @@ impl Store for RedisStore {
         mutation: Mutation,
         now: Timestamp,
     ) -> BoxFuture<'_, Result<ApplyOutcome, StoreError>> {
-        Box::pin(self.apply_now(key, mutation, now))
+        Box::pin(async move {
+            self.apply_now(key, mutation, now, false)
+                .await?
+                .ok_or_else(|| {
+                    StoreError::Corrupt("redis: an unchecked write found no user".into())
+                })
+        })
+    }
+
+    fn apply_known(
+        &self,
+        key: UserKey,
+        mutation: Mutation,
+        now: Timestamp,
+    ) -> BoxFuture<'_, Result<Option<ApplyOutcome>, StoreError>> {
+        Box::pin(self.apply_now(key, mutation, now, true))
     }
 
     fn due(
