@@ -18,10 +18,14 @@
 //!
 //! If a transaction fails, the thread stops applying and keeps the error
 //! for the writer, which recovers ([`super::recovery`]): it pauses this
-//! thread ([`Applier::pause`], which also drops the queue: the log holds
-//! every write in it), reopens the file, and resumes it at the sequence the
-//! file then holds. The writer also pauses it whenever it uses the file
-//! itself (idle checkpoint, compaction, close).
+//! thread, reopens the file, reads the writes after what the file holds
+//! back from the log, and resumes it at the sequence the file then holds.
+//! The writer also pauses it whenever it uses the file itself (idle
+//! checkpoint, compaction, close). Pausing gives the queued writes back to
+//! the writer ([`Applier::pause`]), and while paused nothing is queued, so
+//! the writer's pending writes are then exactly the acknowledged writes
+//! redb does not hold (unless a transaction failed: the writer then reads
+//! them back from the log).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -110,7 +114,8 @@ impl Applier {
     /// Queues `ops` (the acknowledged writes of the log's records up to
     /// `last_seq`, emptied from the vector); `durable` asks for a durable
     /// commit up to `last_seq`. Waits while the queue is full. An error is
-    /// the failure of an earlier transaction: nothing is queued then.
+    /// the failure of an earlier transaction: nothing is queued then; while
+    /// paused, nothing is queued either (`ops` stays as it is).
     pub(super) fn hand_off(
         &self,
         ops: &mut Vec<Op>,
@@ -126,6 +131,9 @@ impl Applier {
                 break;
             }
             state = self.inner.wait(state);
+        }
+        if state.paused {
+            return Ok(());
         }
         if !ops.is_empty() {
             state.queued += ops.len();
@@ -180,36 +188,41 @@ impl Applier {
         self.inner.lock().failed.clone()
     }
 
-    /// Waits for the queue to be applied (or a failure), then pauses: no
-    /// transaction runs and the thread holds no file handle until
-    /// [`Applier::resume`]. Answers the failure, if any.
-    pub(super) fn drain_and_pause(&self) -> Option<String> {
+    /// Waits for the queue to be applied (or a failure), then pauses (see
+    /// [`Applier::pause`]). Answers the writes given back (none unless it
+    /// was paused already), or the failure.
+    pub(super) fn drain_and_pause(&self) -> Result<Vec<Op>, String> {
         let mut state = self.inner.lock();
-        while (state.busy || !state.chunks.is_empty()) && state.failed.is_none() {
+        while (state.busy || !state.chunks.is_empty()) && state.failed.is_none() && !state.paused {
             state = self.inner.wait(state);
         }
         let failed = state.failed.clone();
         drop(state);
-        self.pause();
-        failed
+        let back = self.pause();
+        match failed {
+            Some(why) => Err(why),
+            None => Ok(back),
+        }
     }
 
-    /// Pauses at once: waits for a running transaction to end, drops the
-    /// queue (the log holds every write in it: the writer reads them back)
-    /// and answers the waiting syncs.
-    pub(super) fn pause(&self) {
+    /// Pauses at once: waits for a running transaction to end, then no
+    /// transaction runs and the thread holds no file handle until
+    /// [`Applier::resume`]. Answers the queued writes, oldest first (they
+    /// precede the writer's pending ones), and the waiting syncs.
+    pub(super) fn pause(&self) -> Vec<Op> {
         let mut state = self.inner.lock();
         state.paused = true;
         while state.busy {
             state = self.inner.wait(state);
         }
-        state.chunks.clear();
+        let back: Vec<Op> = state.chunks.drain(..).flat_map(|chunk| chunk.ops).collect();
         state.queued = 0;
         for (_, done) in state.syncs.drain(..) {
             let _ = done.send(());
         }
         drop(state);
         self.inner.changed.notify_all();
+        back
     }
 
     /// Resumes after [`Applier::pause`]: redb now holds, durably,

@@ -540,3 +540,58 @@ async fn checkpoints_reclaim_the_log_while_writes_go_on() {
     assert_eq!(store.subscriptions().await.unwrap().len(), 64 * 64);
     store.close().await.unwrap();
 }
+
+// The locks held across awaits stop the writer and applier threads, not a task.
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_queued_for_redb_survive_a_failed_append_while_closing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), Rules::default()).unwrap();
+    // The applier holds the first handed-off writes at the gate; the later
+    // ones wait in its queue. (A sync, as `due()` asks for, hands the
+    // pending writes over; it is answered once redb holds them.)
+    let apply_gate = store.shared.apply_gate.lock().unwrap();
+    // Each sync is sent on its future's first poll; the write after it is
+    // acknowledged only once the writer has taken the sync (in that
+    // write's batch or before), and it hands over before its next batch.
+    const USERS: u128 = 201;
+    let mut context = Context::from_waker(Waker::noop());
+    write_users(&store, 0, 100).await;
+    let mut first_sync = Box::pin(store.due(Timestamp::MAX, 1));
+    assert!(first_sync.as_mut().poll(&mut context).is_pending());
+    write_users(&store, 100, 100).await;
+    let mut second_sync = Box::pin(store.due(Timestamp::MAX, 1));
+    assert!(second_sync.as_mut().poll(&mut context).is_pending());
+    write_users(&store, 200, 1).await;
+    // The next append fails while the store is closing: the writer pauses
+    // the applier, which gives its queue back, and the last checkpoint must
+    // write it too before it empties the log.
+    let commit_gate = store.shared.commit_gate.lock().unwrap();
+    let mut failing = store.apply(key(USERS), prefer_away(), now());
+    assert!(failing.as_mut().poll(&mut context).is_pending());
+    store.shared.fail_next_commit.store(true, Ordering::SeqCst);
+    let mut closing = Box::pin(store.close());
+    assert!(closing.as_mut().poll(&mut context).is_pending());
+    drop(commit_gate);
+    // The writer reaches the pause (which waits for the running
+    // transaction) long before the applier could take its queue.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    drop(apply_gate);
+    closing.await.unwrap();
+    assert!(failing.await.is_err());
+    // Answered (by the pause), whatever they answered.
+    let _ = first_sync.await;
+    let _ = second_sync.await;
+    drop(store);
+
+    let store = EmbeddedStore::open(dir.path(), Rules::default()).unwrap();
+    assert_eq!(store.user_count(), USERS as usize);
+    for n in [0, USERS / 2, USERS - 1] {
+        assert!(
+            store.facts(key(n)).await.unwrap().is_some(),
+            "user {n} was lost"
+        );
+    }
+    assert!(store.facts(key(USERS)).await.unwrap().is_none());
+    store.close().await.unwrap();
+}

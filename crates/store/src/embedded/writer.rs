@@ -446,6 +446,14 @@ fn hand_over(writer: &mut Writer, sync: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// Puts the writes a paused applier gave back before the pending ones.
+fn give_back(writer: &mut Writer, mut back: Vec<Op>) {
+    if !back.is_empty() {
+        back.append(&mut writer.pending);
+        writer.pending = back;
+    }
+}
+
 /// Checkpoints, lets go of the file, then answers `close()`.
 fn finish(writer: &mut Writer, done: oneshot::Sender<()>) {
     checkpoint_at_exit(writer);
@@ -464,9 +472,12 @@ fn finish(writer: &mut Writer, done: oneshot::Sender<()>) {
 /// fails, the log keeps every acknowledged write and the next start
 /// replays it.
 fn checkpoint_at_exit(writer: &mut Writer) {
-    if let Some(error) = writer.applier.drain_and_pause() {
-        tracing::warn!(%error, "the store's last checkpoint failed; the next start replays its log");
-        return;
+    match writer.applier.drain_and_pause() {
+        Ok(back) => give_back(writer, back),
+        Err(error) => {
+            tracing::warn!(%error, "the store's last checkpoint failed; the next start replays its log");
+            return;
+        }
     }
     if let Err(error) = apply_pending(writer, true) {
         tracing::warn!(%error, "the store's last checkpoint failed; the next start replays its log");
@@ -521,9 +532,8 @@ impl Idle {
             return Ok(());
         }
         // The applier catches up and stops while this thread uses the file.
-        if let Some(why) = writer.applier.drain_and_pause() {
-            return Err(why);
-        }
+        let back = writer.applier.drain_and_pause()?;
+        give_back(writer, back);
         apply_pending(writer, true)?;
         if self.removed && self.last_check.elapsed() >= COMPACT_CHECK_EVERY {
             self.last_check = Instant::now();
@@ -709,9 +719,10 @@ fn recover(
         "store commit failed; refusing writes until the disk takes them again"
     );
     let shared = &*shared;
-    // The applier lets go of the file; the writes it had not applied are
-    // read back from the log with the others.
-    writer.applier.pause();
+    // The applier lets go of the file and gives back the writes it had not
+    // applied (restoring reads them all back from the log in any case).
+    let back = writer.applier.pause();
+    give_back(writer, back);
     let restoring = shared.begin_restoring(&why);
     // Every write admitted before is queued now; each was applied to memory
     // on top of state that did not reach the file, so none may commit.
