@@ -47,6 +47,7 @@
 //! This module knows no HTTP and no JSON; the meaning of facts is the
 //! domain's, the meaning of bytes the codec's.
 
+mod applier;
 mod compaction;
 mod deadlines;
 mod directory;
@@ -240,6 +241,7 @@ impl EmbeddedStore {
             Arc::clone(&views.outbox),
         );
         let (queue, receiver) = mpsc::channel();
+        let applier = applier::Applier::start(Arc::clone(&shared), log.last_seq()).map_err(io)?;
         let writer = writer::spawn(Writer {
             queue: receiver,
             shared: Arc::clone(&shared),
@@ -247,6 +249,7 @@ impl EmbeddedStore {
             reopen,
             log,
             pending: Vec::new(),
+            applier,
         })
         .map_err(io)?;
         Ok(Arc::new(EmbeddedStore {

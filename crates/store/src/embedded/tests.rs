@@ -327,10 +327,7 @@ async fn settled_outbox_entries_stay_settled_across_a_restart() {
 /// The space the store takes: the redb file and the log (which holds
 /// acknowledged writes until a checkpoint moves them into the file).
 fn file_len(dir: &std::path::Path) -> u64 {
-    [FILE_NAME, LOG_FILE_NAME]
-        .iter()
-        .map(|name| std::fs::metadata(dir.join(name)).unwrap().len())
-        .sum()
+    std::fs::metadata(dir.join(FILE_NAME)).unwrap().len() + log_len(dir)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -423,4 +420,178 @@ async fn space_freed_by_deletes_is_given_back_once_the_store_is_idle() {
     let store = EmbeddedStore::open(dir.path(), Rules::default()).unwrap();
     assert!(store.facts(key(1)).await.unwrap().is_some());
     assert!(store.subscriptions().await.unwrap().is_empty());
+}
+
+/// Writes `users` sessions (users `from..from + users`, each with a
+/// deadline), 64 at a time so that they share log records; each is
+/// acknowledged.
+async fn write_users(store: &Arc<EmbeddedStore>, from: u128, users: u128) {
+    let mut writes = tokio::task::JoinSet::new();
+    for n in from..from + users {
+        let store = Arc::clone(store);
+        let busy = Mutation::SetSession {
+            id: SessionId::parse("s").unwrap(),
+            state: SessionState::parse("Busy", "InACall").unwrap(),
+            expiration: presenced_domain::SessionExpiration::DEFAULT,
+        };
+        writes.spawn(async move { store.apply(key(n), busy, now()).await });
+        if writes.len() >= 64 {
+            writes.join_next().await.unwrap().unwrap().unwrap();
+        }
+    }
+    while let Some(done) = writes.join_next().await {
+        done.unwrap().unwrap();
+    }
+}
+
+/// The log's length: its active segment and its retired one, if any.
+fn log_len(dir: &std::path::Path) -> u64 {
+    [LOG_FILE_NAME, "presenced.wal.prev"]
+        .iter()
+        .map(|name| std::fs::metadata(dir.join(name)).map_or(0, |m| m.len()))
+        .sum()
+}
+
+// The lock held across the writes stops the applier thread, not a task.
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_while_redb_lags_the_log_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), Rules::default()).unwrap();
+    // The applier stops before its first transaction: redb holds nothing
+    // of what follows, and the log segment retired meanwhile stays.
+    let gate = store.shared.apply_gate.lock().unwrap();
+    const USERS: u128 = 10_000;
+    write_users(&store, 0, USERS).await;
+    // A copy of the directory now is what a SIGKILL would leave (redb is
+    // not being written: its applier waits).
+    let crashed = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), crashed.path().join(entry.file_name())).unwrap();
+    }
+    assert!(
+        crashed.path().join("presenced.wal.prev").exists(),
+        "the test means a log with a retired segment"
+    );
+    drop(gate);
+    store.close().await.unwrap();
+
+    let store = EmbeddedStore::open(crashed.path(), Rules::default()).unwrap();
+    assert_eq!(store.user_count(), USERS as usize);
+    for n in [0, 1, USERS / 2, USERS - 1] {
+        let facts = store.facts(key(n)).await.unwrap();
+        assert!(facts.is_some(), "user {n} was lost");
+    }
+    // The replay was a checkpoint: nothing is left to replay.
+    assert!(!crashed.path().join("presenced.wal.prev").exists());
+    assert_eq!(log_len(crashed.path()), wal::MAGIC.len() as u64);
+    store.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn due_sees_the_last_acknowledged_deadline_after_many_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), Rules::default()).unwrap();
+    // More than the applier takes at once, so it runs while writes go on.
+    const USERS: u128 = 20_000;
+    write_users(&store, 0, USERS).await;
+    let due = store.due(Timestamp::MAX, usize::MAX).await.unwrap();
+    assert_eq!(due.len(), USERS as usize);
+    assert!(due.iter().any(|(user, _)| *user == key(USERS - 1)));
+    // And a write right before the call is seen too.
+    write_users(&store, USERS, 1).await;
+    let due = store.due(Timestamp::MAX, usize::MAX).await.unwrap();
+    assert!(due.iter().any(|(user, _)| *user == key(USERS)));
+    store.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_reclaim_the_log_while_writes_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), Rules::default()).unwrap();
+    // 64 waves of 64 subscriptions of 4 KiB: 16 MiB through a log whose
+    // segment retires at 256 KiB in tests (`writer::CHECKPOINT_BYTES`),
+    // with no pause in which the idle checkpoint could empty it. The log
+    // holds what the applier has not yet made durable, and appends wait
+    // for it once a segment reaches 1 MiB (`writer::LOG_MOST_BYTES`): two
+    // segments of 1 MiB and a batch at most.
+    let mut largest = 0;
+    for wave in 0..64u128 {
+        let mut writes = tokio::task::JoinSet::new();
+        for id in wave * 64..(wave + 1) * 64 {
+            let store = Arc::clone(&store);
+            let mut record = subscription_of(id, &[1]);
+            record.body = vec![b'x'; 4096];
+            writes.spawn(async move { store.put_subscription(record).await });
+        }
+        while let Some(done) = writes.join_next().await {
+            done.unwrap().unwrap();
+        }
+        largest = largest.max(log_len(dir.path()));
+    }
+    assert!(
+        largest < 3 * 1024 * 1024,
+        "the log grew to {largest} bytes for 16 MiB written"
+    );
+    store.close().await.unwrap();
+    drop(store);
+    let store = EmbeddedStore::open(dir.path(), Rules::default()).unwrap();
+    assert_eq!(store.subscriptions().await.unwrap().len(), 64 * 64);
+    store.close().await.unwrap();
+}
+
+// The locks held across awaits stop the writer and applier threads, not a task.
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_queued_for_redb_survive_a_failed_append_while_closing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), Rules::default()).unwrap();
+    // The applier holds the first handed-off writes at the gate; the later
+    // ones wait in its queue. (A sync, as `due()` asks for, hands the
+    // pending writes over; it is answered once redb holds them.)
+    let apply_gate = store.shared.apply_gate.lock().unwrap();
+    // Each sync is sent on its future's first poll; the write after it is
+    // acknowledged only once the writer has taken the sync (in that
+    // write's batch or before), and it hands over before its next batch.
+    const USERS: u128 = 201;
+    let mut context = Context::from_waker(Waker::noop());
+    write_users(&store, 0, 100).await;
+    let mut first_sync = Box::pin(store.due(Timestamp::MAX, 1));
+    assert!(first_sync.as_mut().poll(&mut context).is_pending());
+    write_users(&store, 100, 100).await;
+    let mut second_sync = Box::pin(store.due(Timestamp::MAX, 1));
+    assert!(second_sync.as_mut().poll(&mut context).is_pending());
+    write_users(&store, 200, 1).await;
+    // The next append fails while the store is closing: the writer pauses
+    // the applier, which gives its queue back, and the last checkpoint must
+    // write it too before it empties the log.
+    let commit_gate = store.shared.commit_gate.lock().unwrap();
+    let mut failing = store.apply(key(USERS), prefer_away(), now());
+    assert!(failing.as_mut().poll(&mut context).is_pending());
+    store.shared.fail_next_commit.store(true, Ordering::SeqCst);
+    let mut closing = Box::pin(store.close());
+    assert!(closing.as_mut().poll(&mut context).is_pending());
+    drop(commit_gate);
+    // The writer reaches the pause (which waits for the running
+    // transaction) long before the applier could take its queue.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    drop(apply_gate);
+    closing.await.unwrap();
+    assert!(failing.await.is_err());
+    // Answered (by the pause), whatever they answered.
+    let _ = first_sync.await;
+    let _ = second_sync.await;
+    drop(store);
+
+    let store = EmbeddedStore::open(dir.path(), Rules::default()).unwrap();
+    assert_eq!(store.user_count(), USERS as usize);
+    for n in [0, USERS / 2, USERS - 1] {
+        assert!(
+            store.facts(key(n)).await.unwrap().is_some(),
+            "user {n} was lost"
+        );
+    }
+    assert!(store.facts(key(USERS)).await.unwrap().is_none());
+    store.close().await.unwrap();
 }

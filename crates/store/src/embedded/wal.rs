@@ -22,9 +22,17 @@
 //! follow the last complete record. A record whose checksum holds but whose
 //! payload does not decode is not a torn write: opening refuses it.
 //!
-//! The file is emptied (back to its header) once a durable redb commit
-//! holds every record in it, so it never grows much beyond
-//! [`super::writer`]'s checkpoint size.
+//! The log is reclaimed while it is being appended to by segments: the
+//! writer retires the active file ([`Log::roll`]: it becomes
+//! `presenced.wal.prev` and a new, empty `presenced.wal` takes the appends,
+//! sequences going on), asks for a durable redb commit up to the retired
+//! segment's last sequence, and deletes the segment once that commit is done
+//! ([`Log::drop_retired`]). At most one segment is retired at a time.
+//! Opening reads the retired segment, then the active one; a retired
+//! segment whose records redb holds all is deleted. When the store is idle
+//! or closes, a durable commit holds every record and both are emptied
+//! ([`Log::clear`]). A segment is never dropped or emptied before a durable
+//! redb commit holds its last sequence, so nothing acknowledged is lost.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -62,6 +70,8 @@ pub(super) struct Log {
     last_seq: u64,
     /// Scratch space for encoding a record.
     buffer: Vec<u8>,
+    /// The retired segment (see [`Log::roll`]) and its last sequence.
+    retired: Option<(PathBuf, u64)>,
 }
 
 /// The most encoding space kept between appends.
@@ -74,15 +84,30 @@ pub(super) struct Record {
 }
 
 impl Log {
-    /// Opens the log at `path`, creating it if missing. Truncates a torn or
-    /// damaged tail, and answers the complete records after `applied` (the
-    /// last sequence the redb file holds), oldest first.
+    /// Opens the log at `path` (and its retired segment, if one is left),
+    /// creating it if missing. Truncates a torn or damaged tail, and
+    /// answers the complete records after `applied` (the last sequence the
+    /// redb file holds), oldest first.
     pub(super) fn open(path: &Path, applied: u64) -> Result<(Log, Vec<Record>), StoreError> {
+        let retired_path = retired_path(path);
+        let mut records = Vec::new();
+        let mut retired = None;
+        if retired_path.exists() {
+            // Sealed complete before it was renamed: its records come first.
+            let bytes = std::fs::read(&retired_path).map_err(io)?;
+            let (older, _, last) = scan(&bytes, applied)?;
+            if older.is_empty() {
+                remove(&retired_path).map_err(io)?;
+            } else {
+                retired = last.map(|last| (retired_path.clone(), last));
+                records = older;
+            }
+        }
         if !path.exists() {
             create(path).map_err(io)?;
         }
         let bytes = std::fs::read(path).map_err(io)?;
-        let (records, mut valid) = scan(&bytes, applied)?;
+        let (newer, mut valid, last) = scan(&bytes, applied)?;
         // Appends go to the end, wherever a cut left it.
         let file = OpenOptions::new().append(true).open(path).map_err(io)?;
         if valid < bytes.len() {
@@ -94,7 +119,7 @@ impl Log {
                  it is cut after the last complete one"
             );
         }
-        if records.is_empty() {
+        if newer.is_empty() && retired.is_none() {
             // Every complete record is in redb already (a stop between a
             // checkpoint and the log being emptied): start the log afresh,
             // so that its sequences follow redb's.
@@ -104,7 +129,11 @@ impl Log {
             file.set_len(valid as u64).map_err(io)?;
             file.sync_data().map_err(io)?;
         }
-        let last_seq = records.last().map_or(applied, |r| r.seq).max(applied);
+        let last_seq = last
+            .into_iter()
+            .chain(retired.as_ref().map(|(_, seq)| *seq))
+            .fold(applied, u64::max);
+        records.extend(newer);
         Ok((
             Log {
                 file,
@@ -112,9 +141,89 @@ impl Log {
                 len: valid as u64,
                 last_seq,
                 buffer: Vec::new(),
+                retired,
             },
             records,
         ))
+    }
+
+    /// Seals the active segment as the retired one (its records up to
+    /// [`Log::last_seq`]) and appends to a new, empty segment from now on,
+    /// so that a checkpoint can reclaim the sealed records while appends go
+    /// on. Only one segment is retired at a time: `Ok(false)` while one
+    /// still waits for [`Log::drop_retired`]. On error the log is as it was.
+    ///
+    /// The new segment is written (header, synced) under a scratch name and
+    /// opened before anything is renamed; then the active file becomes the
+    /// retired one and the scratch file the active one. A crash between the
+    /// two renames leaves no active file: opening creates an empty one.
+    pub(super) fn roll(&mut self) -> Result<bool, StoreError> {
+        if self.retired.is_some() {
+            return Ok(false);
+        }
+        let scratch = self.path.with_extension("wal.new");
+        let retired = retired_path(&self.path);
+        let new = (|| -> std::io::Result<File> {
+            let mut file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&scratch)?;
+            file.set_len(0)?;
+            file.write_all(MAGIC)?;
+            file.sync_data()?;
+            Ok(file)
+        })();
+        let new = match new {
+            Ok(file) => file,
+            Err(error) => {
+                let _ = std::fs::remove_file(&scratch);
+                return Err(io(error));
+            }
+        };
+        if let Err(error) = std::fs::rename(&self.path, &retired) {
+            let _ = std::fs::remove_file(&scratch);
+            return Err(io(error));
+        }
+        if let Err(error) = std::fs::rename(&scratch, &self.path) {
+            // Put the active file back under its name.
+            if let Err(back) = std::fs::rename(&retired, &self.path) {
+                return Err(StoreError::Io(format!(
+                    "{error}; and the log could not be renamed back: {back}"
+                )));
+            }
+            let _ = std::fs::remove_file(&scratch);
+            return Err(io(error));
+        }
+        if let Some(dir) = self.path.parent() {
+            // Not needed for safety (either name set replays the same
+            // records), only so that the rename is not undone by a crash.
+            let _ = File::open(dir).and_then(|dir| dir.sync_all());
+        }
+        self.file = new;
+        self.len = MAGIC.len() as u64;
+        self.retired = Some((retired, self.last_seq));
+        Ok(true)
+    }
+
+    /// The last sequence of the retired segment, if one waits to be dropped.
+    pub(super) fn retired_seq(&self) -> Option<u64> {
+        self.retired.as_ref().map(|(_, seq)| *seq)
+    }
+
+    /// Deletes the retired segment once `durable` (the last sequence a
+    /// durable redb commit holds) covers it; a failure is retried at the
+    /// next call.
+    pub(super) fn drop_retired(&mut self, durable: u64) {
+        if let Some((path, seq)) = &self.retired
+            && *seq <= durable
+        {
+            match remove(path) {
+                Ok(()) => self.retired = None,
+                Err(error) => {
+                    tracing::warn!(%error, "deleting the store's retired log segment failed");
+                }
+            }
+        }
     }
 
     /// The file's length in bytes.
@@ -129,7 +238,7 @@ impl Log {
 
     /// Whether the log holds no record.
     pub(super) fn is_empty(&self) -> bool {
-        self.len <= MAGIC.len() as u64
+        self.len <= MAGIC.len() as u64 && self.retired.is_none()
     }
 
     /// Appends `ops` as one record and makes it durable. On error the file
@@ -190,6 +299,10 @@ impl Log {
     /// Empties the log (back to its header): a durable redb commit holds
     /// every record in it.
     pub(super) fn clear(&mut self) -> Result<(), StoreError> {
+        if let Some((path, _)) = &self.retired {
+            remove(path).map_err(io)?;
+            self.retired = None;
+        }
         let header = MAGIC.len() as u64;
         if self.len == header {
             return Ok(());
@@ -202,9 +315,14 @@ impl Log {
 
     /// The complete records after `applied`, read back from the file.
     pub(super) fn records_after(&self, applied: u64) -> Result<Vec<Record>, StoreError> {
+        let mut records = match &self.retired {
+            Some((path, _)) => scan(&std::fs::read(path).map_err(io)?, applied)?.0,
+            None => Vec::new(),
+        };
         let mut bytes = std::fs::read(&self.path).map_err(io)?;
         bytes.truncate(self.len as usize);
-        Ok(scan(&bytes, applied)?.0)
+        records.extend(scan(&bytes, applied)?.0);
+        Ok(records)
     }
 }
 
@@ -233,9 +351,27 @@ fn create(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The complete records of `bytes` after `applied`, and the length of the
-/// prefix that holds complete records (where a torn tail begins).
-fn scan(bytes: &[u8], applied: u64) -> Result<(Vec<Record>, usize), StoreError> {
+/// The name of the retired segment next to the log at `path`.
+fn retired_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".prev");
+    path.with_file_name(name)
+}
+
+/// Deletes a file; one already gone is fine.
+fn remove(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
+        _ => Ok(()),
+    }
+}
+
+/// The complete records of `bytes` after `applied`, the length of the
+/// prefix that holds complete records (where a torn tail begins), and the
+/// last complete record's sequence.
+type Scanned = (Vec<Record>, usize, Option<u64>);
+
+fn scan(bytes: &[u8], applied: u64) -> Result<Scanned, StoreError> {
     if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
         return Err(StoreError::Corrupt(format!(
             "{LOG_FILE_NAME} does not start with this build's log header"
@@ -259,7 +395,7 @@ fn scan(bytes: &[u8], applied: u64) -> Result<(Vec<Record>, usize), StoreError> 
         previous = Some(seq);
         at = next;
     }
-    Ok((records, at))
+    Ok((records, at, previous))
 }
 
 /// The complete, checksummed record at `at`: its sequence, payload and end.
@@ -568,6 +704,57 @@ mod tests {
         assert!(records.is_empty());
         assert_eq!(log.append(sample_ops(9).iter()).unwrap(), 4);
         assert_eq!(seqs(&Log::open(&path, 3).unwrap().1), [4]);
+    }
+
+    #[test]
+    fn a_retired_segment_is_replayed_before_the_active_one_until_redb_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOG_FILE_NAME);
+        let retired = dir.path().join("presenced.wal.prev");
+        let (mut log, _) = Log::open(&path, 0).unwrap();
+        log.append(sample_ops(0).iter()).unwrap();
+        log.append(sample_ops(1).iter()).unwrap();
+        assert!(log.roll().unwrap());
+        // One retired segment at a time.
+        assert!(!log.roll().unwrap());
+        assert_eq!(log.retired_seq(), Some(2));
+        assert_eq!(log.append(sample_ops(2).iter()).unwrap(), 3);
+        assert_eq!(seqs(&log.records_after(1).unwrap()), [2, 3]);
+        drop(log);
+        // A crash now: both segments are replayed, oldest first.
+        let (mut log, records) = Log::open(&path, 0).unwrap();
+        assert_eq!(seqs(&records), [1, 2, 3]);
+        assert_eq!(
+            format!("{:?}", records[2].ops),
+            format!("{:?}", sample_ops(2))
+        );
+        // Not dropped before redb holds it durably.
+        log.drop_retired(1);
+        assert!(retired.exists());
+        log.drop_retired(2);
+        assert!(!retired.exists());
+        assert_eq!(seqs(&log.records_after(0).unwrap()), [3]);
+        assert!(log.roll().unwrap());
+        drop(log);
+        // redb holds the retired segment: opening deletes it.
+        let (log, records) = Log::open(&path, 3).unwrap();
+        assert!(records.is_empty());
+        assert!(!retired.exists());
+        assert_eq!(log.last_seq(), 3);
+    }
+
+    #[test]
+    fn a_crash_between_the_renames_of_a_roll_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOG_FILE_NAME);
+        write_log(dir.path(), 3);
+        // The active segment was renamed, its successor not yet.
+        std::fs::rename(&path, dir.path().join("presenced.wal.prev")).unwrap();
+        let (mut log, records) = Log::open(&path, 0).unwrap();
+        assert_eq!(seqs(&records), [1, 2, 3]);
+        assert_eq!(log.append(sample_ops(3).iter()).unwrap(), 4);
+        drop(log);
+        assert_eq!(seqs(&Log::open(&path, 0).unwrap().1), [1, 2, 3, 4]);
     }
 
     #[test]

@@ -8,16 +8,21 @@
 //! queue up and form the next batch, so the batch size follows the load by
 //! itself. Writes leave the queue in the order they entered it.
 //!
-//! The redb file follows the log lazily: acknowledged writes wait in
-//! `pending` and are written to redb in one transaction with
-//! `Durability::None` every [`APPLY_EVERY`] writes, and whenever `due()`
-//! asks ([`Message::Sync`]), so its scan of `deadline_userkey` sees every
-//! acknowledged deadline. Each of these transactions records the sequence
-//! of the last log record it holds (`log_applied_seq` in `meta`). Once the
-//! log reaches [`CHECKPOINT_BYTES`], when the store is idle, and when it
-//! closes, the transaction is made durable (`Durability::Immediate`, which
-//! also makes every earlier one durable) and the log is emptied: a
-//! checkpoint. After a crash, redb holds its last durable transaction, and
+//! The redb file follows the log lazily, and off the append path: the
+//! acknowledged writes wait in `pending` and are handed to the applier
+//! thread ([`super::applier`]) every [`APPLY_EVERY`] writes and whenever
+//! `due()` asks ([`Message::Sync`], answered once redb holds every write
+//! acknowledged before it), so its scan of `deadline_userkey` sees every
+//! acknowledged deadline. The applier writes them to redb with
+//! `Durability::None`, recording the sequence of the last log record each
+//! transaction holds (`log_applied_seq` in `meta`). Once the active log
+//! segment reaches [`CHECKPOINT_BYTES`], the writer retires it and asks for
+//! a durable transaction (`Durability::Immediate`, which also makes every
+//! earlier one durable) up to its last record; the segment is deleted once
+//! that is done: a checkpoint that never stops the appends (see
+//! [`super::wal`]). When the store is idle and when it closes, the writer
+//! lets the applier catch up, pauses it, commits durably itself and empties
+//! the log. After a crash, redb holds its last durable transaction, and
 //! start-up replays the log's records after its `log_applied_seq`.
 //!
 //! If a commit fails (a full disk, an I/O error), the store recovers by
@@ -47,6 +52,7 @@ use redb::{Database, Durability, Table, TableDefinition, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::StoreStats;
+use super::applier::Applier;
 use super::compaction;
 use super::recovery::{self, Reopen, Views};
 use super::tables::{
@@ -60,12 +66,22 @@ use crate::{StoreError, codec};
 /// The most writes one log record takes; a bound on commit latency.
 pub(super) const MAX_BATCH: usize = 4096;
 
-/// Acknowledged writes are written to redb once this many wait.
-const APPLY_EVERY: usize = 8192;
+/// Acknowledged writes are handed to the applier once this many wait.
+pub(super) const APPLY_EVERY: usize = 8192;
 
-/// The log's length at which a checkpoint empties it: a bound on the
-/// log's size and on how much start-up replays after a crash.
-const CHECKPOINT_BYTES: u64 = 8 * 1024 * 1024;
+/// The active log segment's length at which it is retired and a checkpoint
+/// asked for: a bound on the log's size and on how much start-up replays
+/// after a crash (small in unit tests, so that they see it happen).
+const CHECKPOINT_BYTES: u64 = if cfg!(test) {
+    256 * 1024
+} else {
+    8 * 1024 * 1024
+};
+
+/// The active segment's length at which appends wait for the checkpoint
+/// of the retired one (which may itself have grown this long): the log
+/// never holds more than twice this, plus a batch per segment.
+const LOG_MOST_BYTES: u64 = 4 * CHECKPOINT_BYTES;
 
 /// Where the outcome of one write goes.
 pub(super) type Ack = oneshot::Sender<Result<(), StoreError>>;
@@ -179,6 +195,9 @@ pub(super) struct Shared {
     /// Test hook: a commit waits while a test holds this lock.
     #[cfg(test)]
     pub commit_gate: std::sync::Mutex<()>,
+    /// Test hook: the applier's next transaction waits while a test holds this lock.
+    #[cfg(test)]
+    pub apply_gate: std::sync::Mutex<()>,
 }
 
 impl Shared {
@@ -287,9 +306,11 @@ pub(super) struct Writer {
     pub reopen: Reopen,
     /// The log, open for appending.
     pub log: Log,
-    /// Acknowledged writes (in the log) not yet written to redb, in order:
-    /// the ops of the log's records after redb's `log_applied_seq`.
+    /// Acknowledged writes (in the log) not yet handed to the applier, in
+    /// order: the ops of the log's last records.
     pub pending: Vec<Op>,
+    /// The thread that writes acknowledged writes into redb.
+    pub applier: Applier,
 }
 
 /// Starts the writer thread.
@@ -355,10 +376,7 @@ fn run(mut writer: Writer) {
         idle.note(&batch);
         let mut outcome = write_batch(&mut writer, &mut batch, &metrics);
         if outcome.is_ok() {
-            let checkpoint = writer.log.len() >= CHECKPOINT_BYTES;
-            if checkpoint || !syncs.is_empty() || writer.pending.len() >= APPLY_EVERY {
-                outcome = apply_pending(&mut writer, checkpoint).map_err(Failure::Failed);
-            }
+            outcome = hand_over(&mut writer, !syncs.is_empty()).map_err(Failure::Failed);
         }
         match outcome {
             Ok(()) => {}
@@ -380,12 +398,59 @@ fn run(mut writer: Writer) {
                 }
             }
         }
+        // Answered once redb holds every write acknowledged so far (at once
+        // after a failure: redb then holds what it holds).
         for done in syncs {
-            let _ = done.send(());
+            writer.applier.sync(writer.log.last_seq(), done);
         }
         if let Some(done) = shutdown {
             return finish(&mut writer, done);
         }
+    }
+}
+
+/// After a batch: reclaims the retired log segment once redb holds it
+/// durably, retires the active one once it is [`CHECKPOINT_BYTES`] long,
+/// and hands the pending writes to the applier when there are
+/// [`APPLY_EVERY`] of them, when a sync asks, or with the retired segment
+/// (asking for a durable commit: a checkpoint). An error is the applier's
+/// failure.
+fn hand_over(writer: &mut Writer, sync: bool) -> Result<(), String> {
+    if let Some(why) = writer.applier.failed() {
+        return Err(why);
+    }
+    if let Some(retired) = writer.log.retired_seq()
+        && writer.log.len() >= LOG_MOST_BYTES
+    {
+        // The applier lags by a whole log: appends wait for its checkpoint
+        // (back-pressure), so the log's size stays bounded.
+        writer.applier.wait_durable(retired)?;
+    }
+    writer.log.drop_retired(writer.applier.durable());
+    let mut checkpoint = false;
+    if writer.log.len() >= CHECKPOINT_BYTES && writer.log.retired_seq().is_none() {
+        match writer.log.roll() {
+            Ok(rolled) => checkpoint = rolled,
+            Err(error) => {
+                // Appends go on in the active segment; the next batch tries again.
+                tracing::warn!(%error, "retiring the store's log segment failed");
+            }
+        }
+    }
+    if checkpoint || sync || writer.pending.len() >= APPLY_EVERY {
+        let last = writer.log.last_seq();
+        writer
+            .applier
+            .hand_off(&mut writer.pending, last, checkpoint)?;
+    }
+    Ok(())
+}
+
+/// Puts the writes a paused applier gave back before the pending ones.
+fn give_back(writer: &mut Writer, mut back: Vec<Op>) {
+    if !back.is_empty() {
+        back.append(&mut writer.pending);
+        writer.pending = back;
     }
 }
 
@@ -407,6 +472,13 @@ fn finish(writer: &mut Writer, done: oneshot::Sender<()>) {
 /// fails, the log keeps every acknowledged write and the next start
 /// replays it.
 fn checkpoint_at_exit(writer: &mut Writer) {
+    match writer.applier.drain_and_pause() {
+        Ok(back) => give_back(writer, back),
+        Err(error) => {
+            tracing::warn!(%error, "the store's last checkpoint failed; the next start replays its log");
+            return;
+        }
+    }
     if let Err(error) = apply_pending(writer, true) {
         tracing::warn!(%error, "the store's last checkpoint failed; the next start replays its log");
     }
@@ -459,15 +531,18 @@ impl Idle {
         if !writer.shared.is_open() {
             return Ok(());
         }
+        // The applier catches up and stops while this thread uses the file.
+        let back = writer.applier.drain_and_pause()?;
+        give_back(writer, back);
         apply_pending(writer, true)?;
-        if !self.removed || self.last_check.elapsed() < COMPACT_CHECK_EVERY {
-            return Ok(());
+        if self.removed && self.last_check.elapsed() >= COMPACT_CHECK_EVERY {
+            self.last_check = Instant::now();
+            self.removed = false;
+            if let Err(error) = compaction::compact_in_place(&writer.shared, &writer.reopen.path) {
+                tracing::warn!(%error, "compacting the store's file failed");
+            }
         }
-        self.last_check = Instant::now();
-        self.removed = false;
-        if let Err(error) = compaction::compact_in_place(&writer.shared, &writer.reopen.path) {
-            tracing::warn!(%error, "compacting the store's file failed");
-        }
+        writer.applier.resume(writer.log.last_seq());
         Ok(())
     }
 }
@@ -558,10 +633,11 @@ fn write_batch(
     Ok(())
 }
 
-/// Writes the pending writes to redb in one transaction, recording the
-/// log's last sequence with them; `durable` makes it a checkpoint: the
-/// commit is fsynced and the log emptied. An error leaves `pending` as it
-/// was (and the redb handle, most likely, refusing every call).
+/// Writes the pending writes to redb in one transaction on this thread (the
+/// applier paused and caught up), recording the log's last sequence with
+/// them; `durable` makes it a checkpoint: the commit is fsynced and the log
+/// emptied. An error leaves `pending` as it was (and the redb handle, most
+/// likely, refusing every call).
 fn apply_pending(writer: &mut Writer, durable: bool) -> Result<(), String> {
     if writer.pending.is_empty() && (!durable || writer.log.is_empty()) {
         return Ok(());
@@ -643,6 +719,10 @@ fn recover(
         "store commit failed; refusing writes until the disk takes them again"
     );
     let shared = &*shared;
+    // The applier lets go of the file and gives back the writes it had not
+    // applied (restoring reads them all back from the log in any case).
+    let back = writer.applier.pause();
+    give_back(writer, back);
     let restoring = shared.begin_restoring(&why);
     // Every write admitted before is queued now; each was applied to memory
     // on top of state that did not reach the file, so none may commit.
@@ -734,6 +814,8 @@ fn recover(
             Err(RecvTimeoutError::Disconnected) => return Recovered::Dropped,
             Err(RecvTimeoutError::Timeout) => match probe(writer) {
                 Ok(()) => {
+                    // The probe's checkpoint put every acknowledged write in the file.
+                    writer.applier.resume(writer.log.last_seq());
                     if shared.advance(DEGRADED, OPEN) {
                         tracing::warn!("the store's file takes writes again; the store is open");
                     }
