@@ -1104,10 +1104,10 @@ impl Commands {
         each.sort_by(|a, b| b.1.total_cmp(&a.1));
         let total = each.iter().map(|(_, n)| n).sum();
         let sum = |keep: &dyn Fn(&str) -> bool| -> f64 {
+            // A fold from +0: an empty sum of floats is -0, printed "-0.00".
             each.iter()
                 .filter(|(name, _)| keep(name))
-                .map(|(_, n)| n)
-                .sum()
+                .fold(0.0, |sum, (_, n)| sum + n)
         };
         let round_trips = sum(&|name| !SCRIPTED.contains(&name) && !BACKGROUND.contains(&name));
         let scans = sum(&|name| BACKGROUND.contains(&name));
@@ -1428,6 +1428,19 @@ mod tests {
             commands
                 .note()
                 .contains("2.00 round trips/request on the request path")
+        );
+        // No scan at all reads 0.00, not -0.00.
+        let none = Commands::new(
+            &counts(&[("HMGET", 10)]),
+            Duration::from_secs(1),
+            &BTreeMap::new(),
+            Duration::from_secs(1),
+            10,
+        );
+        assert!(
+            none.note().contains("ZRANGEBYSCORE, apart: 0.00/request"),
+            "{}",
+            none.note()
         );
     }
 }
