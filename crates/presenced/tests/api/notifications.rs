@@ -52,11 +52,25 @@ pub async fn subscribe(server: &TestServer, body: Value) -> crate::helpers::Answ
         .await
 }
 
-/// Subscribes (as Adele) to one user's presence, delivered to `hook`.
-pub async fn subscribe_to(server: &TestServer, hook: &Receiver, user: &str) {
+/// Subscribes (as Adele) to one user's presence, delivered to `hook`;
+/// answers the new subscription's id.
+pub async fn subscribe_to(server: &TestServer, hook: &Receiver, user: &str) -> String {
     let body = request(&hook.url, &format!("communications/presences/{user}"));
     let answer = subscribe(server, body).await;
     assert_eq!(answer.status, 201, "{}", answer.text);
+    answer.json()["id"].as_str().unwrap().to_owned()
+}
+
+/// Deletes (as Adele) the subscription `id`, which must answer 204.
+pub async fn unsubscribe(server: &TestServer, id: &str) {
+    let deleted = server
+        .client
+        .delete(server.url(&format!("/v1.0/subscriptions/{id}")))
+        .bearer_auth(server.adele())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
 }
 
 pub async fn set_presence(server: &TestServer, user: &str, availability: &str, activity: &str) {
@@ -263,14 +277,7 @@ async fn a_second_subscription_of_the_same_user_and_app_conflicts() {
     second.assert_error(409, "Conflict");
     // Deleting the first makes room.
     let id = first.json()["id"].as_str().unwrap().to_string();
-    let deleted = server
-        .client
-        .delete(server.url(&format!("/v1.0/subscriptions/{id}")))
-        .bearer_auth(server.adele())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(deleted.status(), 204);
+    unsubscribe(&server, &id).await;
     let third = subscribe(
         &server,
         request(&hook.url, &format!("communications/presences/{MEGAN}")),
@@ -531,13 +538,7 @@ both! {
 async fn a_notification_waiting_on_a_failing_endpoint_is_not_sent_after_its_subscription_is_deleted() {
     let (server, _dir) = server("").await;
     let hook = Receiver::start(Behaviour::Failing).await;
-    let answer = subscribe(
-        &server,
-        request(&hook.url, &format!("communications/presences/{ADELE}")),
-    )
-    .await;
-    assert_eq!(answer.status, 201, "{}", answer.text);
-    let id = answer.json()["id"].as_str().unwrap().to_string();
+    let id = subscribe_to(&server, &hook, ADELE).await;
     // The notification is built and refused: it waits in the outbox.
     set_presence(&server, ADELE, "Busy", "InACall").await;
     let started = std::time::Instant::now();
@@ -545,14 +546,7 @@ async fn a_notification_waiting_on_a_failing_endpoint_is_not_sent_after_its_subs
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(hook.failures() >= 1, "attempted: {}", hook.failures());
-    let deleted = server
-        .client
-        .delete(server.url(&format!("/v1.0/subscriptions/{id}")))
-        .bearer_auth(server.adele())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(deleted.status(), 204);
+    unsubscribe(&server, &id).await;
     // The endpoint accepts again: the waiting notification is settled
     // without being sent.
     hook.set(Behaviour::Healthy);

@@ -344,7 +344,7 @@ fn add_index_entry(redis: &RedisSetup, user: &str, id: &str) {
 
 #[tokio::test]
 async fn the_fan_out_skips_stale_subscription_index_entries() {
-    use crate::notifications::{WAIT, request, set_presence, subscribe};
+    use crate::notifications::{WAIT, set_presence, subscribe_to};
     use crate::receiver::{Behaviour, Receiver};
 
     let redis = RedisSetup::fresh();
@@ -365,13 +365,7 @@ async fn the_fan_out_skips_stale_subscription_index_entries() {
     )
     .await;
     let hook = Receiver::start(Behaviour::Healthy).await;
-    let answer = subscribe(
-        &server,
-        request(&hook.url, &format!("communications/presences/{ADELE}")),
-    )
-    .await;
-    assert_eq!(answer.status, 201, "{}", answer.text);
-    let id = answer.json()["id"].as_str().unwrap().to_string();
+    let id = subscribe_to(&server, &hook, ADELE).await;
     // Megan's index names Adele's subscription; Lee's names one that does
     // not exist.
     add_index_entry(&redis, MEGAN, &id);
@@ -431,7 +425,7 @@ async fn notifying_node(setup: &RedisSetup) -> (TestServer, tempfile::TempDir) {
 /// before the delete is still delivered: at least once.)
 #[tokio::test(flavor = "multi_thread")]
 async fn a_change_queued_before_a_delete_is_not_delivered_after_it() {
-    use crate::notifications::{WAIT, request, set_presence, subscribe};
+    use crate::notifications::{WAIT, request, set_presence, subscribe, subscribe_to, unsubscribe};
     use crate::receiver::{Behaviour, Receiver};
 
     let setup = RedisSetup::fresh();
@@ -445,20 +439,11 @@ async fn a_change_queued_before_a_delete_is_not_delivered_after_it() {
     let (server, _dir) = notifying_node(&setup).await;
     let hook = Receiver::start(Behaviour::Healthy).await;
     let resource = format!("communications/presences/{ADELE}");
-    let created = subscribe(&server, request(&hook.url, &resource)).await;
-    assert_eq!(created.status, 201, "{}", created.text);
-    let id = created.json()["id"].as_str().unwrap().to_owned();
+    let id = subscribe_to(&server, &hook, ADELE).await;
     set_presence(&server, ADELE, "Busy", "InACall").await;
     crate::metrics::outbox_entries_become(&server, 1).await;
 
-    let deleted = server
-        .client
-        .delete(server.url(&format!("/v1.0/subscriptions/{id}")))
-        .bearer_auth(server.adele())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(deleted.status(), 204);
+    unsubscribe(&server, &id).await;
     // The holder goes: the node takes the bucket within a renewal and
     // handles the change, delivering nothing.
     assert_eq!(cluster.command(lease_node, &["DEL", &lease]).unwrap(), "1");
