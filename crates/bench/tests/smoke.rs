@@ -55,6 +55,7 @@ fn every_scenario_runs_and_reports_its_rows() {
         "set (durable): at least 0.7 × Redis appendfsync always SET",
         "bulk: at least 20 ×",
         "scale: get at 400 users at least 0.9 × get at 200",
+        "scale: set (durable) at 400 users at least 0.9 × set at 200",
         "scale: at most 300 B resident per user at 400",
         "scale: ready in under 5 s with 400 users",
         "timers: never more than 1 s behind",
