@@ -72,16 +72,24 @@ static HEX_VALUE: [u8; 256] = {
     table
 };
 
-impl fmt::Display for Guid {
-    /// Lower-case 8-4-4-4-12 hex, built on the stack: bulk reads print
-    /// hundreds of ids per answer.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Guid {
+    /// The lower-case 8-4-4-4-12 text, built on the stack: bulk reads write
+    /// hundreds of ids per answer, with no allocation for any of them.
+    pub fn text(self) -> [u8; 36] {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut text = [b'-'; 36];
         for (byte, &start) in self.to_bytes().iter().zip(BYTE_STARTS.iter()) {
             text[start] = HEX[usize::from(byte >> 4)];
             text[start + 1] = HEX[usize::from(byte & 0xf)];
         }
+        text
+    }
+}
+
+impl fmt::Display for Guid {
+    /// Lower-case 8-4-4-4-12 hex ([`Guid::text`]).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = self.text();
         f.write_str(std::str::from_utf8(&text).expect("hex digits and hyphens are ASCII"))
     }
 }
@@ -125,7 +133,8 @@ impl SessionId {
         if text.trim().is_empty() {
             return Err(SessionIdError::Missing);
         }
-        if text.chars().count() > Self::MAX_CHARS {
+        // No more bytes than the limit means no more characters either.
+        if text.len() > Self::MAX_CHARS && text.chars().count() > Self::MAX_CHARS {
             return Err(SessionIdError::TooLong);
         }
         Ok(SessionId(text.into()))

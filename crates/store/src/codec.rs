@@ -282,8 +282,8 @@ fn decode_facts(input: &mut Decoder<'_>) -> Result<UserFacts, StoreError> {
     for _ in 0..count {
         // Each iteration consumes bytes, so a huge declared count ends in a
         // truncation error long before memory runs out.
-        let id = input.string()?;
-        let id = SessionId::parse(&id).map_err(|e| input.corrupt(&format!("session id: {e}")))?;
+        let id = input.text()?;
+        let id = SessionId::parse(id).map_err(|e| input.corrupt(&format!("session id: {e}")))?;
         let code = input.u8()?;
         let state =
             SessionState::from_code(code).ok_or_else(|| input.corrupt("unknown session state"))?;
@@ -512,16 +512,22 @@ impl<'a> Decoder<'a> {
     }
 
     fn string(&mut self) -> Result<String, StoreError> {
+        self.text().map(str::to_owned)
+    }
+
+    /// A string, borrowed from the record.
+    fn text(&mut self) -> Result<&'a str, StoreError> {
         let len = self.varint()?;
         let rest = self.bytes.len() - self.pos;
         let len = usize::try_from(len)
             .ok()
             .filter(|len| *len <= rest)
             .ok_or_else(|| self.corrupt("truncated string"))?;
-        let text = std::str::from_utf8(&self.bytes[self.pos..self.pos + len])
+        let bytes: &'a [u8] = self.bytes;
+        let text = std::str::from_utf8(&bytes[self.pos..self.pos + len])
             .map_err(|_| self.corrupt("not UTF-8"))?;
         self.pos += len;
-        Ok(text.to_owned())
+        Ok(text)
     }
 
     fn timestamp(&mut self) -> Result<Timestamp, StoreError> {

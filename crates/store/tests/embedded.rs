@@ -475,6 +475,46 @@ async fn one_lookup_reads_answer_what_user_and_facts_answer(backend: Backend) {
 }
 both!(one_lookup_reads_answer_what_user_and_facts_answer);
 
+async fn a_read_of_many_users_answers_each_in_the_order_asked(backend: Backend) {
+    let place = backend.place();
+    let store = place.open().await;
+    // Enough users that every shard of the embedded store holds several.
+    let users = (1..=400).map(|n| directory_user(n, "Someone")).collect();
+    store
+        .load_directory(vec![tenant(TENANT, "Contoso", users)])
+        .await
+        .unwrap();
+    for n in (1..=400).step_by(3) {
+        applied(&store, user(n), set_preferred("Away", "Away"), at(0)).await;
+    }
+    // Scrambled, with repeats and users the directory does not have.
+    let asked: Vec<Guid> = (0..650u128)
+        .map(|i| user((i * 7919) % 450 + 1).user)
+        .collect();
+    let many = store.known_facts_many(TENANT, &asked).await.unwrap();
+    assert_eq!(many.len(), asked.len());
+    for (user, answer) in asked.iter().zip(&many) {
+        let key = UserKey {
+            tenant: TENANT,
+            user: *user,
+        };
+        assert_eq!(*answer, store.known_facts(key).await.unwrap(), "{user}");
+    }
+    let with_facts = many
+        .iter()
+        .filter(|answer| matches!(answer, KnownFacts::Facts(Some(_))))
+        .count();
+    let strangers = many
+        .iter()
+        .filter(|answer| matches!(answer, KnownFacts::NotInDirectory))
+        .count();
+    assert!(
+        with_facts > 100 && strangers > 30,
+        "{with_facts} {strangers}"
+    );
+}
+both!(a_read_of_many_users_answers_each_in_the_order_asked);
+
 async fn the_manual_clock_reading_survives_a_reopen(backend: Backend) {
     let place = backend.place();
     let store = place.open().await;

@@ -5,7 +5,6 @@
 //! (400), parse and validate the body (400/413/415), check permissions (403),
 //! find the user (404), then read or apply.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -22,7 +21,7 @@ use presenced_domain::{
 };
 use presenced_identity::Principal;
 use presenced_store::{ApplyOutcome, KnownFacts, UserKey};
-use serde::de::DeserializeOwned;
+use serde::Deserialize;
 
 use super::authz::{self, Need};
 use super::dto::{self, PresenceJson, Selection, Viewer};
@@ -264,30 +263,21 @@ async fn get_presences_by_user_id(
         )));
     }
     let mut users = Vec::with_capacity(ids.len());
-    let mut seen = HashSet::with_capacity(ids.len());
     for id in &ids {
         let user = Guid::parse(id).ok_or_else(|| {
             ApiError::invalid_argument(format!("[Ids]: '{id}' is not a valid user id: presence needs the user's object id (a GUID)."))
         })?;
-        if seen.insert(user) {
-            users.push(user);
-        }
+        users.push(user);
     }
+    drop(ids);
+    first_occurrences(&mut users);
     authz::authorize(principal, Need::ReadAny, Guid::from_u128(0))?;
     let read = state
         .store
         .known_facts_many(principal.tenant, &users)
         .await?;
-    let (known, facts): (Vec<Guid>, Vec<Option<Arc<UserFacts>>>) = users
-        .iter()
-        .zip(read)
-        .filter_map(|(user, read)| match read {
-            KnownFacts::NotInDirectory => None,
-            KnownFacts::Facts(facts) => Some((*user, facts)),
-        })
-        .unzip();
     let now = state.clock.now();
-    let mut out = Vec::with_capacity(64 + known.len() * 400);
+    let mut out = Vec::with_capacity(64 + users.len() * 400);
     out.extend_from_slice(b"{\"@odata.context\":");
     serde_json::to_writer(
         &mut out,
@@ -298,15 +288,20 @@ async fn get_presences_by_user_id(
     )
     .map_err(ApiError::internal)?;
     out.extend_from_slice(b",\"value\":[");
-    for (i, (user, facts)) in known.iter().zip(&facts).enumerate() {
-        if i > 0 {
+    let mut first = true;
+    for (user, read) in users.iter().zip(&read) {
+        let KnownFacts::Facts(facts) = read else {
+            continue;
+        };
+        if !first {
             out.push(b',');
         }
+        first = false;
         let view = derive(facts.as_deref().unwrap_or(&EMPTY), now, &state.rules);
-        let id = user.to_string();
+        let id = user.text();
         let json = PresenceJson {
             context: None,
-            id: &id,
+            id: std::str::from_utf8(&id).map_err(ApiError::internal)?,
             view: &view,
             selection: Selection::ALL,
             viewer: viewer(principal, *user),
@@ -315,6 +310,28 @@ async fn get_presences_by_user_id(
     }
     out.extend_from_slice(b"]}");
     Ok(json_response(StatusCode::OK, out))
+}
+
+/// Keeps the first occurrence of each id, in the order sent: a sort of
+/// (id, position) pairs finds the repeats without hashing every id.
+fn first_occurrences(users: &mut Vec<Guid>) {
+    let mut order: Vec<(Guid, usize)> = users.iter().copied().zip(0..).collect();
+    order.sort_unstable();
+    let mut keep = vec![true; users.len()];
+    let mut repeats = false;
+    for pair in order.windows(2) {
+        if pair[0].0 == pair[1].0 {
+            keep[pair[1].1] = false;
+            repeats = true;
+        }
+    }
+    if repeats {
+        let mut position = 0;
+        users.retain(|_| {
+            position += 1;
+            keep[position - 1]
+        });
+    }
 }
 
 async fn act(
@@ -565,9 +582,9 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 /// Parses a JSON body into `T`. An empty body reads as `{}`; a body that is
 /// not JSON is 400 under a JSON Content-Type and 415 under any other.
-pub fn parse_json<T: DeserializeOwned + Default>(
+pub fn parse_json<'a, T: Deserialize<'a> + Default>(
     headers: &HeaderMap,
-    body: &Bytes,
+    body: &'a Bytes,
 ) -> Result<T, ApiError> {
     let value = parse_any(headers, body)?;
     // A body is an object: serde's derived `Deserialize` would also read an
@@ -584,9 +601,9 @@ pub fn parse_json<T: DeserializeOwned + Default>(
     Ok(value)
 }
 
-fn parse_any<T: DeserializeOwned + Default>(
+fn parse_any<'a, T: Deserialize<'a> + Default>(
     headers: &HeaderMap,
-    body: &Bytes,
+    body: &'a Bytes,
 ) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
@@ -608,5 +625,21 @@ fn json_error(headers: &HeaderMap, error: serde_json::Error) -> ApiError {
             ApiError::bad_request(format!("The request body is not valid JSON: {error}."))
         }
         _ => ApiError::for_status(StatusCode::UNSUPPORTED_MEDIA_TYPE),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_ids_are_kept_once_where_they_first_appear() {
+        let [a, b, c] = [3u128, 1, 2].map(Guid::from_u128);
+        let mut users = vec![a, b, a, c, b, b, a];
+        first_occurrences(&mut users);
+        assert_eq!(users, [a, b, c]);
+        let mut distinct = vec![c, a, b];
+        first_occurrences(&mut distinct);
+        assert_eq!(distinct, [c, a, b]);
     }
 }

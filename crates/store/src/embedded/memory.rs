@@ -15,7 +15,8 @@
 //! of the user key. A std lock (not tokio's) because no critical section
 //! awaits anything: each one is a lookup, a decode or an insert. A read-write
 //! lock because reads (every GET, 650-user batches) far outnumber writes, and
-//! sharding keeps writers to different users apart. A panic while a lock is
+//! sharding keeps writers to different users apart. A read of many users
+//! (`known_facts_many`) groups them by shard and takes each lock once. A panic while a lock is
 //! held cannot leave a set half-updated (every change is one `replace`), so
 //! poisoning is ignored.
 //!
