@@ -304,16 +304,21 @@ const FINDINGS: [(&str, &str); 8] = [
     (
         "set (durable)",
         "the machine's 2 cores are the limit, not the disk or one thread. A write is acknowledged after one \
-         append and one fdatasync of the write-ahead log (presenced.wal) per batch, and a thread of its own \
-         writes acknowledged writes into redb afterwards, off that path. Sampled from /proc during a set run at \
-         28k writes/s, presenced used about 1.4 cores: the HTTP workers 0.76 (about 27 µs per write: the request \
-         head and JSON body, the token, the domain's apply, encoding the record, the hand-off to the writer and \
-         the answer), the redb applier 0.45 (about 16 µs per write: every write dirties its user's record and \
-         deadline-index row at random places in the B-tree, whose pages redb copies and checksums) and the log \
-         writer 0.2, mostly in the kernel; wrk took the rest. Redis's durable SET does far less per request (no \
-         token, no JSON, no second copy of the data in a B-tree). Closing the gap needs less CPU per write on \
-         both sides: no B-tree update per write (the log plus snapshots of memory, which already answers every \
-         read) and a cheaper request path.",
+         append and one fdatasync of the write-ahead log (presenced.wal) per batch; a thread of its own writes \
+         acknowledged writes into redb afterwards, off that path. perf over a set run (100,000 users) splits \
+         presenced's CPU samples as: the two HTTP workers 29 % each (about 27 µs per write: the request head and \
+         JSON body, the token, the domain's apply, encoding the record, the hand-off to the writer and the \
+         answer), the redb applier 28 % and the log writer 15 % (fdatasync and the kernel's I/O). The applier's \
+         time is mostly the kernel copying B-tree pages in and out (pread, pwrite, page-cache lookups): with a \
+         session, a preferred presence and a directory entry per user the tables outgrow redb's 16 MiB cache, and \
+         every write dirties the pages of its record and of its deadline row at random places. The store alone, \
+         on tables that fit that cache, takes 6.4 µs of its own threads' CPU per write and 102k durable writes/s \
+         (`cargo run --release -p presenced-store --example store_set -- 100000 400000`: 100,000 users, one \
+         session each). A larger cache would spend resident memory the 300 B per user target does not leave. \
+         Redis's durable SET does far less per request (no token, no JSON, no second copy of the data in a \
+         B-tree). Closing the gap needs less CPU per write on both sides: no B-tree update per write (the log \
+         plus snapshots of memory, which already answers every read), which frees the applier's share, and a \
+         cheaper request path.",
     ),
     (
         "get: at least",
@@ -324,15 +329,21 @@ const FINDINGS: [(&str, &str); 8] = [
          one with more be refused in Graph's format, which hyper's fixed default of 100 cannot express), the \
          store's lookup and decoding of the user record (3k), about 27 small allocations (3k) and writing the \
          JSON answer (2k); the rest is spread thin over tokio, hyper and axum. About 40 % of a GET's CPU is the \
-         kernel's loopback networking, which the baseline pays too. The ratio moves by several hundredths \
-         between runs on this shared machine (0.60 to 0.72 on the same build).",
+         kernel's loopback networking, which the baseline pays too. The ratio moves a lot between runs on this \
+         shared machine: from 0.47 to 0.72 on the same build in separate runs, the main phase (100,000 users) \
+         usually below the scale phase's 10,000.",
     ),
     (
         "scale: set",
-        "writes to random users at 1M users dirty redb pages that its 16 MiB cache no longer holds; the applier \
-         thread reads them back and rewrites them off the acknowledgement path, so the rate follows the log \
-         unless the applier falls 32,768 writes behind, when appends wait for it (back-pressure). A run that \
-         misses this target shows the applier lagging: the tail (p99.9) of the 1M row grows first.",
+        "at 1M users every write dirties redb pages that its 16 MiB cache no longer holds, and the applier \
+         thread reads them back and writes them out through the kernel: measured on the store alone \
+         (`cargo run --release -p presenced-store --example store_set -- 1000000 600000`), it takes about 25 µs \
+         of CPU per write at 1M users against 3 µs at 100,000, mostly pread and pwrite copies and page-cache \
+         lookups under perf, which caps the store near 35k writes/s. The rate follows the log until the applier \
+         falls 32,768 writes behind; then appends wait for it (back-pressure, up to about a second in that \
+         measurement), so the tail (p99, p99.9) of the 1M row grows first. No B-tree update per write (the \
+         log plus snapshots of memory) is the fix; a cache that holds the tables would cost more resident \
+         memory than the 300 B per user target leaves.",
     ),
     (
         "redis: a write",
@@ -357,15 +368,14 @@ const FINDINGS: [(&str, &str); 8] = [
     ),
     (
         "bulk",
-        "a GET became much cheaper (see get: at least; about 1.8 times the rate of the build this target was \
-         first met on) while a 650-id read gained about a tenth, so the ratio of their terms fell. Under \
-         callgrind a 650-id read costs about 8.5M instructions with every user holding presence facts (13,000 \
-         per presence): decoding each user's whole stored record takes about a quarter (varints, instants, \
-         session ids, strings), the 650 lookups at random places in memory stall on cache misses (about 18 %), \
-         deriving presence about 8 % and writing JSON about 5 %; the rest includes the per-id work of the request: the JSON body's 650 \
-         strings, GUID parsing, the duplicate check and a shared pointer per record. Decoding only what a \
-         presence needs, without allocating, is the next step; the ratio also moves by about ±15 % between \
-         runs, since its two terms are measured separately.",
+        "its two terms are measured separately, minutes apart, so the ratio moves by about ±15 % between runs. \
+         perf over a run of 650-id reads: finding the users in memory takes about a quarter of presenced's CPU \
+         (cache misses at random places; a read already takes each memory shard's lock once and looks up all \
+         of that shard's users before decoding any, so the misses overlap), decoding each user's whole stored \
+         record about a sixth (varints, instants, the session id's allocation, a shared pointer per record), \
+         writing the JSON about 7 %, sorting the ids for the duplicate check about 3 %; the rest is HTTP, \
+         parsing the body's 650 ids and deriving presence. Decoding only what a presence needs, without \
+         allocating, is the next step.",
     ),
     (
         "get: p99",

@@ -336,21 +336,39 @@ impl EmbeddedStore {
         tenant: Guid,
         users: &[Guid],
     ) -> Result<Vec<KnownFacts>, StoreError> {
-        let mut keys: Vec<(usize, usize, KeyBytes)> = users
+        let keys: Vec<(usize, KeyBytes)> = users
             .iter()
-            .enumerate()
-            .map(|(position, &user)| {
+            .map(|&user| {
                 let key = user_key_bytes(UserKey { tenant, user });
-                (self.memory.shard_index(&key), position, key)
+                (self.memory.shard_index(&key), key)
             })
             .collect();
-        keys.sort_unstable_by_key(|&(shard, position, _)| (shard, position));
+        // The positions grouped by shard (a counting sort: no comparisons).
+        let mut starts = vec![0usize; self.memory.shards().len() + 1];
+        for (shard, _) in &keys {
+            starts[shard + 1] += 1;
+        }
+        for shard in 1..starts.len() {
+            starts[shard] += starts[shard - 1];
+        }
+        let mut next = starts.clone();
+        let mut grouped = vec![0usize; keys.len()];
+        for (position, (shard, _)) in keys.iter().enumerate() {
+            grouped[next[*shard]] = position;
+            next[*shard] += 1;
+        }
         let mut out = vec![KnownFacts::NotInDirectory; users.len()];
-        for group in keys.chunk_by(|a, b| a.0 == b.0) {
-            let residents = memory::read(&self.memory.shards()[group[0].0]);
-            let found: Vec<Option<&Resident>> =
-                group.iter().map(|(_, _, key)| residents.get(key)).collect();
-            for (&(_, position, _), resident) in group.iter().zip(&found) {
+        for (shard, span) in starts.windows(2).enumerate() {
+            let group = &grouped[span[0]..span[1]];
+            if group.is_empty() {
+                continue;
+            }
+            let residents = memory::read(&self.memory.shards()[shard]);
+            let found: Vec<Option<&Resident>> = group
+                .iter()
+                .map(|&position| residents.get(&keys[position].1))
+                .collect();
+            for (&position, resident) in group.iter().zip(&found) {
                 out[position] = known_facts_of(*resident)?;
             }
         }
