@@ -866,6 +866,9 @@ pub(super) fn write_ops<'a>(
         let mut meta = Lazy::new(META);
         let mut subscriptions = Lazy::new(SUBSCRIPTIONID_SUBSCRIPTION);
         let mut outbox_rows = Lazy::new(OUTBOX);
+        // Records and deadline rows are written after the loop, sorted by
+        // key, each once: see `UserRows`.
+        let mut user_rows = UserRows::default();
         for op in ops.flat_map(Op::parts) {
             match op {
                 Op::UserRecord {
@@ -875,17 +878,16 @@ pub(super) fn write_ops<'a>(
                     new_deadline,
                     outbox,
                 } => {
-                    records.get(&txn)?.insert(key, record.as_slice())?;
+                    user_rows.record(key, record);
                     if let Some((row, body)) = outbox {
                         outbox_rows.get(&txn)?.insert(row, body.as_slice())?;
                     }
                     if old_deadline != new_deadline {
-                        let deadlines = deadlines.get(&txn)?;
                         if let Some(old) = old_deadline {
-                            deadlines.remove(&deadline_key(*old, key))?;
+                            user_rows.deadline(deadline_key(*old, key), false);
                         }
                         if let Some(new) = new_deadline {
-                            deadlines.insert(&deadline_key(*new, key), ())?;
+                            user_rows.deadline(deadline_key(*new, key), true);
                         }
                     }
                 }
@@ -926,11 +928,67 @@ pub(super) fn write_ops<'a>(
                 Op::Barrier | Op::Group(_) => {}
             }
         }
+        user_rows.write(&txn, &mut records, &mut deadlines)?;
         meta.get(&txn)?
             .insert(META_APPLIED_SEQ, applied_seq.to_be_bytes().as_slice())?;
     }
     txn.commit()?;
     Ok(())
+}
+
+/// The user records and deadline rows of one transaction, written in key
+/// order, each key once, with the last write to it.
+///
+/// Only `Op::UserRecord` writes these two tables, so moving its writes to
+/// them after the batch's other writes changes nothing but their order; and
+/// a record insert, or a deadline row's insert or remove, replaces what came
+/// before it, so the last one per key is the batch's effect. In key order,
+/// each B-tree leaf is read and changed once per transaction: in arrival
+/// order, writes to random users revisit leaves that redb's cache may
+/// already have written out and dropped, and read them back.
+#[derive(Default)]
+struct UserRows<'a> {
+    /// (key, arrival, record).
+    records: Vec<(&'a [u8; 32], usize, &'a [u8])>,
+    /// (row, arrival, present after it).
+    deadlines: Vec<([u8; 48], usize, bool)>,
+}
+
+impl<'a> UserRows<'a> {
+    fn record(&mut self, key: &'a [u8; 32], record: &'a [u8]) {
+        let arrival = self.records.len();
+        self.records.push((key, arrival, record));
+    }
+
+    fn deadline(&mut self, row: [u8; 48], present: bool) {
+        let arrival = self.deadlines.len();
+        self.deadlines.push((row, arrival, present));
+    }
+
+    fn write<'txn>(
+        mut self,
+        txn: &'txn WriteTransaction,
+        records: &mut Lazy<'txn, &'static [u8; 32], &'static [u8]>,
+        deadlines: &mut Lazy<'txn, &'static [u8; 48], ()>,
+    ) -> Result<(), redb::Error> {
+        self.records
+            .sort_unstable_by(|a, b| a.0.cmp(b.0).then(a.1.cmp(&b.1)));
+        for writes in self.records.chunk_by(|a, b| a.0 == b.0) {
+            let (key, _, record) = writes[writes.len() - 1];
+            records.get(txn)?.insert(key, record)?;
+        }
+        self.deadlines
+            .sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+        for moves in self.deadlines.chunk_by(|a, b| a.0 == b.0) {
+            let (row, _, present) = &moves[moves.len() - 1];
+            if *present {
+                deadlines.get(txn)?.insert(row, ())?;
+            } else {
+                deadlines.get(txn)?.remove(row)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A table of the write transaction, opened on first use.
@@ -951,6 +1009,93 @@ impl<'txn, K: redb::Key + 'static, V: redb::Value + 'static> Lazy<'txn, K, V> {
         match &mut self.table {
             Some(table) => Ok(table),
             slot @ None => Ok(slot.insert(txn.open_table(self.definition)?)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+    use redb::{ReadableDatabase, ReadableTable};
+
+    use super::*;
+
+    type Rows = (Vec<([u8; 32], Vec<u8>)>, Vec<[u8; 48]>);
+
+    /// Every user record and deadline row in the file.
+    fn rows(db: &Database) -> Rows {
+        let txn = db.begin_read().unwrap();
+        let records = match txn.open_table(USERKEY_FACTS) {
+            Ok(table) => table
+                .iter()
+                .unwrap()
+                .map(|row| {
+                    let (key, value) = row.unwrap();
+                    (*key.value(), value.value().to_vec())
+                })
+                .collect(),
+            Err(redb::TableError::TableDoesNotExist(_)) => Vec::new(),
+            Err(error) => panic!("{error}"),
+        };
+        let deadlines = match txn.open_table(DEADLINE_USERKEY) {
+            Ok(table) => table
+                .iter()
+                .unwrap()
+                .map(|row| *row.unwrap().0.value())
+                .collect(),
+            Err(redb::TableError::TableDoesNotExist(_)) => Vec::new(),
+            Err(error) => panic!("{error}"),
+        };
+        (records, deadlines)
+    }
+
+    /// A write to one of a few users, moving their deadline between a few
+    /// instants (not always from where the last write left it) and
+    /// sometimes carrying an outbox row.
+    fn user_record() -> impl Strategy<Value = Op> {
+        (
+            0u8..4,
+            any::<u8>(),
+            proptest::option::of(0i64..3),
+            proptest::option::of(0i64..3),
+            any::<bool>(),
+        )
+            .prop_map(|(user, value, old, new, outbox)| {
+                let key = [user; 32];
+                let at = |s: i64| Timestamp::from_second(1_780_000_000 + s).unwrap();
+                Op::UserRecord {
+                    key,
+                    record: vec![value; 1 + usize::from(value % 7)],
+                    old_deadline: old.map(at),
+                    new_deadline: new.map(at),
+                    outbox: outbox.then(|| ([value; 24], vec![user])),
+                }
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// One transaction of many writes leaves the tables exactly as the
+        /// same writes do one transaction each, in order.
+        #[test]
+        fn a_batch_writes_what_its_writes_do_one_by_one(
+            before in vec(user_record(), 0..8),
+            batch in vec(user_record(), 1..40),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let batched = Database::create(dir.path().join("batched.redb")).unwrap();
+            let one_by_one = Database::create(dir.path().join("one_by_one.redb")).unwrap();
+            for (seq, op) in before.iter().enumerate() {
+                write_ops(&batched, std::iter::once(op), seq as u64, false).unwrap();
+                write_ops(&one_by_one, std::iter::once(op), seq as u64, false).unwrap();
+            }
+            write_ops(&batched, batch.iter(), 100, false).unwrap();
+            for op in &batch {
+                write_ops(&one_by_one, std::iter::once(op), 100, false).unwrap();
+            }
+            prop_assert_eq!(rows(&batched), rows(&one_by_one));
         }
     }
 }
