@@ -305,10 +305,11 @@ const FINDINGS: [(&str, &str); 8] = [
         "set (durable)",
         "the machine's 2 cores are the limit, not the disk or one thread. A write is acknowledged after one \
          append and one fdatasync of the write-ahead log (presenced.wal) per batch; a thread of its own writes \
-         acknowledged writes into redb afterwards, off that path. perf over a set run (100,000 users) splits \
-         presenced's CPU samples as: the two HTTP workers 29 % each (about 27 µs per write: the request head and \
-         JSON body, the token, the domain's apply, encoding the record, the hand-off to the writer and the \
-         answer), the redb applier 28 % and the log writer 15 % (fdatasync and the kernel's I/O). The applier's \
+         acknowledged writes into redb afterwards, off that path. perf over a measured set run (100,000 users, \
+         28k writes/s), per thread: the two HTTP workers about 0.39 core each (together about 28 µs per write: \
+         the request head and JSON body, the token, the domain's apply, encoding the record, the hand-off to \
+         the writer and the answer), the redb applier 0.42 and the log writer 0.19 (fdatasync and the kernel's \
+         I/O); wrk took the rest. The applier's \
          time is mostly the kernel copying B-tree pages in and out (pread, pwrite, page-cache lookups): with a \
          session, a preferred presence and a directory entry per user the tables outgrow redb's 16 MiB cache, and \
          every write dirties the pages of its record and of its deadline row at random places. The store alone, \
@@ -337,10 +338,11 @@ const FINDINGS: [(&str, &str); 8] = [
         "scale: set",
         "at 1M users every write dirties redb pages that its 16 MiB cache no longer holds, and the applier \
          thread reads them back and writes them out through the kernel: measured on the store alone \
-         (`cargo run --release -p presenced-store --example store_set -- 1000000 600000`), it takes about 25 µs \
-         of CPU per write at 1M users against 3 µs at 100,000, mostly pread and pwrite copies and page-cache \
-         lookups under perf, which caps the store near 35k writes/s. The rate follows the log until the applier \
-         falls 32,768 writes behind; then appends wait for it (back-pressure, up to about a second in that \
+         (`cargo run --release -p presenced-store --example store_set -- 1000000 600000`), it takes 13 to 20 µs \
+         of CPU per write at 1M users against about 3 µs at 100,000, mostly pread and pwrite copies and \
+         page-cache lookups under perf, even with each transaction's rows written in key order (each leaf once), \
+         which caps the store at 40k to 55k writes/s there. The rate follows the log until the applier falls \
+         32,768 writes behind; then appends wait for it (back-pressure, up to half a second in that \
          measurement), so the tail (p99, p99.9) of the 1M row grows first. No B-tree update per write (the \
          log plus snapshots of memory) is the fix; a cache that holds the tables would cost more resident \
          memory than the 300 B per user target leaves.",
