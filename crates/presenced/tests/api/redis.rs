@@ -349,21 +349,7 @@ async fn the_fan_out_skips_stale_subscription_index_entries() {
 
     let redis = RedisSetup::fresh();
     let config = tempfile::tempdir().unwrap();
-    let file = config.path().join("presenced.toml");
-    std::fs::write(&file, "[notifications]\nretry_initial = \"PT0.05S\"\n").unwrap();
-    let server = TestServer::start_on_redis(
-        redis.clone(),
-        &[
-            "--clock",
-            "manual",
-            "--throttle",
-            "off",
-            "--webhooks-allow-loopback-http",
-            "--config",
-            file.to_str().unwrap(),
-        ],
-    )
-    .await;
+    let server = crate::transfer::notifying_server(Some(redis.clone()), None, &config).await;
     let hook = Receiver::start(Behaviour::Healthy).await;
     let id = subscribe_to(&server, &hook, ADELE).await;
     // Megan's index names Adele's subscription; Lee's names one that does

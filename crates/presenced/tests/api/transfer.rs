@@ -130,7 +130,7 @@ async fn import_refuses_what_it_cannot_read_and_writes_nothing() {
 /// A server on the manual clock that may call loopback webhooks, on
 /// `redis` when given, else on the embedded store in `data_dir` (a fresh one
 /// when `None`).
-async fn notifying_server(
+pub async fn notifying_server(
     redis: Option<RedisSetup>,
     data_dir: Option<tempfile::TempDir>,
     config: &tempfile::TempDir,
