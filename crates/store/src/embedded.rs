@@ -375,41 +375,48 @@ impl EmbeddedStore {
         Ok(out)
     }
 
+    /// Applies `mutation` under the user's shard lock; `None` (nothing
+    /// written) when `known_only` and the directory does not have the user,
+    /// told by the same lookup.
     fn apply_in_memory(
         &self,
         key: UserKey,
         mutation: Mutation,
         now: Timestamp,
-    ) -> Result<Step<ApplyOutcome>, StoreError> {
+        known_only: bool,
+    ) -> Result<Option<Step<ApplyOutcome>>, StoreError> {
         let _admitted = self.shared.admit()?;
         let user = key;
         let key = user_key_bytes(key);
         let mut residents = memory::write(self.memory.shard(&key));
         let current = residents.get(&key);
+        if known_only && current.and_then(Resident::directory).is_none() {
+            return Ok(None);
+        }
         let (mut facts, old_deadline) = match current.and_then(Resident::facts) {
             Some(record) => codec::decode_user_record(record)?,
             None => (UserFacts::default(), None),
         };
         let applied = match presenced_domain::apply(&mut facts, mutation, now, &self.rules) {
             Ok(applied) => applied,
-            Err(refused) => return Ok(Step::Done(ApplyOutcome::Refused(refused))),
+            Err(refused) => return Ok(Some(Step::Done(ApplyOutcome::Refused(refused)))),
         };
         if !applied.facts_changed {
             drop(residents);
-            return Ok(Step::Wait(
+            return Ok(Some(Step::Wait(
                 ApplyOutcome::Applied(applied),
                 self.send(Op::Barrier)?,
-            ));
+            )));
         }
         let new_deadline = presenced_domain::next_change(&facts, now, &self.rules);
         let record = codec::encode_user_record(&facts, new_deadline);
         if record.len() > self.max_record_bytes {
-            return Ok(Step::Done(ApplyOutcome::Refused(
+            return Ok(Some(Step::Done(ApplyOutcome::Refused(
                 MutationError::RecordTooLarge {
                     size: record.len(),
                     limit: self.max_record_bytes,
                 },
-            )));
+            ))));
         }
         let resident = Resident::new(&key, current.and_then(Resident::directory), Some(&record));
         // A visible change of a subscribed user is announced in the same commit.
@@ -437,7 +444,7 @@ impl EmbeddedStore {
             outbox.commit(Timestamp::MIN, id, change);
         }
         residents.replace(resident);
-        Ok(Step::Wait(ApplyOutcome::Applied(applied), pending))
+        Ok(Some(Step::Wait(ApplyOutcome::Applied(applied), pending)))
     }
 
     fn advance_in_memory(
@@ -672,8 +679,24 @@ impl Store for EmbeddedStore {
         now: Timestamp,
     ) -> BoxFuture<'_, Result<ApplyOutcome, StoreError>> {
         Box::pin(async move {
-            let step = self.apply_in_memory(key, mutation, now)?;
+            let step = self
+                .apply_in_memory(key, mutation, now, false)?
+                .ok_or_else(|| StoreError::Corrupt("an unchecked write found no user".into()))?;
             self.finish(step).await
+        })
+    }
+
+    fn apply_known(
+        &self,
+        key: UserKey,
+        mutation: Mutation,
+        now: Timestamp,
+    ) -> BoxFuture<'_, Result<Option<ApplyOutcome>, StoreError>> {
+        Box::pin(async move {
+            match self.apply_in_memory(key, mutation, now, true)? {
+                Some(step) => self.finish(step).await.map(Some),
+                None => Ok(None),
+            }
         })
     }
 

@@ -515,6 +515,36 @@ async fn a_read_of_many_users_answers_each_in_the_order_asked(backend: Backend) 
 }
 both!(a_read_of_many_users_answers_each_in_the_order_asked);
 
+async fn a_checked_write_applies_only_to_users_of_the_directory(backend: Backend) {
+    let place = backend.place();
+    let store = place.open().await;
+    let users = vec![directory_user(1, "Ada"), directory_user(2, "Bo")];
+    store
+        .load_directory(vec![tenant(TENANT, "Contoso", users)])
+        .await
+        .unwrap();
+    assert!(store.remove_user(user(2)).await.unwrap());
+    let outcome = store
+        .apply_known(user(1), set_preferred("Away", "Away"), at(0))
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, Some(ApplyOutcome::Applied(ref applied)) if applied.facts_changed),
+        "{outcome:?}"
+    );
+    assert!(facts(&store, user(1)).await.is_some());
+    // Removed, and never in the directory: nothing is written.
+    for n in [2, 3] {
+        let outcome = store
+            .apply_known(user(n), set_preferred("Away", "Away"), at(0))
+            .await
+            .unwrap();
+        assert!(outcome.is_none(), "user {n}: {outcome:?}");
+        assert!(facts(&store, user(n)).await.is_none(), "user {n}");
+    }
+}
+both!(a_checked_write_applies_only_to_users_of_the_directory);
+
 async fn the_manual_clock_reading_survives_a_reopen(backend: Backend) {
     let place = backend.place();
     let store = place.open().await;
