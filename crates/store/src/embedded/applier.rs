@@ -36,7 +36,7 @@ use tokio::sync::oneshot;
 use super::writer::{Op, Shared, write_ops};
 
 /// The most acknowledged writes waiting for redb before the writer waits.
-pub(super) const MAX_QUEUED: usize = 2 * super::writer::APPLY_EVERY;
+pub(super) const MAX_QUEUED: usize = 4 * super::writer::APPLY_EVERY;
 
 struct Chunk {
     ops: Vec<Op>,

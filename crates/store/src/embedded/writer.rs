@@ -67,7 +67,7 @@ use crate::{StoreError, codec};
 pub(super) const MAX_BATCH: usize = 4096;
 
 /// Acknowledged writes are handed to the applier once this many wait.
-pub(super) const APPLY_EVERY: usize = 16384;
+pub(super) const APPLY_EVERY: usize = 8192;
 
 /// The active log segment's length at which it is retired and a checkpoint
 /// asked for: a bound on the log's size and on how much start-up replays
